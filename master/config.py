@@ -1,0 +1,113 @@
+"""BuildmasterConfig from the settings: workers, one builder per slot, schedulers, web UI.
+
+Slots are data: every (os, Python X.Y) that some worker serves becomes a builder named
+`<os>-py<X.Y>`, run by the workers that have that interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import defaultdict
+
+from buildbot.plugins import util, worker
+from twisted.python import log
+
+from master import schedulers
+from master.release_build import ReleaseBuild
+from master.secrets import worker_password
+from master.settings import ROOT, Settings, WorkerSettings
+from steps.runner_steps import release_steps
+
+
+def load_runner():
+    """worker/runner.py as a module: the master uses its interpreter discovery for the local worker."""
+    spec = importlib.util.spec_from_file_location("farm_runner", ROOT / "worker" / "runner.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("farm_runner", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def worker_pythons(settings_worker: WorkerSettings) -> list[str]:
+    if settings_worker.pythons != "auto":
+        return list(settings_worker.pythons)
+    found = load_runner().find_interpreters()
+    unsupported = [i for i in found if not i.get("supported", True)]
+    for interpreter in unsupported:
+        log.msg(
+            f"worker {settings_worker.name}: Python {interpreter['version']} at {interpreter['path']} is not "
+            f"served by the runner ({interpreter.get('why', 'unsupported')}); no slot for it."
+        )
+    return [i["version"] for i in found if i.get("supported", True)]
+
+
+def slot_name(os_name: str, python: str) -> str:
+    return f"{os_name}-py{python}"
+
+
+def _version_key(slot: tuple[str, str]):
+    os_name, python = slot
+    return os_name, tuple(int(part) for part in python.split("."))
+
+
+def build_config(settings: Settings) -> dict:
+    slots: dict[tuple[str, str], list[str]] = defaultdict(list)
+    workers = []
+    for entry in settings.workers:
+        pythons = worker_pythons(entry)
+        for python in pythons:
+            slots[(entry.os, python)].append(entry.name)
+        workers.append(
+            worker.Worker(
+                entry.name,
+                worker_password(entry),
+                max_builds=entry.max_builds,
+                properties={"runner_python": entry.runner_python, "worker_os": entry.os},
+            )
+        )
+
+    builders = []
+    for os_name, python in sorted(slots, key=_version_key):
+        factory = util.BuildFactory(release_steps())
+        factory.buildClass = ReleaseBuild
+        builders.append(
+            util.BuilderConfig(
+                name=slot_name(os_name, python),
+                workernames=slots[(os_name, python)],
+                factory=factory,
+                tags=[os_name, f"py{python}"],
+                properties={
+                    "python": python,
+                    "slot_os": os_name,
+                    "index_url": settings.index_url,
+                    "phase_timeout": settings.phase_timeout,
+                    "retries": settings.retries,
+                },
+            )
+        )
+    names = [b.name for b in builders]
+
+    return {
+        "title": settings.title,
+        "titleURL": settings.title_url,
+        "buildbotURL": settings.buildbot_url,
+        "workers": workers,
+        "protocols": {"pb": {"port": f"tcp:{settings.pb_port}:interface=127.0.0.1" if _all_local(settings) else settings.pb_port}},
+        "builders": builders,
+        "schedulers": [schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names)],
+        "change_source": [],
+        "collapseRequests": schedulers.same_release,
+        "db": {"db_url": settings.db_url},
+        "www": {
+            "port": settings.http_port,
+            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+            "change_hook_dialects": {},
+        },
+        "buildbotNetUsageData": None,
+    }
+
+
+def _all_local(settings: Settings) -> bool:
+    """A farm whose only worker is the local one need not listen beyond loopback."""
+    return all(w.local for w in settings.workers)

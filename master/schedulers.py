@@ -1,0 +1,142 @@
+"""What starts builds: a release from the feed, or a rebuild someone forced.
+
+Both give one build request per slot whose properties say which release (`package`, `version`).
+Requests collapse only when they are for the same release on the same slot: Buildbot's default
+would merge requests for different packages, which all look alike to it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from buildbot.plugins import schedulers, util
+from buildbot.data import resultspec
+from twisted.internet import defer
+
+# PEP 508 names and PEP 440-ish versions: what the form accepts before a build is queued.
+PACKAGE_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
+VERSION = r"^$|^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
+
+
+def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler:
+    """One build on every slot for each release Change (project = package, revision = version)."""
+    return schedulers.AnyBranchScheduler(
+        name="releases",
+        builderNames=builder_names,
+        change_filter=util.ChangeFilter(category="release"),
+        treeStableTimer=None,
+    )
+
+
+class RebuildScheduler(schedulers.ForceScheduler):
+    """Force one release (by name, optional version) on all slots, or on the slots picked.
+
+    The UI's force dialog sends the id of the builder it was opened from; a rebuild is about a
+    package, so it goes to every slot unless the form's `slots` field names some.
+    """
+
+    @defer.inlineCallbacks
+    def force(self, owner, builderNames=None, builderid=None, **kwargs):
+        picked = kwargs.get("slots") or []
+        picked = [picked] if isinstance(picked, str) else list(picked)
+        if builderNames:
+            picked = list(builderNames)
+        unknown = sorted(set(picked) - set(self.builderNames))
+        if unknown:
+            raise KeyError(f"no such slot: {', '.join(unknown)}; the slots are {', '.join(self.builderNames)}")
+        return (yield super().force(owner, builderNames=picked or list(self.builderNames), **kwargs))
+
+    @defer.inlineCallbacks
+    def gatherPropertiesAndChanges(self, collector, **kwargs):
+        properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
+        if properties.getProperty("package"):
+            properties.setProperty("package", _normalise(properties.getProperty("package")), "Force Build Form")
+        return properties, changeids, sourcestamps
+
+    @defer.inlineCallbacks
+    def addBuildsetForSourceStampsWithDefaults(self, reason, sourcestamps=None, properties=None, builderNames=None, **kw):
+        # Tie the rebuild to the release's Change, so the console shows it in the release's row.
+        package = properties.getProperty("package")
+        version = properties.getProperty("version") or None
+        changeid = yield self._release_change(package, version, properties.getProperty("owner"))
+        return (
+            yield self.addBuildsetForChanges(
+                reason=reason, changeids=[changeid], builderNames=builderNames, properties=properties, **kw
+            )
+        )
+
+    @defer.inlineCallbacks
+    def _release_change(self, package: str, version: str | None, owner: str):
+        if version:
+            known = yield self.master.data.get(
+                ("changes",),
+                filters=[resultspec.Filter("project", "eq", [package]), resultspec.Filter("revision", "eq", [version])],
+                order=["-changeid"],
+                limit=1,
+            )
+            if known:
+                return known[0]["changeid"]
+        return (
+            yield self.master.data.updates.addChange(
+                author=owner or "rebuild",
+                project=package,
+                revision=version,
+                category="rebuild",
+                comments=f"rebuild of {package} {version or '(latest release)'}",
+                properties={"package": package, "version": version or ""},
+                repository="",
+                codebase="",
+                files=[],
+            )
+        )
+
+
+def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
+    no_source = util.FixedParameter
+    return RebuildScheduler(
+        name="rebuild",
+        label="Rebuild a release",
+        buttonName="Rebuild",
+        builderNames=builder_names,
+        codebases=[
+            util.CodebaseParameter(
+                codebase="",
+                branch=no_source(name="branch", default=""),
+                revision=no_source(name="revision", default=""),
+                repository=no_source(name="repository", default=""),
+                project=no_source(name="project", default=""),
+            )
+        ],
+        reason=util.StringParameter(name="reason", label="Reason", default="rebuild", size=40),
+        properties=[
+            util.StringParameter(
+                name="package", label="Package", required=True, regex=PACKAGE_NAME, size=40,
+            ),
+            util.StringParameter(
+                name="version", label="Version (empty: the latest release)", regex=VERSION, default="", size=20,
+            ),
+            util.ChoiceStringParameter(
+                name="slots", label="Slots (none picked: all)", choices=builder_names, multiple=True,
+                default=[], strict=True,
+            ),
+        ],
+    )
+
+
+def _normalise(name: str) -> str:
+    """PEP 503 normalisation, so 'Six' and 'six' are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@defer.inlineCallbacks
+def same_release(master, builder, request, other):
+    """collapseRequests: merge two requests only if they are for one release on one slot."""
+    if request["buildsetid"] == other["buildsetid"]:
+        return True
+    mine = yield master.data.get(("buildsets", request["buildsetid"], "properties"))
+    theirs = yield master.data.get(("buildsets", other["buildsetid"], "properties"))
+
+    def release(props):
+        return (props.get("package", (None,))[0], props.get("version", ("",))[0] or "")
+
+    return release(mine) == release(theirs) and release(mine)[0] is not None

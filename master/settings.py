@@ -1,0 +1,210 @@
+"""The farm's settings: one object loaded from farm.toml, validated on load.
+
+Every error names the key it is about and says what to do, because the first reader of it is an
+operator who just edited the file. Secrets are never stored here: a setting names the file or the
+environment variable that holds them (see master/secrets.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = ROOT / "farm.toml"
+
+OS_NAMES = ("linux", "macos", "windows")
+PYTHON_VERSION = re.compile(r"^[23]\.\d{1,2}$")
+WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """farm.toml (or the file FARM_CONFIG names) says something the farm cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    name: str
+    os: str
+    # Python versions ("3.12") the worker serves; "auto" means: the interpreters the runner finds
+    # on this machine (only meaningful for a worker on the master's own machine).
+    pythons: tuple[str, ...] | str
+    password_file: Path | None
+    password_env: str | None
+    # The interpreter that runs worker/runner.py on the worker (3.9 or newer); "auto" is the
+    # master's own interpreter, which is right for the local worker only.
+    runner_python: str
+    max_builds: int
+    local: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    source: Path
+    title: str
+    title_url: str
+    buildbot_url: str
+    http_port: int
+    pb_port: int
+    db_url: str
+    basedir: Path
+    secrets_dir: Path
+    index_url: str
+    workers: tuple[WorkerSettings, ...]
+    phase_timeout: int
+    retries: int
+
+    @property
+    def local_worker(self) -> WorkerSettings | None:
+        return next((w for w in self.workers if w.local), None)
+
+
+def load(path: str | os.PathLike | None = None, environ=os.environ) -> Settings:
+    """Read the settings from `path`, else $FARM_CONFIG, else the checked-in farm.toml."""
+    path = Path(path or environ.get("FARM_CONFIG") or DEFAULT_FILE).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such settings file; copy farm.toml or unset FARM_CONFIG.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML ({error}); fix the file and try again.") from None
+    return parse(raw, path, environ)
+
+
+class _Table:
+    """Typed access to one TOML table that names the key in every error."""
+
+    def __init__(self, source: Path, prefix: str, data):
+        if not isinstance(data, dict):
+            raise SettingsError(f"{source}: '{prefix}' must be a table ([{prefix}]).")
+        self.source, self.prefix, self.data = source, prefix, data
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> SettingsError:
+        name = f"{self.prefix}.{key}" if self.prefix else key
+        return SettingsError(f"{self.source}: '{name}' {message}")
+
+    def get(self, key: str, kind: type, default=dataclasses.MISSING):
+        self.used.add(key)
+        if key not in self.data:
+            if default is dataclasses.MISSING:
+                raise self.error(key, "is required.")
+            return default
+        value = self.data[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise self.error(key, f"must be {_KIND_NAMES[kind]}, not {value!r}.")
+        return value
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "is not a known setting; check its spelling.")
+
+
+_KIND_NAMES = {str: "a string", int: "a whole number", list: "a list", dict: "a table", bool: "true or false"}
+
+
+def _port(table: _Table, key: str, default: int, env_name: str, environ) -> int:
+    if environ.get(env_name):
+        try:
+            value = int(environ[env_name])
+        except ValueError:
+            raise SettingsError(f"${env_name} must be a port number, not {environ[env_name]!r}.") from None
+    else:
+        value = table.get(key, int, default)
+    if not 0 < value < 65536:
+        raise table.error(key, f"must be a port number between 1 and 65535, not {value}.")
+    return value
+
+
+def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
+    base = source.parent
+    top = _Table(source, "", raw)
+    master = _Table(source, "master", top.get("master", dict, {}))
+    index = _Table(source, "index", top.get("index", dict, {}))
+    limits = _Table(source, "limits", top.get("limits", dict, {}))
+    http_port = _port(master, "http_port", 8010, "FARM_HTTP_PORT", environ)
+    settings = Settings(
+        source=source,
+        title=master.get("title", str, "PyPI test farm"),
+        title_url=master.get("title_url", str, "https://pypi.org/"),
+        buildbot_url=master.get("url", str, f"http://localhost:{http_port}/"),
+        http_port=http_port,
+        pb_port=_port(master, "pb_port", 9989, "FARM_PB_PORT", environ),
+        db_url=master.get("db_url", str, "sqlite:///state.sqlite"),
+        basedir=base / master.get("basedir", str, "var/master"),
+        secrets_dir=base / master.get("secrets_dir", str, "var/secrets"),
+        index_url=environ.get("FARM_INDEX_URL") or index.get("url", str, "https://pypi.org/simple"),
+        workers=tuple(_worker(source, i, w) for i, w in enumerate(top.get("workers", list, []))),
+        phase_timeout=limits.get("timeout", int, 900),
+        retries=limits.get("retries", int, 1),
+    )
+    if not settings.buildbot_url.endswith("/"):
+        raise master.error("url", "must end with '/'.")
+    if not settings.index_url.startswith(("http://", "https://")):
+        raise index.error("url", f"must be an http(s) URL of a simple index, not {settings.index_url!r}.")
+    if not settings.workers:
+        raise top.error("workers", "must list at least one worker ([[workers]]).")
+    names = [w.name for w in settings.workers]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise top.error("workers", f"names the worker {duplicate!r} twice; worker names must be unique.")
+    if sum(w.local for w in settings.workers) > 1:
+        raise top.error("workers", "has more than one worker with local = true; there is one local worker.")
+    if settings.phase_timeout <= 0:
+        raise limits.error("timeout", "must be a positive number of seconds.")
+    for table in (top, master, index, limits):
+        table.check_unknown()
+    return settings
+
+
+def _worker(source: Path, position: int, data) -> WorkerSettings:
+    table = _Table(source, f"workers[{position}]", data)
+    name = table.get("name", str)
+    if not WORKER_NAME.match(name):
+        raise table.error("name", f"must be letters, digits, '.', '_' or '-', not {name!r}.")
+    local = table.get("local", bool, False)
+    os_name = table.get("os", str, _this_os() if local else dataclasses.MISSING)
+    if os_name not in OS_NAMES:
+        raise table.error("os", f"must be one of {', '.join(OS_NAMES)}, not {os_name!r}.")
+    pythons = table.get("pythons", (list, str), "auto" if local else dataclasses.MISSING)
+    if isinstance(pythons, str):
+        if pythons != "auto" or not local:
+            raise table.error("pythons", 'must be a list of versions like ["3.12"] ("auto" only for the local worker).')
+    else:
+        bad = next((p for p in pythons if not isinstance(p, str) or not PYTHON_VERSION.match(p)), None)
+        if bad is not None:
+            raise table.error("pythons", f'must list versions like "3.12"; {bad!r} is not one.')
+        pythons = tuple(pythons)
+    password_file = table.get("password_file", str, None)
+    password_env = table.get("password_env", str, None)
+    if not password_file and not password_env:
+        raise table.error("password_file", "or 'password_env' must say where the worker's password is.")
+    max_builds = table.get("max_builds", int, 2)
+    if max_builds < 1:
+        raise table.error("max_builds", "must be 1 or more.")
+    runner_python = table.get("runner_python", str, "auto" if local else "python3")
+    if runner_python == "auto" and not local:
+        raise table.error("runner_python", "must name the worker's interpreter; 'auto' is for the local worker.")
+    table.check_unknown()
+    return WorkerSettings(
+        name=name,
+        os=os_name,
+        pythons=pythons,
+        password_file=source.parent / password_file if password_file else None,
+        password_env=password_env,
+        runner_python=sys.executable if runner_python == "auto" else runner_python,
+        max_builds=max_builds,
+        local=local,
+    )
+
+
+_KIND_NAMES[(list, str)] = "a list or a string"
+
+
+def _this_os() -> str:
+    return {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")

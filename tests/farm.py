@@ -1,0 +1,163 @@
+"""A real farm for end-to-end tests: `python -m master.run` on free loopback ports in a temporary
+folder, driven through the real REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Farm:
+    """One master and its local worker, as `make run` starts them."""
+
+    def __init__(self, folder: Path, index_url: str, pythons=("3.11", "3.12"), max_builds: int = 2, retries: int = 1):
+        self.folder = folder
+        self.http_port, self.pb_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}/"
+        self.config = folder / "farm.toml"
+        self.config.write_text(
+            f"""
+[master]
+url = "{self.url}"
+http_port = {self.http_port}
+pb_port = {self.pb_port}
+basedir = "master"
+secrets_dir = "secrets"
+
+[index]
+url = "{index_url}"
+
+[limits]
+timeout = 300
+retries = {retries}
+
+[[workers]]
+name = "local"
+local = true
+pythons = {json.dumps(list(pythons))}
+password_file = "secrets/worker-local.pass"
+max_builds = {max_builds}
+"""
+        )
+        self.slots = [f"linux-py{p}" for p in pythons]
+        self.process = None
+        self.output = folder / "run.log"
+
+    # -- processes -------------------------------------------------------------------------------
+    def start(self, timeout: float = 90) -> "Farm":
+        env = dict(os.environ, FARM_CONFIG=str(self.config))
+        for name in ("FARM_HTTP_PORT", "FARM_PB_PORT", "FARM_INDEX_URL"):
+            env.pop(name, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "master.run"], cwd=ROOT, env=env,
+            stdout=self.output.open("ab"), stderr=subprocess.STDOUT,
+        )
+        wait_for(self._worker_connected, timeout, "the master to answer and the worker to connect")
+        return self
+
+    def _worker_connected(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the farm exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            workers = self.get("workers")["workers"]
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return any(w["connected_to"] for w in workers)
+
+    def stop(self) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def worker_pid(self) -> int:
+        return int((self.folder / "worker-local" / "twistd.pid").read_text())
+
+    def log_tail(self, lines: int = 60) -> str:
+        parts = []
+        for path in (self.output, self.folder / "master" / "twistd.log", self.folder / "worker-local" / "twistd.log"):
+            if path.exists():
+                parts.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    # -- REST API --------------------------------------------------------------------------------
+    def get(self, path: str, **params):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        url = f"{self.url}api/v2/{path}" + (f"?{query}" if query else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+
+    def rpc(self, path: str, method: str, **params):
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
+        request = urllib.request.Request(
+            f"{self.url}api/v2/{path}", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            return json.load(error)
+
+    def force(self, package: str, version: str = "", slots=None, **extra):
+        params = dict(package=package, version=version, reason="test", **extra)
+        if slots is not None:
+            params["slots"] = list(slots)
+        answer = self.rpc("forceschedulers/rebuild", "force", **params)
+        assert "error" not in answer, answer
+        return answer["result"]  # [buildsetid, {builderid: brid}]
+
+    def builds(self, **params):
+        return self.get("builds", property="*", **params)["builds"]
+
+    def builds_of(self, buildsetid: int):
+        requests = self.get("buildrequests", buildsetid=buildsetid)["buildrequests"]
+        builds = []
+        for request in requests:
+            builds.extend(self.get(f"buildrequests/{request['buildrequestid']}/builds", property="*")["builds"])
+        return requests, builds
+
+    def wait_buildset(self, buildsetid: int, timeout: float = 240):
+        def complete():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the farm exited:\n{self.log_tail()}")
+            return self.get(f"buildsets/{buildsetid}")["buildsets"][0]["complete"]
+
+        wait_for(complete, timeout, f"buildset {buildsetid} to complete", interval=0.5)
+        return self.builds_of(buildsetid)
+
+    def steps(self, buildid: int):
+        return self.get(f"builds/{buildid}/steps")["steps"]
+
+    def builder_names(self) -> dict[int, str]:
+        return {b["builderid"]: b["name"] for b in self.get("builders")["builders"]}

@@ -1,0 +1,109 @@
+"""The whole farm on one machine: a real master and worker as processes, fixture releases served
+over HTTP, builds forced and inspected through the REST API."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from master.outcomes import RESULTS
+from tests.farm import Farm, wait_for
+from tests.pkgindex import write_package
+
+pytestmark = pytest.mark.slow
+
+SLOTS = ("3.11", "3.12")
+STEP_NAMES = ["install", "test", "uninstall"]
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, package_index):
+    farm = Farm(tmp_path_factory.mktemp("farm"), package_index.url, pythons=SLOTS).start()
+    yield farm
+    assert farm.stop() == 0, farm.log_tail()
+
+
+def test_builders_are_generated_one_per_slot(farm):
+    assert sorted(farm.builder_names().values()) == [f"linux-py{p}" for p in SLOTS]
+    schedulers = {s["name"] for s in farm.get("schedulers")["schedulers"]}
+    assert {"releases", "rebuild"} <= schedulers
+
+
+def test_each_outcome_on_every_slot(farm, package_index):
+    forced = {name: farm.force(name)[0] for name in package_index.expected}
+    for name, outcome in package_index.expected.items():
+        requests, builds = farm.wait_buildset(forced[name])
+        assert len(requests) == len(SLOTS) and len(builds) == len(SLOTS), (name, builds)
+        for build in builds:
+            props = {key: value for key, (value, _source) in build["properties"].items()}
+            version = props["version"]
+            context = (name, outcome, build["state_string"], farm.log_tail())
+            assert props["outcome"] == outcome, context
+            assert build["results"] == RESULTS[outcome], context
+            assert build["state_string"] == f"{props['package']} {version}: {outcome}", context
+            assert props["package"] == name and version
+            assert props["reproduce"].startswith("python runner.py") or "runner.py" in props["reproduce"]
+            steps = [s for s in farm.steps(build["buildid"]) if s["name"] in STEP_NAMES]
+            assert [s["name"] for s in steps] == STEP_NAMES
+            if outcome in ("install-failed", "not-applicable"):
+                assert [s["results"] for s in steps[1:]] == [3, 3], "test and uninstall are skipped"
+            else:
+                assert all(s["results"] != 3 for s in steps), steps
+
+
+def test_rebuild_picks_slots_and_rejects_bad_names(farm, package_index):
+    name = next(n for n, o in package_index.expected.items() if o == "passed")
+    requests, builds = farm.wait_buildset(farm.force(name, slots=["linux-py3.12"])[0])
+    assert [farm.builder_names()[b["builderid"]] for b in builds] == ["linux-py3.12"]
+
+    refused = farm.rpc("forceschedulers/rebuild", "force", package="no such; name", reason="x")
+    assert "error" in refused and "package" in refused["error"]["message"]
+
+
+def test_forty_packages_give_forty_builds_and_duplicates_collapse(farm, package_index, tmp_path):
+    names = [f"farmfix-many-{i:02d}" for i in range(40)]
+    package_index.add([dist for name in names for dist in write_package(tmp_path, name, "1.0", kind="wheel")])
+    buildsets = [farm.force(name, slots=["linux-py3.12"])[0] for name in names]
+    # The last release is still queued behind the others: a second request for it collapses.
+    duplicate = farm.force(names[-1], slots=["linux-py3.12"])[0]
+    builds = {}
+    for buildsetid in buildsets + [duplicate]:
+        _, found = farm.wait_buildset(buildsetid, timeout=400)
+        for build in found:
+            builds[build["buildid"]] = build
+    packages = sorted(b["properties"]["package"][0] for b in builds.values())
+    assert packages == names, "one build for each package, none merged, the duplicate collapsed"
+    assert all(b["results"] == 0 for b in builds.values())
+
+
+def test_a_killed_worker_gives_retry_and_the_request_is_built_again(farm, package_index, tmp_path):
+    package_index.add(write_package(tmp_path, "farmfix-slow", "1.0", behaviour="slow", kind="wheel"))
+    buildsetid, _ = farm.force("farmfix-slow", slots=["linux-py3.12"])
+
+    def running_test_step():
+        builds = farm.get("builds", buildrequestid=_request_id(farm, buildsetid))["builds"]
+        return builds and any(s["name"] == "test" and s["started_at"] and not s["complete"]
+                              for s in farm.steps(builds[0]["buildid"]))
+
+    wait_for(running_test_step, 120, "the slow package's tests to start")
+    os.kill(farm.worker_pid(), signal.SIGKILL)
+    requests, builds = farm.wait_buildset(buildsetid, timeout=300)
+    builds.sort(key=lambda b: b["buildid"])
+    assert [b["results"] for b in builds] == [RESULTS["infra-error"], 0], [b["state_string"] for b in builds]
+    assert "lost" in builds[0]["state_string"], builds[0]["state_string"]
+    assert builds[1]["state_string"] == "farmfix-slow 1.0: passed"
+
+
+def _request_id(farm, buildsetid):
+    return farm.get("buildrequests", buildsetid=buildsetid)["buildrequests"][0]["buildrequestid"]
+
+
+def test_history_survives_a_restart(farm):
+    before = farm.get("builds")["meta"]["total"] if "total" in farm.get("builds")["meta"] else len(farm.get("builds")["builds"])
+    assert farm.stop() == 0, farm.log_tail()
+    started = time.monotonic()
+    farm.start()
+    after = len(farm.get("builds")["builds"])
+    assert after >= before > 0
+    assert time.monotonic() - started < 60

@@ -1,0 +1,100 @@
+"""farm.toml: defaults load, overrides apply, and every mistake names its key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from master import settings
+from master.settings import SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LOCAL = """
+[[workers]]
+name = "local"
+local = true
+password_file = "secrets/local.pass"
+"""
+
+
+def load_text(tmp_path, text, environ=None):
+    path = tmp_path / "farm.toml"
+    path.write_text(text)
+    return settings.load(path, environ or {})
+
+
+def test_the_shipped_settings_load():
+    loaded = settings.load(ROOT / "farm.toml", {})
+    assert loaded.http_port == 8010
+    assert loaded.local_worker.name == "local"
+    assert loaded.local_worker.pythons == "auto"
+    assert loaded.basedir == ROOT / "var" / "master"
+    assert loaded.index_url.endswith("/simple")
+
+
+def test_environment_moves_the_ports_and_the_index(tmp_path):
+    loaded = load_text(
+        tmp_path, LOCAL, {"FARM_HTTP_PORT": "18010", "FARM_PB_PORT": "19989", "FARM_INDEX_URL": "http://127.0.0.1:1/simple"}
+    )
+    assert (loaded.http_port, loaded.pb_port) == (18010, 19989)
+    assert loaded.buildbot_url == "http://localhost:18010/"
+    assert loaded.index_url == "http://127.0.0.1:1/simple"
+    assert loaded.local_worker.password_file == tmp_path / "secrets" / "local.pass"
+
+
+def test_farm_config_names_another_file(tmp_path):
+    (tmp_path / "other.toml").write_text("[master]\nhttp_port = 8123\n" + LOCAL)
+    assert settings.load(environ={"FARM_CONFIG": str(tmp_path / "other.toml")}).http_port == 8123
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[master]\nhttp_port = 'x'\n" + LOCAL, "'master.http_port' must be a whole number, not 'x'."),
+        ("[master]\nhttp_port = 70000\n" + LOCAL, "'master.http_port' must be a port number"),
+        ("[master]\nhtpp_port = 8010\n" + LOCAL, "'master.htpp_port' is not a known setting"),
+        ("[index]\nurl = 'ftp://x'\n" + LOCAL, "'index.url' must be an http(s) URL"),
+        ("", "'workers' must list at least one worker"),
+        ("[[workers]]\nname = 'w'\npassword_env = 'X'\n", "'workers[0].os' is required."),
+        ("[[workers]]\nname = 'w'\nos = 'beos'\npythons=['3.12']\npassword_env = 'X'\n", "'workers[0].os' must be one of"),
+        ("[[workers]]\nname = 'w'\nos = 'linux'\npythons=['3.x']\npassword_env = 'X'\n", "'workers[0].pythons' must list versions"),
+        ("[[workers]]\nname = 'w'\nos = 'linux'\npythons=['3.12']\n", "'workers[0].password_file' or 'password_env'"),
+        (LOCAL + LOCAL, "names the worker 'local' twice"),
+        ("[limits]\ntimeout = 0\n" + LOCAL, "'limits.timeout' must be a positive number"),
+        ("[master\n", "not valid TOML"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path, text, message):
+    with pytest.raises(SettingsError) as error:
+        load_text(tmp_path, text)
+    assert message in str(error.value)
+    assert str(tmp_path / "farm.toml") in str(error.value)
+
+
+def test_bad_port_in_environment(tmp_path):
+    with pytest.raises(SettingsError, match=r"\$FARM_HTTP_PORT must be a port number"):
+        load_text(tmp_path, LOCAL, {"FARM_HTTP_PORT": "eighty"})
+
+
+@pytest.mark.slow
+def test_checkconfig_passes_on_the_shipped_configuration(tmp_path):
+    result = subprocess.run(
+        [Path(sys.executable).parent / "buildbot", "checkconfig", ROOT / "master.cfg"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Config file is good!" in result.stdout
+
+
+@pytest.mark.slow
+def test_checkconfig_names_the_bad_key(tmp_path):
+    bad = tmp_path / "farm.toml"
+    bad.write_text("[limits]\ntimeout = 'soon'\n" + LOCAL)
+    result = subprocess.run(
+        [Path(sys.executable).parent / "buildbot", "checkconfig", ROOT / "master.cfg"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "FARM_CONFIG": str(bad)},
+    )
+    assert result.returncode != 0
+    assert "'limits.timeout' must be a whole number, not 'soon'." in result.stdout + result.stderr
