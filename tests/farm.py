@@ -37,7 +37,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
 class Farm:
     """One master and its local worker, as `make run` starts them."""
 
-    def __init__(self, folder: Path, index_url: str, pythons=("3.11", "3.12"), max_builds: int = 2, retries: int = 1):
+    def __init__(
+        self, folder: Path, index_url: str, pythons=("3.11", "3.12"), max_builds: int = 2, retries: int = 1,
+        extra_toml: str = "",
+        local_worker: bool = True,
+    ):
         self.folder = folder
         self.http_port, self.pb_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/"
@@ -58,6 +62,9 @@ url = "{index_url}"
 timeout = 300
 retries = {retries}
 
+"""
+            + (
+                f"""
 [[workers]]
 name = "local"
 local = true
@@ -65,13 +72,17 @@ pythons = {json.dumps(list(pythons))}
 password_file = "secrets/worker-local.pass"
 max_builds = {max_builds}
 """
+                if local_worker
+                else ""
+            )
+            + extra_toml
         )
         self.slots = [f"linux-py{p}" for p in pythons]
         self.process = None
         self.output = folder / "run.log"
 
     # -- processes -------------------------------------------------------------------------------
-    def start(self, timeout: float = 90) -> "Farm":
+    def start(self, timeout: float = 90, wait_for_worker: bool = True) -> "Farm":
         env = dict(os.environ, FARM_CONFIG=str(self.config))
         for name in ("FARM_HTTP_PORT", "FARM_PB_PORT", "FARM_INDEX_URL"):
             env.pop(name, None)
@@ -79,8 +90,19 @@ max_builds = {max_builds}
             [sys.executable, "-m", "master.run"], cwd=ROOT, env=env,
             stdout=self.output.open("ab"), stderr=subprocess.STDOUT,
         )
-        wait_for(self._worker_connected, timeout, "the master to answer and the worker to connect")
+        if wait_for_worker:
+            wait_for(self._worker_connected, timeout, "the master to answer and a worker to connect")
+        else:
+            wait_for(self._answers, timeout, "the master to answer")
         return self
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the farm exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            return self.get("builders") is not None
+        except (urllib.error.URLError, ConnectionError):
+            return False
 
     def _worker_connected(self):
         if self.process.poll() is not None:
