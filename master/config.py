@@ -37,7 +37,7 @@ def worker_pythons(settings_worker: WorkerSettings) -> list[str]:
     for interpreter in unsupported:
         log.msg(
             f"worker {settings_worker.name}: Python {interpreter['version']} at {interpreter['path']} is not "
-            f"served by the runner ({interpreter.get('why', 'unsupported')}); no slot for it."
+            f"served by the runner ({interpreter.get('note') or 'unsupported'}); no slot for it."
         )
     return [i["version"] for i in found if i.get("supported", True)]
 
