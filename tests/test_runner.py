@@ -1,0 +1,404 @@
+"""worker/runner.py through its real CLI, against a real local index and real interpreters."""
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pkgindex import ROOT, PackageIndex, write_package
+
+sys.path.insert(0, str(ROOT))
+from worker import runner  # noqa: E402
+
+RUNNER = ROOT / "worker" / "runner.py"
+CACHE = ROOT / ".cache" / "uv-runner-tests"
+INTERPRETERS = {i["version"]: i for i in runner.find_interpreters()}
+MAIN_PY = "3.12" if "3.12" in INTERPRETERS else sorted(v for v, i in INTERPRETERS.items() if i["supported"])[-1]
+REPORT_KEYS = {"schema", "spec", "package", "version", "python", "index_url", "outcome", "reason", "phases",
+               "installed_from", "dependencies", "tests", "leftovers", "reproduce", "runner_seconds"}
+EXIT = {"passed": 0, "no-tests": 0, "not-applicable": 0, "install-failed": 1, "tests-failed": 1,
+        "uninstall-dirty": 1, "infra-error": 3}
+
+
+def run_cli(spec, workdir, index_url, python=MAIN_PY, phase=None, extra=()):
+    cmd = [sys.executable, str(RUNNER), spec, "--python", python, "--index-url", index_url,
+           "--workdir", str(workdir), "--cache-dir", str(CACHE), "--quiet", *extra]
+    if phase:
+        cmd += ["--phase", phase]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    report_file = Path(workdir) / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else None
+    return proc, report
+
+
+def comparable(report):
+    return {
+        "outcome": report["outcome"],
+        "statuses": {p: v["status"] for p, v in report["phases"].items()},
+        "installed_from": report["installed_from"],
+        "dependencies": report["dependencies"],
+        "tests": {k: (report["tests"] or {}).get(k) for k in ("passed", "failed", "errors", "skipped")},
+        "leftovers": report["leftovers"],
+    }
+
+
+@pytest.fixture(scope="module")
+def all_reports(package_index, tmp_path_factory):
+    """One `--phase all` run per standard package (the outcome tests share them)."""
+    out = {}
+    for name in package_index.expected:
+        if name == "farmfix-dep":
+            continue
+        wd = tmp_path_factory.mktemp(name)
+        proc, report = run_cli(name, wd, package_index.url)
+        out[name] = (proc, report, wd)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Fast unit tests of the pieces (no interpreters started)
+# ---------------------------------------------------------------------------
+
+def test_env_layout_for_each_platform():
+    lin = runner.env_layout("/w/env", (3, 12, 1), system="Linux")
+    assert lin == {"python": "/w/env/bin/python", "bin": "/w/env/bin",
+                   "site_packages": "/w/env/lib/python3.12/site-packages"}
+    mac = runner.env_layout("/w/env", (3, 9, 0), system="Darwin")
+    assert mac["python"] == "/w/env/bin/python" and mac["site_packages"].endswith("lib/python3.9/site-packages")
+    win = runner.env_layout("C:\\w\\env", (3, 12, 1), system="Windows")
+    assert win == {"python": "C:\\w\\env\\Scripts\\python.exe", "bin": "C:\\w\\env\\Scripts",
+                   "site_packages": "C:\\w\\env\\Lib\\site-packages"}
+    pypy = runner.env_layout("/e", (3, 10, 0), system="Linux", implementation="pypy")
+    assert pypy["site_packages"] == "/e/lib/pypy3.10/site-packages"
+
+
+def test_platform_helpers():
+    assert runner.prefix_interpreter("/p/3.12.1", "Linux") == "/p/3.12.1/bin/python"
+    assert runner.prefix_interpreter("C:\\py\\3.12.1", "Windows") == "C:\\py\\3.12.1\\python.exe"
+    assert runner.exe_name("uv", "Windows") == "uv.exe" and runner.exe_name("uv", "Linux") == "uv"
+    assert runner.popen_group_kwargs("Darwin") == {"start_new_session": True}
+    assert runner.popen_group_kwargs("Linux")["start_new_session"] is True
+    assert "creationflags" in runner.popen_group_kwargs("Windows")
+    assert runner.user_cache_dir("Linux", {"HOME": "/h"}) == "/h/.cache/pypi-farm-runner"
+    assert runner.user_cache_dir("Linux", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == "/x/pypi-farm-runner"
+    assert runner.user_cache_dir("Darwin", {"HOME": "/h"}) == "/h/Library/Caches/pypi-farm-runner"
+    assert runner.user_cache_dir("Windows", {"LOCALAPPDATA": "C:\\L"}) == "C:\\L\\pypi-farm-runner\\Cache"
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("six==1.17.0", ("name", "six", "1.17.0")),
+    ("zope.interface", ("name", "zope.interface", None)),
+    ("Foo_Bar==2.0rc1", ("name", "Foo_Bar", "2.0rc1")),
+])
+def test_parse_spec(spec, expected):
+    assert runner.parse_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["six==", "-rf", "six==1.0; rm -rf /", "six>=1", "a b", "six==1.*", "$(id)"])
+def test_parse_spec_rejects(spec):
+    with pytest.raises(runner.UsageError):
+        runner.parse_spec(spec)
+
+
+@pytest.mark.parametrize("spec, version, ok", [
+    ("<3", "3.12.1", False), (">=3.8", "3.12.1", True), (">=3.13", "3.12.1", False),
+    (">=2.7, !=3.0.*, !=3.1.*", "3.1.4", False), (">=2.7, !=3.0.*, !=3.1.*", "3.8.0", True),
+    ("~=3.6", "3.12.1", True), ("~=3.6.1", "3.7.0", False), ("==3.*", "3.9.18", True),
+    (">3.8", "3.8.18", True), ("<3.12", "3.12.1", False), ("<=3.12", "3.12.1", False), ("<=3.12", "3.12.0", True),
+    (">=3.10,<4", "3.13.0", True), ("", "3.12.1", True), ("garbage", "3.12.1", True),
+])
+def test_requires_python(spec, version, ok):
+    assert runner.specifier_allows(spec, version) is ok
+
+
+def test_wheel_compatibility():
+    info = {"implementation": "cpython", "version_info": [3, 12, 1], "platform": "linux-x86_64", "bits": 64,
+            "libc": "glibc 2.36", "soabi": "cpython-312-x86_64-linux-gnu", "system": "Linux"}
+    ok = runner.wheel_priority
+    assert ok("six-1.17.0-py2.py3-none-any.whl", info) is not None
+    assert ok("x-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", info) is not None
+    assert ok("x-1-cp38-abi3-manylinux2014_x86_64.whl", info) is not None
+    assert ok("x-1-cp313-cp313-manylinux_2_17_x86_64.whl", info) is None
+    assert ok("x-1-cp312-cp312-manylinux_2_39_x86_64.whl", info) is None  # glibc too old
+    assert ok("x-1-cp312-cp312-win_amd64.whl", info) is None
+    assert ok("x-1-cp312-cp312-musllinux_1_1_x86_64.whl", info) is None
+    assert ok("x-1-py2-none-any.whl", info) is None
+    # a platform wheel ranks before a pure one
+    assert ok("x-1-cp312-cp312-manylinux2014_x86_64.whl", info) < ok("x-1-py3-none-any.whl", info)
+    win = dict(info, platform="win-amd64", system="Windows", libc="", soabi="")
+    assert ok("x-1-cp312-cp312-win_amd64.whl", win) is not None
+    assert ok("x-1-cp312-cp312-manylinux2014_x86_64.whl", win) is None
+
+
+def test_leftover_rules():
+    before = ["bin/python", "lib/python3.12/site-packages/_virtualenv.py"]
+    claimed = {"lib/python3.12/site-packages/dep/__init__.py"}
+    removed = ["lib/python3.12/site-packages/pkg/__init__.py"]
+    after = before + sorted(claimed) + [
+        ".lock",
+        "lib/python3.12/site-packages/__pycache__/_virtualenv.cpython-312.pyc",
+        "lib/python3.12/site-packages/dep/__pycache__/__init__.cpython-312.pyc",
+        "lib/python3.12/site-packages/pkg/__pycache__/__init__.cpython-312.pyc",
+        "lib/python3.12/site-packages/pkg/cache.dat",
+        "lib/python3.12/site-packages/pkg/__pycache__/generated.cpython-312.pyc",
+    ]
+    assert runner.leftovers(after, before, claimed, removed) == [
+        "lib/python3.12/site-packages/pkg/cache.dat",
+        "lib/python3.12/site-packages/pkg/__pycache__/generated.cpython-312.pyc",
+    ]
+
+
+def test_junit_counts(tmp_path):
+    f = tmp_path / "j.xml"
+    f.write_text('<testsuites><testsuite tests="7" failures="1" errors="2" skipped="1"/></testsuites>')
+    assert runner.junit_counts(str(f)) == {"passed": 3, "failed": 1, "errors": 2, "skipped": 1}
+    assert runner.junit_counts(str(tmp_path / "missing.xml")) is None
+
+
+def test_find_interpreters_in_a_pyenv_tree(tmp_path):
+    for v in ("2.7.18", "3.12.0", "3.12.1", "3.13.0", "3.14-dev"):
+        exe = tmp_path / "versions" / v / "bin" / "python"
+        exe.parent.mkdir(parents=True)
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    found = runner.find_interpreters(environ={"PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path), "PATH": ""},
+                                     system="Linux")
+    assert [(i["version"], i["full_version"], i["supported"]) for i in found] == [
+        ("2.7", "2.7.18", False), ("3.12", "3.12.1", True), ("3.13", "3.13.0", True)]
+    assert found[1]["path"] == str(tmp_path / "versions" / "3.12.1" / "bin" / "python")
+    assert "unsupported" in found[0]["note"]
+
+
+def test_list_pythons_cli():
+    proc = subprocess.run([sys.executable, str(RUNNER), "--list-pythons"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    listed = json.loads(proc.stdout)
+    assert listed and all({"version", "full_version", "path", "supported"} <= set(i) for i in listed)
+    assert len({i["version"] for i in listed}) == len(listed)
+
+
+def test_malformed_spec_is_a_usage_error(tmp_path):
+    proc, report = run_cli("six==1.0;rm", tmp_path, "http://127.0.0.1:9/simple")
+    assert proc.returncode == 2 and report is None
+    assert len(proc.stderr.strip().splitlines()) == 1 and "malformed SPEC" in proc.stderr
+
+
+def test_unknown_interpreter_is_a_usage_error(tmp_path):
+    proc, _ = run_cli("six==1.17.0", tmp_path, "http://127.0.0.1:9/simple", python="3.99")
+    assert proc.returncode == 2
+    line, = proc.stderr.strip().splitlines()
+    assert "no Python 3.99" in line and "available:" in line and MAIN_PY in line
+
+
+# ---------------------------------------------------------------------------
+# The whole CLI against the fixture index
+# ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", ["pass", "testfail", "setupfail", "notests", "leftover", "oldpython"])
+def test_outcome(all_reports, package_index, behaviour):
+    name = "farmfix-" + behaviour
+    proc, report, _ = all_reports[name]
+    expected = package_index.expected[name]
+    assert report["outcome"] == expected, (report["reason"], proc.stdout[-3000:])
+    assert proc.returncode == EXIT[expected]
+    assert set(report) - {"_state"} == REPORT_KEYS
+    assert report["reason"] and "\n" not in report["reason"] and report["reason"].endswith(".")
+    assert expected in proc.stdout and "reproduce:" in proc.stdout  # the readable summary
+    statuses = {p: v["status"] for p, v in report["phases"].items()}
+    if expected in ("install-failed", "not-applicable"):
+        assert statuses["test"] == statuses["uninstall"] == "skipped"
+    else:
+        assert statuses["install"] == "ok"
+    if behaviour == "oldpython":
+        assert report["reason"] == "Requires-Python '<3' excludes Python %s." % report["python"]["version"]
+        assert statuses["install"] == "skipped"
+    if behaviour == "setupfail":
+        assert report["installed_from"]["kind"] == "sdist" and "setup" in report["phases"]["install"]["log_excerpt"]
+    if behaviour == "testfail":
+        assert (report["tests"]["passed"], report["tests"]["failed"]) == (2, 1)
+    if behaviour == "leftover":
+        assert any(p.endswith("farmfix_leftover/cache.dat") for p in report["leftovers"])
+        assert report["tests"]["passed"] == 2
+
+
+@pytest.mark.slow
+def test_report_of_a_passing_release(all_reports, package_index):
+    proc, r, wd = all_reports["farmfix-pass"]
+    assert r["schema"] == 1 and r["spec"] == "farmfix-pass" and r["package"] == "farmfix-pass"
+    assert r["version"] == "1.0" and r["index_url"] == package_index.url
+    py = INTERPRETERS[MAIN_PY]
+    assert r["python"] == {"requested": MAIN_PY, "path": py["path"], "version": py["full_version"]}
+    wheel = package_index.dists / "farmfix_pass-1.0-py3-none-any.whl"
+    assert r["installed_from"]["filename"] == wheel.name and r["installed_from"]["kind"] == "wheel"
+    assert r["installed_from"]["sha256"] == runner.sha256_file(str(wheel))
+    assert r["installed_from"]["url"].startswith(package_index.url.rsplit("/", 1)[0])
+    assert r["dependencies"] == [{"name": "farmfix-dep", "version": "1.0"}]
+    t = r["tests"]
+    assert (t["passed"], t["failed"], t["errors"], t["skipped"]) == (2, 0, 0, 0)
+    assert t["command"][1:3] == ["-m", "pytest"] and "--junitxml" in t["command"]
+    assert r["leftovers"] == []
+    for phase in r["phases"].values():
+        assert phase["status"] == "ok" and phase["seconds"] >= 0 and len(phase["log_excerpt"]) <= 4100
+    assert 0 < r["runner_seconds"] < 60
+
+
+@pytest.mark.slow
+def test_tests_ran_against_the_installed_copy(all_reports):
+    _, r, wd = all_reports["farmfix-pass"]
+    site = Path(r["_state"]["site_packages"]).resolve()
+    imported = Path(r["tests"]["imported_from"]["farmfix_pass"]).resolve()
+    assert site in imported.parents, imported
+    assert (wd / "src").is_dir()  # the unpacked sdist was there, and was not what got imported
+    # the fixture's own test asserts the same from inside (test_imports_installed_copy passed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", ["pass", "leftover", "oldpython"])
+def test_phases_one_by_one_match_all(all_reports, package_index, behaviour, tmp_path):
+    name = "farmfix-" + behaviour
+    _, whole, _ = all_reports[name]
+    codes = []
+    for phase in ("install", "test", "uninstall"):
+        proc, report = run_cli(name, tmp_path, package_index.url, phase=phase)
+        codes.append(proc.returncode)
+        if phase == "install":
+            assert report["outcome"] == ("not-applicable" if behaviour == "oldpython" else "passed")
+            assert report["phases"]["test"]["status"] == "not-run"
+    assert comparable(report) == comparable(whole)
+    assert codes[-1] == EXIT[whole["outcome"]]
+    if behaviour == "leftover":
+        assert codes == [0, 0, 1]
+
+
+@pytest.mark.slow
+def test_release_that_does_not_exist(package_index, tmp_path):
+    for spec, text in (("farmfix-pass==9.9", "no release 9.9"), ("farmfix-nothing", "no project")):
+        proc, report = run_cli(spec, tmp_path, package_index.url)
+        assert proc.returncode == 2, proc.stderr
+        line, = proc.stderr.strip().splitlines()
+        assert text in line
+        assert report is None
+
+
+@pytest.mark.slow
+def test_unreachable_index_is_an_infra_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, report = run_cli("farmfix-pass==1.0", tmp_path, "http://127.0.0.1:%d/simple" % port)
+    assert proc.returncode == 3
+    assert report["outcome"] == "infra-error" and "unreachable" in report["reason"]
+    assert report["phases"]["install"]["status"] == "error"
+
+
+@pytest.mark.slow
+def test_timeout_kills_the_tests_and_is_an_infra_error(package_index, tmp_path):
+    package_index.add(write_package(tmp_path / "dists", "farmfix-hang", "1.0", "hang", kind="wheel"))
+    package_index.add(write_package(tmp_path / "dists2", "farmfix-hang", "1.0", "hang", kind="sdist"))
+    wd = tmp_path / "w"
+    proc, report = run_cli("farmfix-hang==1.0", wd, package_index.url, phase="install")
+    assert proc.returncode == 0
+    start = time.monotonic()
+    proc, report = run_cli("farmfix-hang==1.0", wd, package_index.url, phase="test", extra=("--timeout", "6"))
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 3 and report["outcome"] == "infra-error"
+    assert report["reason"].startswith("timeout") and report["phases"]["test"]["status"] == "error"
+    pgrep = subprocess.run(["pgrep", "-f", str(wd / "env")], capture_output=True, text=True)
+    assert pgrep.stdout.strip() == ""  # the whole process group is gone
+    proc, report = run_cli("farmfix-hang==1.0", wd, package_index.url, phase="uninstall")
+    assert proc.returncode == 3 and report["phases"]["uninstall"]["status"] == "skipped"
+
+
+@pytest.mark.slow
+def test_a_killed_runner_takes_its_tests_with_it(package_index, tmp_path):
+    """A killed worker or a stopped build kills the runner: its tests must not run on."""
+    package_index.add(write_package(tmp_path / "dists", "farmfix-hang2", "1.0", "hang"))
+    wd = tmp_path / "w"
+    assert run_cli("farmfix-hang2==1.0", wd, package_index.url, phase="install")[0].returncode == 0
+    cmd = [sys.executable, str(RUNNER), "farmfix-hang2==1.0", "--python", MAIN_PY, "--index-url", package_index.url,
+           "--workdir", str(wd), "--cache-dir", str(CACHE), "--quiet", "--phase", "test"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def tests_running():
+        found = subprocess.run(["pgrep", "-f", str(wd / "env" / "bin" / "python") + " -m pytest"], capture_output=True, text=True)
+        return found.stdout.split()
+
+    deadline = time.monotonic() + 60
+    while not tests_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tests_running(), "the hanging tests never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while tests_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tests_running() == []
+
+
+@pytest.mark.slow
+def test_sdist_only_release_and_local_file_spec(package_index, tmp_path):
+    files = write_package(tmp_path / "d", "farmfix-sdistonly", "2.0", "pass", kind="sdist")
+    package_index.add(files)
+    proc, r = run_cli("farmfix-sdistonly==2.0", tmp_path / "a", package_index.url)
+    assert r["outcome"] == "passed", r["reason"]
+    assert r["installed_from"]["kind"] == "sdist" and r["tests"]["passed"] == 2
+    # the same sdist given as a path
+    proc, r = run_cli(str(files[0]), tmp_path / "b", package_index.url)
+    assert r["outcome"] == "passed", r["reason"]
+    assert r["package"] == "farmfix-sdistonly" and r["installed_from"]["filename"] == files[0].name
+
+
+@pytest.mark.slow
+def test_reproduce_line_reruns_the_case(all_reports, tmp_path):
+    _, r, _ = all_reports["farmfix-testfail"]
+    argv = shlex.split(r["reproduce"])
+    assert argv[:3] == ["python", "runner.py", "farmfix-testfail"]
+    cmd = [sys.executable, str(RUNNER)] + argv[2:] + ["--workdir", str(tmp_path), "--cache-dir", str(CACHE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    again = json.loads((tmp_path / "report.json").read_text())
+    assert proc.returncode == 1 and comparable(again) == comparable(r)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", [v for v in ("3.8", "3.13") if v in INTERPRETERS and v != MAIN_PY])
+def test_other_interpreters_with_the_fixture_index(package_index, python, tmp_path):
+    proc, r = run_cli("farmfix-pass==1.0", tmp_path, package_index.url, python=python)
+    assert r["outcome"] == "passed", (r["reason"], proc.stdout[-3000:])
+    assert r["python"]["version"].startswith(python + ".")
+
+
+# ---------------------------------------------------------------------------
+# Real releases from the public index
+# ---------------------------------------------------------------------------
+
+PUBLIC = "https://pypi.org/simple"
+PUBLIC_PYTHONS = [v for v in ("3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13") if v in INTERPRETERS]
+
+
+@pytest.mark.slow
+@pytest.mark.network
+@pytest.mark.parametrize("python", PUBLIC_PYTHONS)
+def test_six_from_pypi(python, tmp_path):
+    proc, r = run_cli("six==1.17.0", tmp_path, PUBLIC, python=python)
+    assert r["outcome"] == "passed", (r["reason"], proc.stdout[-3000:])
+    assert r["installed_from"]["filename"] == "six-1.17.0-py2.py3-none-any.whl"
+    assert r["tests"]["passed"] > 100 and r["tests"]["command"][-1] == "test_six.py"
+
+
+@pytest.mark.slow
+@pytest.mark.network
+@pytest.mark.parametrize("python", [v for v in PUBLIC_PYTHONS if v not in ("3.6", "3.7")])
+def test_latest_iniconfig_from_pypi(python, tmp_path):
+    proc, r = run_cli("iniconfig", tmp_path, PUBLIC, python=python)
+    if r["outcome"] == "not-applicable":  # the latest release may have left this Python behind
+        assert "Requires-Python" in r["reason"] and proc.returncode == 0
+        return
+    assert r["outcome"] == "passed", (r["reason"], proc.stdout[-3000:])
+    assert r["tests"]["passed"] > 10
+    assert r["dependencies"] == []
