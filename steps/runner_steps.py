@@ -54,6 +54,19 @@ def phase_result(status: str, outcome: str) -> int:
     return RESULTS.get(outcome, FAILURE)
 
 
+def describe(phase: str, status: str, report: dict) -> str:
+    """A step's one-line summary: the test counts, the leftovers, or how the phase went."""
+    outcome = report.get("outcome")
+    tests = report.get("tests") or {}
+    if phase == "test" and outcome == "no-tests":
+        return "no tests found"
+    if phase == "test" and status in ("ok", "failed") and tests.get("command"):
+        return ", ".join(f"{tests.get(kind, 0)} {kind}" for kind in ("passed", "failed", "errors", "skipped"))
+    if phase == "uninstall" and outcome == "uninstall-dirty":
+        return f"{len(report.get('leftovers') or [])} files left behind"
+    return status
+
+
 def install_settled_the_case(step) -> bool:
     return step.getProperty("outcome") in SETTLED_BY_INSTALL
 
@@ -96,9 +109,8 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
             if report.get(name) is not None:
                 self.setProperty(name, report[name], "runner")
         self.setProperty("report", report, "runner")
-        phase = report.get("phases", {}).get(self.phase, {})
-        status = phase.get("status", "not-run")
-        self.status_line = f"{self.phase}: {status}"
+        status = report.get("phases", {}).get(self.phase, {}).get("status", "not-run")
+        self.status_line = f"{self.phase}: {describe(self.phase, status, report)}"
         return phase_result(status, report.get("outcome", ""))
 
     def getResultSummary(self):

@@ -124,7 +124,16 @@ max_builds = {max_builds}
         return self.process.returncode
 
     def worker_pid(self) -> int:
-        return int((self.folder / "worker-local" / "twistd.pid").read_text())
+        """The local worker's process, found by its command line (it runs in the foreground)."""
+        workdir = str(self.folder / "worker-local")
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if b"buildbot-worker" in b" ".join(argv) and workdir.encode() in argv:
+                return int(entry.name)
+        raise AssertionError(f"no worker process runs from {workdir}")
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []
