@@ -13,6 +13,7 @@ from collections import defaultdict
 from buildbot.plugins import util, worker
 from twisted.python import log
 
+import pypi_poller
 from master import schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
@@ -96,7 +97,7 @@ def build_config(settings: Settings) -> dict:
         "protocols": {"pb": {"port": f"tcp:{settings.pb_port}:interface=127.0.0.1" if _all_local(settings) else settings.pb_port}},
         "builders": builders,
         "schedulers": [schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names)],
-        "change_source": [],
+        "change_source": pypi_poller.change_sources(settings.pypi),
         "collapseRequests": schedulers.same_release,
         "db": {"db_url": settings.db_url},
         "www": {

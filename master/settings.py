@@ -26,6 +26,10 @@ class SettingsError(ValueError):
     """farm.toml (or the file FARM_CONFIG names) says something the farm cannot use."""
 
 
+# The [pypi] table is the change source's own; it raises SettingsError, hence the late import.
+from pypi_poller import settings as pypi_settings  # noqa: E402
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
     name: str
@@ -57,6 +61,7 @@ class Settings:
     workers: tuple[WorkerSettings, ...]
     phase_timeout: int
     retries: int
+    pypi: pypi_settings.PypiSettings
 
     @property
     def local_worker(self) -> WorkerSettings | None:
@@ -142,6 +147,7 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         workers=tuple(_worker(source, i, w) for i, w in enumerate(top.get("workers", list, []))),
         phase_timeout=limits.get("timeout", int, 900),
         retries=limits.get("retries", int, 1),
+        pypi=pypi_settings.parse(top.get("pypi", dict, {}), source, environ),
     )
     if not settings.buildbot_url.endswith("/"):
         raise master.error("url", "must end with '/'.")

@@ -46,6 +46,8 @@ class Farm:
         self.http_port, self.pb_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/"
         self.config = folder / "farm.toml"
+        # Tests add releases by forcing them; the poller runs only where a test asks for it.
+        pypi_table = "" if "[pypi]" in extra_toml else '[pypi]\nfeed = "none"\n'
         self.config.write_text(
             f"""
 [master]
@@ -61,7 +63,7 @@ url = "{index_url}"
 [limits]
 timeout = 300
 retries = {retries}
-
+{pypi_table}
 """
             + (
                 f"""

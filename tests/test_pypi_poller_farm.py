@@ -1,0 +1,48 @@
+"""The change source in a real master: stop it while the feed moves on, start it again, and every
+release published meanwhile appears once. Needs pypi_poller.change_sources in master/config.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakepypi import FakePyPI
+from tests.farm import Farm, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def releases(farm) -> list[tuple[str, str]]:
+    changes = farm.get("changes")["changes"]
+    return sorted((c["project"], c["revision"]) for c in changes if c["category"] == "release")
+
+
+def test_a_restart_loses_and_repeats_no_release(tmp_path):
+    index = FakePyPI().start()
+    try:
+        farm = Farm(
+            tmp_path, f"{index.url}/simple", pythons=("3.12",),
+            extra_toml=f'[pypi]\nurl = "{index.url}"\nfeed = "changelog"\npoll_interval = 10\nsdist_wait = 0\n'
+                       'contact = "tests@example.org"\n',
+        )
+        farm.start()
+        try:
+            wait_for(lambda: index.requests["xmlrpc"] >= 1, 60, "the first journal call")
+            index.publish("before-stop", "1.0")
+            wait_for(lambda: releases(farm) == [("before-stop", "1.0")], 60, "the first release", interval=1)
+            assert farm.stop() == 0, farm.log_tail()
+
+            index.publish("while-down", "1.0")
+            index.gap(5)
+            index.publish("while-down", "2.0", sdist=False)
+            index.publish("Other_Pkg", "0.1")
+            farm.start()
+            expected = [("before-stop", "1.0"), ("other-pkg", "0.1"), ("while-down", "1.0"), ("while-down", "2.0")]
+            wait_for(lambda: releases(farm) == expected, 90, "the releases published while the master was down",
+                     interval=1)
+            calls = index.requests["xmlrpc"]
+            wait_for(lambda: index.requests["xmlrpc"] >= calls + 2, 60, "two more polls", interval=1)
+            assert releases(farm) == expected, "nothing twice"
+        finally:
+            farm.stop()
+    finally:
+        index.stop()
