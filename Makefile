@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements/lock.txt | cut -d' ' -f1)
 UV_PIN := $(shell grep '^uv==' requirements/lock.txt)
 
-.PHONY: run test test-fast venv lock clean
+ANSIBLE_VENV := .venv-ansible
+ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
+
+.PHONY: run test test-fast venv ansible-venv lock clean
 
 venv: $(STAMP)
 
@@ -17,17 +20,26 @@ $(STAMP): requirements/lock.txt
 	$(BIN)/uv pip install -q --no-config --python $(BIN)/python -r requirements/lock.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Ansible and ansible-lint live apart from the farm's own environment (ansible/README.md).
+ansible-venv: $(ANSIBLE_STAMP)
+
+$(ANSIBLE_STAMP): requirements/ansible-lock.txt $(STAMP)
+	test -x $(ANSIBLE_VENV)/bin/python || $(BIN)/uv venv -q --python $(BIN)/python $(ANSIBLE_VENV)
+	$(BIN)/uv pip install -q --no-config --python $(ANSIBLE_VENV)/bin/python -r requirements/ansible-lock.txt
+	rm -f $(ANSIBLE_VENV)/.installed-* && touch $@
+
 lock:
 	$(BIN)/uv pip compile -q --no-config requirements/requirements.in -o requirements/lock.txt --python-version 3.11
+	$(BIN)/uv pip compile -q --no-config requirements/ansible.in -o requirements/ansible-lock.txt --python-version 3.11
 
 run: venv
 	$(BIN)/python -m master.run
 
-test: venv
+test: venv ansible-venv
 	$(BIN)/python -m pytest
 
-test-fast: venv
+test-fast: venv ansible-venv
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(ANSIBLE_VENV) var

@@ -16,6 +16,7 @@ from twisted.internet import defer
 # PEP 508 names and PEP 440-ish versions: what the form accepts before a build is queued.
 PACKAGE_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
 VERSION = r"^$|^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
+REBUILD_PRIORITY = 100
 
 
 def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler:
@@ -108,6 +109,8 @@ def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
             )
         ],
         reason=util.StringParameter(name="reason", label="Reason", default="rebuild", size=40),
+        # Someone is waiting for a rebuild: it goes before releases from the feed (priority 0).
+        priority=util.IntParameter(name="priority", label="Priority (higher goes first)", default=REBUILD_PRIORITY),
         properties=[
             util.StringParameter(
                 name="package", label="Package", required=True, regex=PACKAGE_NAME, size=40,

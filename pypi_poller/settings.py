@@ -16,11 +16,12 @@ from master.settings import SettingsError
 FEEDS = ("auto", "changelog", "simple", "watch", "none")
 
 # Followed when `feed` is "watch", or when "auto" finds neither the journal nor the JSON simple
-# index (the case on machines behind a proxy that only passes the JSON API). Small, pure-Python
-# packages, several of which release every week, so a fresh farm has real releases to build.
+# index (the case on machines behind a proxy that only passes the JSON API). Packages that release
+# often and whose own tests take seconds, not minutes (or that ship none), so that a fresh farm shows
+# real builds soon and a rebuild someone forces is not stuck behind a long suite.
 DEFAULT_WATCH = (
-    "boto3", "botocore", "types-requests", "types-setuptools", "certifi",
-    "packaging", "idna", "urllib3", "attrs", "six",
+    "boto3", "platformdirs", "filelock", "cachetools", "types-requests", "types-setuptools",
+    "certifi", "idna", "six", "iniconfig",
 )
 _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$", re.ASCII)
 

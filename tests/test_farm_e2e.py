@@ -62,6 +62,7 @@ def test_rebuild_picks_slots_and_rejects_bad_names(farm, package_index):
     name = next(n for n, o in package_index.expected.items() if o == "passed")
     requests, builds = farm.wait_buildset(farm.force(name, slots=["linux-py3.12"])[0])
     assert [farm.builder_names()[b["builderid"]] for b in builds] == ["linux-py3.12"]
+    assert [r["priority"] for r in requests] == [100], "a rebuild goes before releases from the feed"
 
     refused = farm.rpc("forceschedulers/rebuild", "force", package="no such; name", reason="x")
     assert "error" in refused and "package" in refused["error"]["message"]
