@@ -82,7 +82,7 @@ def build_config(settings: Settings) -> dict:
                     "python": python,
                     "slot_os": os_name,
                     "index_url": settings.index_url,
-                    "phase_timeout": settings.phase_timeout,
+                    "runner_limits": settings.limits.runner_flags(),
                     "retries": settings.retries,
                 },
             )

@@ -47,6 +47,34 @@ class WorkerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one phase of one build may use; passed to worker/runner.py as its flags."""
+
+    timeout: int = 900  # seconds of wall time
+    silence_timeout: int = 300  # seconds without output
+    memory_mb: int = 1536
+    processes: int = 256
+    disk_mb: int = 4096  # the build's own folder
+    max_log_mb: int = 5
+    # auto: bubblewrap where it works, else refuse; bwrap: bubblewrap or refuse; none: no sandbox.
+    sandbox: str = "auto"
+
+    def runner_flags(self) -> list[str]:
+        return [
+            "--timeout", str(self.timeout),
+            "--silence-timeout", str(self.silence_timeout),
+            "--memory", f"{self.memory_mb}M",
+            "--processes", str(self.processes),
+            "--disk", f"{self.disk_mb}M",
+            "--max-log", f"{self.max_log_mb}M",
+            "--sandbox", self.sandbox,
+        ]
+
+
+SANDBOX_MODES = ("auto", "bwrap", "none")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     source: Path
     title: str
@@ -59,7 +87,7 @@ class Settings:
     secrets_dir: Path
     index_url: str
     workers: tuple[WorkerSettings, ...]
-    phase_timeout: int
+    limits: Limits
     retries: int
     pypi: pypi_settings.PypiSettings
 
@@ -145,7 +173,7 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         secrets_dir=base / master.get("secrets_dir", str, "var/secrets"),
         index_url=environ.get("FARM_INDEX_URL") or index.get("url", str, "https://pypi.org/simple"),
         workers=tuple(_worker(source, i, w) for i, w in enumerate(top.get("workers", list, []))),
-        phase_timeout=limits.get("timeout", int, 900),
+        limits=_limits(limits),
         retries=limits.get("retries", int, 1),
         pypi=pypi_settings.parse(top.get("pypi", dict, {}), source, environ),
     )
@@ -161,10 +189,70 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         raise top.error("workers", f"names the worker {duplicate!r} twice; worker names must be unique.")
     if sum(w.local for w in settings.workers) > 1:
         raise top.error("workers", "has more than one worker with local = true; there is one local worker.")
-    if settings.phase_timeout <= 0:
-        raise limits.error("timeout", "must be a positive number of seconds.")
+    if settings.retries < 0:
+        raise limits.error("retries", "must be 0 or more.")
     for table in (top, master, index, limits):
         table.check_unknown()
+    return settings
+
+
+def _limits(table: _Table) -> Limits:
+    defaults = Limits()
+    values = {}
+    for field in dataclasses.fields(Limits):
+        if field.name == "sandbox":
+            continue
+        value = table.get(field.name, int, getattr(defaults, field.name))
+        if value <= 0:
+            raise table.error(field.name, f"must be a positive number, not {value}.")
+        values[field.name] = value
+    sandbox = table.get("sandbox", str, defaults.sandbox)
+    if sandbox not in SANDBOX_MODES:
+        raise table.error("sandbox", f"must be one of {', '.join(SANDBOX_MODES)}, not {sandbox!r}.")
+    return Limits(sandbox=sandbox, **values)
+
+
+def _access(table: _Table, base: Path) -> AccessSettings:
+    admins = table.get("admins", list, [ADMIN_USER])
+    bad = next((name for name in admins if not isinstance(name, str) or not USER_NAME.match(name)), None)
+    if bad is not None:
+        raise table.error("admins", f"must list user names (letters, digits, '.', '_', '-', '@'); {bad!r} is not one.")
+    users_file = table.get("users_file", str, "var/secrets/users.pass")
+    return AccessSettings(admins=tuple(admins), users_file=base / users_file)
+
+
+def _mail(table: _Table, base: Path) -> MailSettings:
+    defaults = MailSettings()
+    sender = table.get("from", str, defaults.sender)
+    if not ADDRESS.match(email.utils.parseaddr(sender)[1]):
+        raise table.error("from", f"must be a mail address (like \"Farm <farm@example.org>\"), not {sender!r}.")
+    operators = table.get("operators", list, [])
+    bad = next((a for a in operators if not isinstance(a, str) or not ADDRESS.match(a)), None)
+    if bad is not None:
+        raise table.error("operators", f"must list mail addresses; {bad!r} is not one.")
+    relay_port = table.get("relay_port", int, defaults.relay_port)
+    if not 0 < relay_port < 65536:
+        raise table.error("relay_port", f"must be a port number between 1 and 65535, not {relay_port}.")
+    digest_interval = table.get("digest_interval", int, defaults.digest_interval)
+    if digest_interval <= 0:
+        raise table.error("digest_interval", f"must be a positive number of seconds, not {digest_interval}.")
+    password_file = table.get("smtp_password_file", str, None)
+    settings = MailSettings(
+        enabled=table.get("enabled", bool, defaults.enabled),
+        sender=sender,
+        relay_host=table.get("relay_host", str, defaults.relay_host),
+        relay_port=relay_port,
+        use_tls=table.get("use_tls", bool, defaults.use_tls),
+        smtp_user=table.get("smtp_user", str, ""),
+        smtp_password_env=table.get("smtp_password_env", str, None),
+        smtp_password_file=base / password_file if password_file else None,
+        operators=tuple(operators),
+        maintainers_file=base / table.get("maintainers_file", str, "var/maintainers.toml"),
+        pypi_addresses=table.get("pypi_addresses", bool, defaults.pypi_addresses),
+        digest_interval=digest_interval,
+    )
+    if settings.smtp_user and not (settings.smtp_password_env or settings.smtp_password_file):
+        raise table.error("smtp_password_file", "or 'smtp_password_env' must say where the SMTP password is.")
     return settings
 
 

@@ -39,7 +39,7 @@ def runner_command(props, phase: str) -> list[str]:
         "--workdir", CASE_DIR,
         "--report", REPORT,
         "--index-url", props.getProperty("index_url"),
-        "--timeout", str(props.getProperty("phase_timeout")),
+        *props.getProperty("runner_limits", []),
     ]
 
 

@@ -158,14 +158,16 @@ def _build_sdist(dest, name, version, files, metadata):
 
 
 def write_package(dest_dir, name, version, behaviour="pass", requires_python=None, kind="both",
-                  dependencies=()):
+                  dependencies=(), extra_files=None, setup_prelude=""):
     """Write the project's source tree under dest_dir/src/ and build its distributions into dest_dir.
 
     behaviour: pass | testfail | setupfail (sdist only) | notests | leftover | oldpython
     (oldpython = pass with Requires-Python '<3' unless requires_python is given) | hang (a test
     sleeps for 10 minutes: for timeouts) | slow (a test sleeps 10 s, then passes); these two are
     not among the standard packages.
-    kind: both | sdist | wheel.  Returns the built files.
+    kind: both | sdist | wheel.  extra_files ({path: text}) adds or replaces files of the source
+    tree; setup_prelude is code setup.py runs before setup() (at install time, from the sdist).
+    Returns the built files.
     """
     if behaviour not in EXPECTED_OUTCOMES and behaviour not in ("hang", "slow"):
         raise ValueError("unknown behaviour %r" % behaviour)
@@ -176,6 +178,10 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     files = _sources(name, version, behaviour, requires_python, dependencies, kind)
+    files.update(extra_files or {})
+    if setup_prelude:
+        files["setup.py"] = files["setup.py"].replace(
+            "from setuptools import setup\n", "from setuptools import setup\n\n" + setup_prelude + "\n", 1)
     tree = dest / "src" / ("%s-%s" % (_module_name(name), version))
     for p, text in files.items():
         (tree / p).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ CACHE = ROOT / ".cache" / "uv-runner-tests"
 INTERPRETERS = {i["version"]: i for i in runner.find_interpreters()}
 MAIN_PY = "3.12" if "3.12" in INTERPRETERS else sorted(v for v, i in INTERPRETERS.items() if i["supported"])[-1]
 REPORT_KEYS = {"schema", "spec", "package", "version", "python", "index_url", "outcome", "reason", "phases",
-               "installed_from", "dependencies", "tests", "leftovers", "reproduce", "runner_seconds"}
+               "installed_from", "dependencies", "tests", "leftovers", "reproduce", "runner_seconds", "sandbox"}
 EXIT = {"passed": 0, "no-tests": 0, "not-applicable": 0, "install-failed": 1, "tests-failed": 1,
         "uninstall-dirty": 1, "infra-error": 3}
 
@@ -254,7 +254,7 @@ def test_tests_ran_against_the_installed_copy(all_reports):
     site = Path(r["_state"]["site_packages"]).resolve()
     imported = Path(r["tests"]["imported_from"]["farmfix_pass"]).resolve()
     assert site in imported.parents, imported
-    assert (wd / "src").is_dir()  # the unpacked sdist was there, and was not what got imported
+    assert (wd / "box" / "src").is_dir()  # the unpacked sdist was there, and was not what got imported
     # the fixture's own test asserts the same from inside (test_imports_installed_copy passed)
 
 
@@ -309,7 +309,7 @@ def test_timeout_kills_the_tests_and_is_an_infra_error(package_index, tmp_path):
     assert time.monotonic() - start < 30
     assert proc.returncode == 3 and report["outcome"] == "infra-error"
     assert report["reason"].startswith("timeout") and report["phases"]["test"]["status"] == "error"
-    pgrep = subprocess.run(["pgrep", "-f", str(wd / "env")], capture_output=True, text=True)
+    pgrep = subprocess.run(["pgrep", "-f", str(wd / "box" / "env")], capture_output=True, text=True)
     assert pgrep.stdout.strip() == ""  # the whole process group is gone
     proc, report = run_cli("farmfix-hang==1.0", wd, package_index.url, phase="uninstall")
     assert proc.returncode == 3 and report["phases"]["uninstall"]["status"] == "skipped"
@@ -326,7 +326,7 @@ def test_a_killed_runner_takes_its_tests_with_it(package_index, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def tests_running():
-        found = subprocess.run(["pgrep", "-f", str(wd / "env" / "bin" / "python") + " -m pytest"], capture_output=True, text=True)
+        found = subprocess.run(["pgrep", "-f", str(wd / "box" / "env" / "bin" / "python") + " -m pytest"], capture_output=True, text=True)
         return found.stdout.split()
 
     deadline = time.monotonic() + 60

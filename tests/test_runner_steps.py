@@ -39,7 +39,7 @@ def command(phase, version="1.17.0", package="six"):
     return [
         "/usr/bin/python3", "runner.py", spec, "--python", "3.12", "--phase", phase,
         "--workdir", "case", "--report", "case/report.json",
-        "--index-url", "http://127.0.0.1:9/simple", "--timeout", "60",
+        "--index-url", "http://127.0.0.1:9/simple", "--timeout", "60", "--sandbox", "auto",
     ]
 
 
@@ -52,7 +52,7 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.setup_step(step)
         props = dict(
             package="six", version=version, runner_python="/usr/bin/python3", python="3.12",
-            index_url="http://127.0.0.1:9/simple", phase_timeout=60, **extra,
+            index_url="http://127.0.0.1:9/simple", runner_limits=["--timeout", "60", "--sandbox", "auto"], **extra,
         )
         for name, value in props.items():
             self.build.setProperty(name, value, "test")
@@ -153,11 +153,11 @@ def test_names_and_versions_stay_single_arguments():
     class Props:
         values = dict(
             package="evil; rm -rf /", version="1.0 && echo", runner_python="python3", python="3.12",
-            index_url="http://x/simple", phase_timeout=5,
+            index_url="http://x/simple", runner_limits=["--timeout", "5"],
         )
 
-        def getProperty(self, name):
-            return self.values[name]
+        def getProperty(self, name, default=None):
+            return self.values.get(name, default)
 
     argv = runner_steps.runner_command(Props(), "install")
     assert argv[2] == "evil; rm -rf /==1.0 && echo"

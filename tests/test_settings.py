@@ -32,6 +32,8 @@ def test_the_shipped_settings_load():
     assert loaded.local_worker.pythons == "auto"
     assert loaded.basedir == ROOT / "var" / "master"
     assert loaded.index_url.endswith("/simple")
+    assert loaded.limits.runner_flags()[:2] == ["--timeout", "900"]
+    assert "--sandbox" in loaded.limits.runner_flags()
 
 
 def test_environment_moves_the_ports_and_the_index(tmp_path):
@@ -63,6 +65,8 @@ def test_farm_config_names_another_file(tmp_path):
         ("[[workers]]\nname = 'w'\nos = 'linux'\npythons=['3.12']\n", "'workers[0].password_file' or 'password_env'"),
         (LOCAL + LOCAL, "names the worker 'local' twice"),
         ("[limits]\ntimeout = 0\n" + LOCAL, "'limits.timeout' must be a positive number"),
+        ("[limits]\nmemory_mb = -1\n" + LOCAL, "'limits.memory_mb' must be a positive number"),
+        ("[limits]\nsandbox = 'docker'\n" + LOCAL, "'limits.sandbox' must be one of auto, bwrap, none"),
         ("[master\n", "not valid TOML"),
     ],
 )

@@ -49,14 +49,17 @@ import ntpath
 import os
 import platform
 import posixpath
+import queue
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -75,6 +78,7 @@ PRECEDENCE = ("infra-error", "install-failed", "not-applicable", "tests-failed",
 EXIT_CODES = {"passed": 0, "no-tests": 0, "not-applicable": 0, "install-failed": 1,
               "tests-failed": 1, "uninstall-dirty": 1, "infra-error": 3}
 TERMINAL_AFTER_INSTALL = ("install-failed", "not-applicable", "infra-error")
+FAILED_OUTCOME = {"install": "install-failed", "test": "tests-failed", "uninstall": "uninstall-dirty"}
 TEST_EXTRAS = ("test", "tests", "testing")
 TEST_DIRS = ("tests", "test", "testing")
 TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "test-requirements.txt",
@@ -98,10 +102,6 @@ class UsageError(Exception):
 
 class InfraError(Exception):
     """Not the package's fault (index unreachable, timeout, disk...)."""
-
-
-class PhaseTimeout(InfraError):
-    pass
 
 
 # --------------------------------------------------------------------------
@@ -182,58 +182,568 @@ def kill_group(proc):
 
 
 # --------------------------------------------------------------------------
-# Running commands: the one function that starts processes (a sandbox can wrap it).
+# Running commands: the one function that starts processes, with the phase's limits, and the
+# sandbox every untrusted command runs in.
 # --------------------------------------------------------------------------
 
 _SCRUB_PREFIXES = ("PIP_", "UV_", "VIRTUAL_ENV", "CONDA_", "PYTHON")
 _KEEP = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.I)
+TAIL_BYTES = 256 * 1024  # what callers get back of a command's output, for error messages
+DISK_CHECK_SECONDS = 1.0
 
 
 def child_env(extra=None):
-    """The worker's environment minus installer/interpreter settings that would change results."""
+    """The worker's environment minus installer/interpreter settings that would change results.
+    Used for trusted commands and without a sandbox; the sandbox starts from an empty one."""
     env = {k: v for k, v in os.environ.items()
            if k in _KEEP or not k.upper().startswith(_SCRUB_PREFIXES)}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["UV_NO_PROGRESS"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(_BASE_ENV)
     if extra:
         env.update(extra)
     return env
 
 
-def run_command(cmd, cwd, deadline, env=None, log=None):
-    """Run `cmd` (an argument list, never a shell) until it ends or `deadline` passes.
+_BASE_ENV = {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_NO_PROGRESS": "1",
+             "PYTHONIOENCODING": "utf-8"}
 
-    Returns (returncode, output text).  Raises PhaseTimeout after killing the
-    whole process group.  Output (stdout+stderr) goes through a file so that a
-    grandchild holding the pipe cannot hang us.
+
+def parse_size(text):
+    """'1536M', '1.5G', '5242880' -> bytes."""
+    m = SIZE_RE.match(str(text))
+    if not m:
+        raise argparse.ArgumentTypeError("%r is not a size; write it like 1536M or 1.5G" % (text,))
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def format_size(n):
+    for unit in ("G", "M", "K"):
+        if n >= 1024 ** " KMGT".index(unit) and n % 1024 ** " KMGT".index(unit) == 0:
+            return "%d%s" % (n // 1024 ** " KMGT".index(unit), unit)
+    return str(n)
+
+
+class Limits:
+    """What one phase may use. Crater's figures are the defaults."""
+
+    def __init__(self, timeout=DEFAULT_TIMEOUT, silence=300, memory=1536 << 20, processes=256,
+                 disk=4096 << 20, max_log=5 << 20):
+        self.timeout, self.silence, self.memory = timeout, silence, memory
+        self.processes, self.disk, self.max_log = processes, disk, max_log
+
+    def flags(self):
+        return ["--timeout", "%g" % self.timeout, "--silence-timeout", "%g" % self.silence,
+                "--memory", format_size(self.memory), "--processes", str(self.processes),
+                "--disk", format_size(self.disk), "--max-log", format_size(self.max_log)]
+
+    def as_dict(self):
+        return {"timeout_s": self.timeout, "silence_timeout_s": self.silence, "memory_bytes": self.memory,
+                "processes": self.processes, "disk_bytes": self.disk, "max_log_bytes": self.max_log}
+
+
+class LimitHit(InfraError):
+    """A phase was stopped at a limit. `kind`: timeout, silence, oom, disk or processes."""
+
+    def __init__(self, kind, message):
+        InfraError.__init__(self, message)
+        self.kind = kind
+
+
+class Cgroup:
+    """A memory + pids cgroup for one command, where the host lets us make one (v1 or v2).
+
+    Without one, rlimits stand in: RLIMIT_AS for memory; the process count is then bounded only by
+    the sandbox's PID namespace dying with the phase."""
+
+    ROOT = "/sys/fs/cgroup"
+
+    def __init__(self, dirs, version):
+        self.dirs, self.version = dirs, version  # controller -> folder
+
+    @classmethod
+    def create(cls, limits):
+        if platform.system() != "Linux":
+            return None
+        name = "pypi-farm-%d-%d" % (os.getpid(), int(time.monotonic() * 1000))
+        own = {}
+        try:
+            with open("/proc/self/cgroup") as fh:
+                for line in fh:
+                    _, controllers, path = line.rstrip("\n").split(":", 2)
+                    for c in controllers.split(",") if controllers else [""]:
+                        own[c] = path
+        except OSError:
+            return None
+        try:
+            if os.path.isfile(os.path.join(cls.ROOT, "memory", "cgroup.procs")):
+                dirs = {c: os.path.join(cls.ROOT, c, own.get(c, "/").lstrip("/"), name) for c in ("memory", "pids")}
+                for d in dirs.values():
+                    os.mkdir(d)
+                group = cls(dirs, 1)
+                group._write("memory", "memory.limit_in_bytes", limits.memory)
+                group._write("pids", "pids.max", limits.processes)
+                return group
+            if os.path.isfile(os.path.join(cls.ROOT, "cgroup.controllers")):
+                d = os.path.join(cls.ROOT, own.get("", "/").lstrip("/"), name)
+                os.mkdir(d)
+                group = cls({"memory": d, "pids": d}, 2)
+                group._write("memory", "memory.max", limits.memory)
+                group._write("memory", "memory.swap.max", 0)
+                group._write("pids", "pids.max", limits.processes)
+                return group
+        except OSError:
+            return None
+        return None
+
+    def _write(self, controller, name, value):
+        path = os.path.join(self.dirs[controller], name)
+        if os.path.exists(path):
+            with open(path, "w") as fh:
+                fh.write(str(value))
+
+    def _read(self, controller, name):
+        try:
+            with open(os.path.join(self.dirs[controller], name)) as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def enter(self):
+        """In the child, before exec: join the cgroup (the sandbox and all it starts inherit it)."""
+        for d in set(self.dirs.values()):
+            with open(os.path.join(d, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+
+    def _counter(self, controller, name, key):
+        for line in self._read(controller, name).splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == key:
+                return int(parts[1])
+        return 0
+
+    def oom_killed(self):
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        return self._counter("memory", name, "oom_kill") > 0
+
+    def processes_hit(self):
+        return self._counter("pids", "pids.events", "max") > 0
+
+    def kill_all(self):
+        for d in set(self.dirs.values()):
+            for _ in range(50):
+                pids = [int(p) for p in self._read_procs(d)]
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.02)
+
+    @staticmethod
+    def _read_procs(d):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as fh:
+                return fh.read().split()
+        except OSError:
+            return []
+
+    def remove(self):
+        self.kill_all()
+        for d in set(self.dirs.values()):
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def _limit_child(limits, cgroup):
+    """A preexec_fn: join the cgroup, set rlimits, die with the runner (all before exec)."""
+    import ctypes
+    import resource
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def setup():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk, limits.disk))
+        if cgroup is not None:
+            cgroup.enter()
+        else:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
+    return setup
+
+
+def disk_usage(path):
+    """Bytes allocated under `path`, not following symbolic links."""
+    total, stack = 0, [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += getattr(st, "st_blocks", 0) * 512 or st.st_size
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return total
+
+
+def run_command(cmd, cwd, deadline, env=None, log=None, limits=None, watch_dir=None, shown=None):
+    """Run `cmd` (an argument list, never a shell) within the phase's limits.
+
+    Output (stdout and stderr together) streams to `log` as it comes, cut after limits.max_log
+    bytes; the command is killed, with its whole process tree, when the deadline passes, when it
+    is silent too long, when it uses too much memory or disk (`watch_dir`), or when it hits the
+    process limit: then LimitHit says which. Returns (returncode, the output's last 256 KB).
+    `shown` is what the log says was run (the command without its sandbox wrapping).
     """
+    limits = limits or Limits()
     if log is not None:
-        log.write("$ " + " ".join(shlex.quote(str(c)) for c in cmd) + "\n")
-    with tempfile.TemporaryFile() as out:
-        try:
-            proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or child_env(),
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    **popen_group_kwargs())
-        except OSError as exc:
-            raise InfraError("could not start %s: %s" % (cmd[0], exc))
-        timed_out = False
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        log.write("$ " + " ".join(shlex.quote(str(c)) for c in (shown or cmd)) + "\n")
+    cgroup = Cgroup.create(limits)
+    kwargs = popen_group_kwargs()
+    if "preexec_fn" in kwargs:
+        kwargs["preexec_fn"] = _limit_child(limits, cgroup)
+    try:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or child_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                **kwargs)
+    except OSError as exc:
+        if cgroup:
+            cgroup.remove()
+        raise InfraError("could not start %s: %s" % (cmd[0], exc))
+    chunks = queue.Queue()
+
+    def read():
+        while True:
+            data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(65536)
+            chunks.put(data)
+            if not data:
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    tail, logged, cut, hit = b"", 0, False, None
+    last_output = next_disk_check = time.monotonic()
+    try:
+        while True:
+            try:
+                data = chunks.get(timeout=0.25)
+            except queue.Empty:
+                data = None
+            now = time.monotonic()
+            if data:
+                last_output = now
+                tail = (tail + data)[-TAIL_BYTES:]
+                if log is not None and not cut:
+                    room = limits.max_log - logged
+                    log.write(data[:room].decode("utf-8", "replace"))
+                    logged += min(room, len(data))
+                    if len(data) > room:
+                        cut = True
+                        log.write("\n[farm: output cut here: more than %s; the rest was discarded]\n"
+                                  % format_size(limits.max_log))
+            elif data == b"":
+                proc.wait()
+                break
+            if cgroup is not None and cgroup.processes_hit():
+                hit = LimitHit("processes", "the command hit the limit of %d processes (a fork bomb?)"
+                               % limits.processes)
+            elif now > deadline:
+                hit = LimitHit("timeout", "timeout")
+            elif now - last_output > limits.silence:
+                hit = LimitHit("silence", "timeout: no output for %g s" % limits.silence)
+            elif watch_dir and now >= next_disk_check:
+                next_disk_check = now + DISK_CHECK_SECONDS
+                used = disk_usage(watch_dir)
+                if used > limits.disk:
+                    hit = LimitHit("disk", "disk: the build's folder grew past %s" % format_size(limits.disk))
+            if hit:
+                kill_group(proc)
+                proc.wait()
+                break
+    finally:
+        if cgroup is not None:
+            if hit is None and proc.returncode != 0 and cgroup.oom_killed():
+                hit = LimitHit("oom", "oom: the command used more than %s of memory" % format_size(limits.memory))
+            cgroup.remove()
+        elif proc.poll() is None:
             kill_group(proc)
             proc.wait()
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    if log is not None:
-        log.write(text)
-        if text and not text.endswith("\n"):
-            log.write("\n")
-    if timed_out:
-        raise PhaseTimeout("timeout")
-    return proc.returncode, text
+    if hit is None and proc.returncode == -getattr(signal, "SIGXFSZ", 25):
+        hit = LimitHit("disk", "disk: a file grew past %s" % format_size(limits.disk))
+    if log is not None and tail and not tail.endswith(b"\n") and not cut:
+        log.write("\n")
+    if hit is not None:
+        raise hit
+    return proc.returncode, tail.decode("utf-8", "replace")
+
+
+# The forwarder runs inside the sandbox, in front of the command: it listens on the sandbox's
+# own loopback and passes each connection to the runner's proxy through a Unix socket, the only
+# way out of the sandbox's network namespace.
+_FORWARDER = r'''
+import socket, subprocess, sys, threading
+path, port, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(64)
+def pump(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve():
+    while True:
+        client, _ = server.accept()
+        upstream = socket.socket(socket.AF_UNIX)
+        try:
+            upstream.connect(path)
+        except OSError:
+            client.close()
+            continue
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+sys.exit(subprocess.call(cmd))
+'''
+PROXY_PORT = 3128
+PROXY_SOCKET = "/run/farm/proxy.sock"
+
+
+class IndexProxy:
+    """An HTTP proxy on a Unix socket that lets the sandbox reach the package index and its file
+    hosts, and nothing else (not the worker, not the master, not the rest of the network)."""
+
+    def __init__(self, path, allowed, log=None):
+        self.path, self.allowed, self.log = path, set(allowed), log
+        self.denied = []
+        if os.path.lexists(path):
+            os.remove(path)
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(path)
+        self.server.listen(64)
+        self.closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.server.close()
+        finally:
+            if os.path.lexists(self.path):
+                os.remove(self.path)
+
+    def _serve(self):
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client):
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = client.recv(65536)
+                if not data:
+                    return
+                head += data
+            head, _, rest = head.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = (lines[0].split(" ") + ["", ""])[:3]
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                path = None
+            else:
+                url = urllib.parse.urlsplit(target)
+                host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+                path = (url.path or "/") + ("?" + url.query if url.query else "")
+            host = host.strip("[]").lower()
+            try:
+                port = int(port)
+            except ValueError:
+                port = -1
+            if (host, port) not in self.allowed:
+                self.denied.append("%s:%s" % (host, port))
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                return
+            upstream = socket.create_connection((host, port), timeout=60)
+            upstream.settimeout(None)
+            if path is None:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                headers = [l for l in lines[1:] if not l.lower().startswith(("proxy-", "connection:"))]
+                request = "\r\n".join(["%s %s %s" % (method, path, version)] + headers + ["Connection: close"])
+                upstream.sendall(request.encode("latin-1") + b"\r\n\r\n")
+            if rest:
+                upstream.sendall(rest)
+            t = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
+            t.start()
+            _pump(upstream, client)
+            t.join(5)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+
+def _pump(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def allowed_endpoints(urls):
+    """(host, port) pairs the install may reach: the index and the hosts its files live on."""
+    out = set()
+    for u in urls:
+        parts = urllib.parse.urlsplit(u)
+        if parts.hostname:
+            out.add((parts.hostname.lower(), parts.port or (443 if parts.scheme == "https" else 80)))
+    return out
+
+
+_BWRAP_WORKS = {}
+
+
+def bwrap_problem():
+    """None where bubblewrap can make a sandbox here, else why not (one sentence)."""
+    if "answer" not in _BWRAP_WORKS:
+        exe = shutil.which("bwrap")
+        if platform.system() != "Linux":
+            answer = "bubblewrap exists only on Linux"
+        elif not exe:
+            answer = "bubblewrap (bwrap) is not installed"
+        else:
+            try:
+                out = subprocess.run([exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                                     stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                answer = None if out.returncode == 0 else "bwrap cannot make a sandbox here: %s" % (
+                    out.stderr.decode("utf-8", "replace").strip() or "exit status %d" % out.returncode)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                answer = "bwrap cannot make a sandbox here: %s" % exc
+        _BWRAP_WORKS["answer"] = answer
+    return _BWRAP_WORKS["answer"]
+
+
+def choose_sandbox(requested, system=None):
+    """'bwrap' or 'none' for --sandbox auto|bwrap|none; refuses where the sandbox is wanted and
+    cannot be had (the runner then runs no package at all)."""
+    system = system or platform.system()
+    if requested == "none":
+        return "none"
+    if requested == "auto" and system != "Linux":
+        return "none"  # macOS and Windows workers: a dedicated unprivileged user is their isolation
+    problem = bwrap_problem()
+    if problem:
+        raise InfraError(
+            "%s, and every package is untrusted code: install bubblewrap (apt-get install bubblewrap, "
+            "or dnf install bubblewrap) on this worker, or pass --sandbox none (sandbox = \"none\" in "
+            "farm.toml) to run packages without isolation" % problem)
+    return "bwrap"
+
+
+TLS_TRUST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives",
+                "/etc/mime.types", "/etc/nsswitch.conf")
+
+
+class Sandbox:
+    """Wraps one command in bubblewrap: its own PID, IPC, UTS, network and mount namespaces; the
+    system and interpreters read-only; the box folder the only writable place (it is also /tmp
+    and HOME); no capabilities; a cleared environment; everything dies with the phase."""
+
+    def __init__(self, mode, box, read_only, etc_dir):
+        self.mode, self.box, self.read_only, self.etc_dir = mode, box, sorted(set(read_only)), etc_dir
+
+    def env(self, extra=None, path_dirs=()):
+        env = dict(_BASE_ENV, PATH=os.pathsep.join(list(path_dirs) + ["/usr/local/bin", "/usr/bin", "/bin"]),
+                   HOME=os.path.join(self.box, "home"), TMPDIR="/tmp", LANG="C.UTF-8", USER="farm",
+                   UV_PYTHON_DOWNLOADS="never")
+        # The worker's own trust settings for TLS (a company proxy's CA, say) hold inside too.
+        env.update({k: os.environ[k] for k in TLS_TRUST_VARIABLES if os.environ.get(k)})
+        if extra:
+            env.update(extra)
+        return env
+
+    def wrap(self, cmd, env, cwd, proxy_socket=None, forwarder_python=None):
+        """The argument list that runs `cmd` in the sandbox (with the index proxy, when given)."""
+        if proxy_socket:
+            cmd = [forwarder_python, "-I", "-S", "-c", _FORWARDER, PROXY_SOCKET, str(PROXY_PORT)] + list(cmd)
+            proxy = "http://127.0.0.1:%d" % PROXY_PORT
+            env = dict(env, HTTP_PROXY=proxy, HTTPS_PROXY=proxy, ALL_PROXY=proxy, http_proxy=proxy,
+                       https_proxy=proxy, NO_PROXY="", no_proxy="")
+        if self.mode == "none":
+            return [str(c) for c in cmd], env
+        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+        for d in SYSTEM_DIRS:
+            if os.path.islink(d):
+                args += ["--symlink", os.readlink(d), d]
+            elif os.path.isdir(d):
+                args += ["--ro-bind", d, d]
+        for f in SYSTEM_FILES + tuple(os.environ[k] for k in TLS_TRUST_VARIABLES if os.environ.get(k)):
+            args += ["--ro-bind-try", f, f]
+        for name in ("passwd", "group", "hosts"):
+            args += ["--ro-bind", os.path.join(self.etc_dir, name), "/etc/" + name]
+        # /tmp first: the binds after it may lie below /tmp (a worker whose folder is there).
+        args += ["--bind", os.path.join(self.box, "tmp"), "/tmp"]
+        for p in self.read_only:
+            args += ["--ro-bind", p, p]
+        args += ["--bind", self.box, self.box]
+        if proxy_socket:
+            args += ["--ro-bind", proxy_socket, PROXY_SOCKET]
+        # The sandbox's own root (where the mount points live) is read-only too.
+        args += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
+        for k, v in sorted(env.items()):
+            args += ["--setenv", k, v]
+        return args + ["--"] + [str(c) for c in cmd], {"PATH": "/usr/bin:/bin"}
+
+
+def write_sandbox_etc(etc_dir, home):
+    """The sandbox's /etc/passwd, group and hosts: one user (the worker's uid, named farm)."""
+    os.makedirs(etc_dir, exist_ok=True)
+    uid, gid = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+    files = {"passwd": "farm:x:%d:%d:farm:%s:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"
+                       % (uid, gid, home),
+             "group": "farm:x:%d:\nnogroup:x:65534:\n" % gid,
+             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n"}
+    for name, text in files.items():
+        with open(os.path.join(etc_dir, name), "w") as fh:
+            fh.write(text)
 
 
 class PhaseLog:
@@ -368,6 +878,7 @@ print(json.dumps({
     "version_info": list(sys.version_info[:3]),
     "full_version": platform.python_version(),
     "executable": sys.executable,
+    "prefix": os.path.realpath(getattr(sys, "base_prefix", sys.prefix)),
     "soabi": sysconfig.get_config_var("SOABI") or "",
     "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
     "debug": hasattr(sys, "gettotalrefcount"),
@@ -727,6 +1238,8 @@ def installed_dists(site_packages):
         if not entry.endswith(".dist-info"):
             continue
         d = os.path.join(site_packages, entry)
+        if os.path.islink(d) or os.path.islink(os.path.join(d, "METADATA")) or os.path.islink(os.path.join(d, "RECORD")):
+            continue  # written by the package's code: never follow it out of the environment
         try:
             with open(os.path.join(d, "METADATA"), encoding="utf-8", errors="replace") as fh:
                 msg = email.parser.Parser().parse(fh, headersonly=False)
@@ -743,6 +1256,25 @@ def installed_dists(site_packages):
         dists[normalize(msg.get("Name", entry))] = {"name": msg.get("Name"), "version": msg.get("Version"),
                                                     "dist_info": entry, "record": record, "metadata": msg}
     return dists
+
+
+def requirement_closure(dists, root):
+    """The installed distributions `root` needs, directly or not (from Requires-Dist), without
+    root itself. Requirements that apply only to an extra are left out."""
+    seen, todo = set(), [root]
+    while todo:
+        d = dists.get(todo.pop())
+        if d is None:
+            continue
+        for req in d["metadata"].get_all("Requires-Dist") or []:
+            if re.search(r"""extra\s*==""", req):
+                continue
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+            name = normalize(m.group(1)) if m else None
+            if name and name in dists and name not in seen and name != root:
+                seen.add(name)
+                todo.append(name)
+    return sorted(seen)
 
 
 def _record_path(line):
@@ -1107,9 +1639,15 @@ class Runner:
     def __init__(self, args):
         self.args = args
         self.workdir = os.path.abspath(args.workdir)
+        # Everything the package's code may touch lives in `box`, the sandbox's only writable
+        # folder; the runner's own files (report, logs, snapshots, downloads) stay outside it.
+        self.box = os.path.join(self.workdir, "box")
         self.report_path = os.path.abspath(args.report or os.path.join(self.workdir, "report.json"))
+        self.limits = Limits(args.timeout, args.silence_timeout, args.memory, args.processes, args.disk,
+                             args.max_log)
         self.t0 = time.monotonic()
         self.report = None
+        self.sandbox = None
 
     # -- state -------------------------------------------------------------
     def new_report(self):
@@ -1120,12 +1658,15 @@ class Runner:
                 "phases": {p: {"status": "not-run", "seconds": 0.0, "log_excerpt": ""} for p in PHASES},
                 "installed_from": None, "dependencies": [], "tests": None, "leftovers": [],
                 "reproduce": self.reproduce(), "runner_seconds": 0.0,
+                "sandbox": {"mode": None, "limits": self.limits.as_dict(),
+                            "network": {"allowed": [], "denied": []}},
                 "_state": {"phase_outcomes": {}, "phase_reasons": {}}}
 
     def reproduce(self):
         a = self.args
         return " ".join(shlex.quote(x) for x in
-                        ["python", "runner.py", a.spec, "--python", a.python, "--index-url", a.index_url])
+                        ["python", "runner.py", a.spec, "--python", a.python, "--index-url", a.index_url]
+                        + self.limits.flags() + ["--sandbox", a.sandbox])
 
     def load(self):
         try:
@@ -1175,9 +1716,59 @@ class Runner:
         cmd = [self.report["_state"]["uv"]] + list(args)
         return cmd
 
-    def uv_common(self):
+    def uv_common(self, cache_dir=None):
         st = self.report["_state"]
-        return ["--no-config", "--python", st["env_python"], "--cache-dir", st["cache_dir"]]
+        return ["--no-config", "--python", st["env_python"], "--cache-dir", cache_dir or st["box_cache"]]
+
+    # -- running commands --------------------------------------------------
+    def trusted(self, cmd, deadline, log):
+        """A command of the runner's own (uv making the environment, installing the test tools into
+        it before any of the package's code is there): outside the sandbox, with the shared cache."""
+        return run_command(cmd, self.workdir, deadline, log=log, limits=self.limits)
+
+    def boxed(self, cmd, cwd, deadline, log, env=None, network=False):
+        """A command that runs the package's code: in the sandbox; with `network`, the package index
+        (and only it) is reachable through the runner's proxy."""
+        st, sb = self.report["_state"], self.sandbox
+        proxy = None
+        if network and sb.mode == "bwrap":  # without a sandbox there is nothing to keep it in
+            proxy = IndexProxy(os.path.join(self.workdir, "net", "proxy.sock"),
+                               [tuple(e) for e in st["allowed_endpoints"]])
+        try:
+            argv, run_env = sb.wrap(cmd, sb.env(env, [os.path.dirname(st["env_python"])]), cwd,
+                                    proxy_socket=proxy and proxy.path, forwarder_python=st["forwarder_python"])
+            if sb.mode == "none":
+                run_env = child_env(run_env)
+            rc, out = run_command(argv, cwd, deadline, env=run_env, log=log, limits=self.limits,
+                                  watch_dir=self.box, shown=["[%s%s]" % (sb.mode, " +index" if network else "")] + list(cmd))
+            if sb.mode == "bwrap" and rc > 128:
+                rc = 128 - rc  # bwrap reports a command killed by signal N as 128 + N
+            return rc, out
+        finally:
+            if proxy is not None:
+                proxy.close()
+                denied = self.report["sandbox"]["network"]["denied"]
+                for endpoint in proxy.denied:
+                    log.write("[farm: the sandbox refused a connection to %s: only the index is reachable]\n"
+                              % endpoint)
+                    if endpoint not in denied:
+                        denied.append(endpoint)
+
+    def prepare_sandbox(self, log):
+        st = self.report["_state"]
+        mode = choose_sandbox(self.args.sandbox)
+        for name in ("tmp", "home", "uv-cache"):
+            os.makedirs(os.path.join(self.box, name), exist_ok=True)
+        os.makedirs(os.path.join(self.workdir, "net"), exist_ok=True)
+        write_sandbox_etc(os.path.join(self.workdir, "etc"), os.path.join(self.box, "home"))
+        self.report["sandbox"]["mode"] = mode
+        self.report["sandbox"]["unsandboxed"] = mode == "none"
+        if mode == "none":
+            warning = ("WARNING: this build runs WITHOUT a sandbox (--sandbox none): the package's code can "
+                       "read and change everything this worker can. Use it only for packages you trust.")
+            self.report["sandbox"]["warning"] = warning
+            log.write("\n%s\n%s\n%s\n\n" % ("!" * 78, warning, "!" * 78))
+        self.sandbox = Sandbox(mode, self.box, st["read_only"], os.path.join(self.workdir, "etc"))
 
     # -- phases ------------------------------------------------------------
     def run_phase(self, phase):
@@ -1192,10 +1783,20 @@ class Runner:
         deadline = start + self.args.timeout
         log = PhaseLog(os.path.join(self.workdir, phase + ".log"), echo=not self.args.quiet)
         try:
+            if phase != "install":
+                self.prepare_sandbox(log)
             status, outcome, reason = getattr(self, "phase_" + phase)(deadline, log)
-        except PhaseTimeout:
-            status, outcome = "error", "infra-error"
-            reason = "timeout (the %s phase ran longer than %d s)." % (phase, self.args.timeout)
+        except LimitHit as exc:
+            if exc.kind == "processes":
+                # A fork bomb is the package's own doing, not the machine's.
+                status, outcome = "failed", FAILED_OUTCOME[phase]
+                reason = _sentence("The %s phase %s" % (phase, exc))
+            elif exc.kind == "timeout":
+                status, outcome = "error", "infra-error"
+                reason = "timeout (the %s phase ran longer than %g s)." % (phase, self.limits.timeout)
+            else:
+                status, outcome = "error", "infra-error"
+                reason = _sentence("%s (in the %s phase)" % (exc, phase))
         except InfraError as exc:
             status, outcome, reason = "error", "infra-error", _sentence(str(exc))
         except OSError as exc:  # disk full, permissions...: the machine's problem
@@ -1209,7 +1810,16 @@ class Runner:
 
     def phase_install(self, deadline, log):
         a, r, st = self.args, self.report, self.report["_state"]
-        st.update({"uv": self.uv_path, "cache_dir": self.cache_dir, "interpreter": self.py_info})
+        st.update({"uv": self.uv_path, "cache_dir": self.cache_dir, "interpreter": self.py_info,
+                   "box_cache": os.path.join(self.box, "uv-cache"),
+                   "forwarder_python": os.path.realpath(sys.executable),
+                   # What the sandbox sees, read-only: the interpreter under test, uv, and the
+                   # worker's own Python (for the network forwarder).
+                   "read_only": sorted({self.py_info["prefix"], os.path.realpath(self.uv_path), self.uv_path,
+                                        os.path.realpath(getattr(sys, "base_prefix", sys.prefix))}
+                                       | ({self.spec[1]} if self.spec[0] == "path" else set()))})
+        st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url]))
+        self.prepare_sandbox(log)
         r["python"].update(path=self.py_path, version=self.py_info["full_version"])
         kind_spec = self.spec
         pyver = self.py_info["full_version"]
@@ -1246,6 +1856,8 @@ class Runner:
                         name, version, a.index_url, versions[-1] if versions else "none"))
                 version = match[0]
             rel = [f for f in files if f["version"] == version]
+            st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url] + [f["url"] for f in files]))
+            r["sandbox"]["network"]["allowed"] = ["%s:%d" % e for e in st["allowed_endpoints"]]
             r["package"], r["version"] = name, version
             sdists = [f for f in rel if file_kind(f["filename"]) == "sdist"]
             wheels = sorted(((wheel_priority(f["filename"], self.py_info), f) for f in rel
@@ -1265,19 +1877,24 @@ class Runner:
             chosen = dict(usable[0], kind=file_kind(usable[0]["filename"]))
             target = "%s==%s" % (name, version)
         # fresh environment
-        env_dir = os.path.join(self.workdir, "env")
+        env_dir = os.path.join(self.box, "env")
         layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"])
         st.update(env=env_dir, env_python=layout["python"], site_packages=layout["site_packages"])
-        rc, out = run_command([self.uv_path, "venv", "--no-config", "-q", "--python", self.py_path,
-                               "--cache-dir", self.cache_dir, env_dir], self.workdir, deadline, log=log)
+        rc, out = self.trusted([self.uv_path, "venv", "--no-config", "-q", "--python", self.py_path,
+                                "--cache-dir", self.cache_dir, env_dir], deadline, log)
         if rc != 0:
             raise InfraError("uv venv failed for %s: %s" % (self.py_path, _last_line(out)))
+        # The test runner goes in now, while the environment holds nothing of the package's.
+        rc, out = self.trusted(self.uv("pip", "install") + self.uv_common(self.cache_dir)
+                               + ["--link-mode", "copy", "--index-url", a.index_url, "pytest"], deadline, log)
+        if rc != 0:
+            raise InfraError("could not install pytest from %s: %s" % (a.index_url, _last_line(out)))
         with open(os.path.join(self.workdir, "snapshot-before.json"), "w") as fh:
             json.dump(snapshot(env_dir), fh)
         cmd = self.uv("pip", "install") + self.uv_common() + ["--link-mode", "copy", "--index-url", a.index_url]
         if kind_spec[0] == "name":
             cmd += ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", normalize(kind_spec[1])]
-        rc, out = run_command(cmd + [target], self.workdir, deadline, log=log)
+        rc, out = self.boxed(cmd + [target], self.box, deadline, log, network=True)
         r["installed_from"] = {"filename": chosen["filename"], "kind": chosen["kind"], "url": chosen["url"],
                                "sha256": chosen.get("sha256")}
         if rc != 0:
@@ -1293,8 +1910,9 @@ class Runner:
         r["package"] = me["name"] or r["package"]
         st["import_names"] = import_names(me["record"])
         st["provides_extras"] = me["metadata"].get_all("Provides-Extra") or []
-        r["dependencies"] = sorted(({"name": d["name"], "version": d["version"]} for k, d in dists.items()
-                                    if k != normalize(r["package"])), key=lambda d: normalize(d["name"]))
+        r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]}
+                                    for k in requirement_closure(dists, normalize(r["package"]))),
+                                   key=lambda d: normalize(d["name"]))
         return "ok", "passed", "Installed %s %s from %s." % (r["package"], r["version"], chosen["filename"])
 
     def phase_test(self, deadline, log):
@@ -1308,7 +1926,7 @@ class Runner:
                 path = os.path.join(self.workdir, "dl", sd["filename"])
                 if not (os.path.isfile(path) and sd.get("sha256") and sha256_file(path) == sd["sha256"]):
                     download(sd["url"], path, sd.get("sha256"))
-            src = extract_sdist(path, os.path.join(self.workdir, "src"))
+            src = extract_sdist(path, os.path.join(self.box, "src"))
         plan = discover_tests(src, st.get("import_names", []), st["site_packages"])
         if plan is None:
             log.write("no tests found (sdist: %s)\n" % ("yes" if src else "no"))
@@ -1317,7 +1935,7 @@ class Runner:
                 r["package"], r["version"], "sdist or installed package" if src else "no sdist; installed package")
         log.write("tests: %s -> %s\n" % (plan["how"], " ".join(plan["paths"])))
         # test dependencies
-        reqs = ["pytest"]
+        reqs = []
         extras = [e for e in st.get("provides_extras", []) if normalize(e) in TEST_EXTRAS]
         if extras:
             if self.spec[0] == "path":
@@ -1328,13 +1946,15 @@ class Runner:
         if src and os.path.isfile(os.path.join(src, "pyproject.toml")):
             dg = load_toml(os.path.join(src, "pyproject.toml")).get("dependency-groups") or {}
             groups = [g for g in dg if normalize(g) in TEST_EXTRAS]
-        cmd = self.uv("pip", "install") + self.uv_common() + ["--link-mode", "copy", "--index-url", a.index_url]
         for g in groups:
-            cmd += ["--group", "%s:%s" % (os.path.join(src, "pyproject.toml"), g)]
+            reqs += ["--group", "%s:%s" % (os.path.join(src, "pyproject.toml"), g)]
         for f in TEST_REQUIREMENT_FILES if src else ():
             if os.path.isfile(os.path.join(src, f)):
-                cmd += ["-r", os.path.join(src, f)]
-        rc, out = run_command(cmd + reqs, self.workdir, deadline, log=log)
+                reqs += ["-r", os.path.join(src, f)]
+        rc, out = 0, ""
+        if reqs:  # pytest itself went in with the environment
+            cmd = self.uv("pip", "install") + self.uv_common() + ["--link-mode", "copy", "--index-url", a.index_url]
+            rc, out = self.boxed(cmd + reqs, self.box, deadline, log, network=True)
         if rc != 0:
             if _network_trouble(out):
                 raise InfraError("the index could not be reached for the test dependencies: %s" % _last_line(out))
@@ -1342,28 +1962,28 @@ class Runner:
             return "failed", "tests-failed", "Could not install the test dependencies: %s" % _sentence(
                 _error_line(out))
         # run pytest against the installed copy, from a folder outside the source tree
-        run_dir = os.path.join(self.workdir, "run")
+        run_dir = os.path.join(self.box, "run")
         if plan["pyargs"]:
             if os.path.isdir(run_dir):
                 shutil.rmtree(run_dir)
             os.makedirs(run_dir)
         else:
             copy_tests_out(src, plan, run_dir)
-        plugin_dir = os.path.join(self.workdir, "plugin")
+        plugin_dir = os.path.join(self.box, "plugin")
         os.makedirs(plugin_dir, exist_ok=True)
         with open(os.path.join(plugin_dir, "_farm_probe.py"), "w") as fh:
             fh.write(_PROBE_PLUGIN)
-        junit = os.path.join(self.workdir, "junit.xml")
-        imports_file = os.path.join(self.workdir, "imports.json")
+        junit = os.path.join(self.box, "junit.xml")
+        imports_file = os.path.join(self.box, "imports.json")
         for f in (junit, imports_file):
             if os.path.exists(f):
                 os.remove(f)
         pytest_cmd = [st["env_python"], "-m", "pytest", "-p", "_farm_probe", "-p", "no:cacheprovider",
                       "--junitxml", junit, "-o", "junit_family=xunit2"] + (["--pyargs"] if plan["pyargs"] else [])
         pytest_cmd += plan["paths"]
-        env = child_env({"PYTHONPATH": plugin_dir, "FARM_IMPORT_REPORT": imports_file,
-                         "FARM_IMPORT_NAMES": json.dumps(st.get("import_names", []))})
-        rc, out = run_command(pytest_cmd, run_dir, deadline, env=env, log=log)
+        env = {"PYTHONPATH": plugin_dir, "FARM_IMPORT_REPORT": imports_file,
+               "FARM_IMPORT_NAMES": json.dumps(st.get("import_names", []))}
+        rc, out = self.boxed(pytest_cmd, run_dir, deadline, log, env=env)
         counts = junit_counts(junit) or {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         r["tests"] = dict(command=pytest_cmd, how=plan["how"], returncode=rc, **counts)
         try:
@@ -1400,8 +2020,7 @@ class Runner:
         before_dists = installed_dists(site)
         me = before_dists.get(normalize(r["package"]))
         removed_record = [_site_rel(env_dir, site, p) for p in (me["record"] if me else [])]
-        rc, out = run_command(self.uv("pip", "uninstall") + self.uv_common() + [r["package"]],
-                              self.workdir, deadline, log=log)
+        rc, out = self.boxed(self.uv("pip", "uninstall") + self.uv_common() + [r["package"]], self.box, deadline, log)
         if rc != 0:
             return "failed", "uninstall-dirty", "Uninstalling %s failed: %s" % (
                 r["package"], _sentence(_error_line(out)))
@@ -1421,7 +2040,7 @@ class Runner:
         if names:
             code = ("import importlib.util, json, sys; print(json.dumps([n for n in sys.argv[1:] "
                     "if importlib.util.find_spec(n) is not None]))")
-            rc, out = run_command([st["env_python"], "-I", "-c", code] + names, self.workdir, deadline, log=log)
+            rc, out = self.boxed([st["env_python"], "-I", "-c", code] + names, self.box, deadline, log)
             try:
                 still = json.loads(out.strip().splitlines()[-1]) if rc == 0 else []
             except (ValueError, IndexError):
@@ -1512,7 +2131,14 @@ def main(argv=None):
     ap.add_argument("--phase", choices=("install", "test", "uninstall", "all"), default="all")
     ap.add_argument("--workdir", default="runner-work")
     ap.add_argument("--report")
-    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per phase")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds of wall time per phase")
+    ap.add_argument("--silence-timeout", type=float, default=300, help="seconds a phase may print nothing")
+    ap.add_argument("--memory", type=parse_size, default="1536M", help="memory per phase (e.g. 1536M, 1.5G)")
+    ap.add_argument("--processes", type=int, default=256, help="processes at once")
+    ap.add_argument("--disk", type=parse_size, default="4G", help="disk the build's folder may use")
+    ap.add_argument("--max-log", type=parse_size, default="5M", help="output kept per phase; the rest is cut")
+    ap.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                    help="auto: bubblewrap on Linux (refuses to run without it), none elsewhere")
     ap.add_argument("--uv", help="path of the uv binary")
     ap.add_argument("--cache-dir", help="uv cache (default: a per-user cache folder)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -1556,7 +2182,7 @@ def main(argv=None):
 
 def _fresh_workdir(workdir):
     os.makedirs(workdir, exist_ok=True)
-    for name in ("env", "src", "run", "dl", "plugin", "junit.xml", "imports.json", "report.json",
+    for name in ("box", "net", "etc", "dl", "report.json",
                  "snapshot-before.json", "install.log", "test.log", "uninstall.log"):
         p = os.path.join(workdir, name)
         if os.path.isdir(p) and not os.path.islink(p):
