@@ -355,6 +355,16 @@ def test_sdist_only_release_and_local_file_spec(package_index, tmp_path):
 
 
 @pytest.mark.slow
+def test_dist_sdist_builds_from_source_where_a_wheel_fits(package_index, tmp_path):
+    proc, r = run_cli("farmfix-pass==1.0", tmp_path / "a", package_index.url, extra=("--dist", "sdist"))
+    assert r["outcome"] == "passed", r["reason"]
+    assert r["installed_from"]["kind"] == "sdist" and "--dist sdist" in r["reproduce"]
+    package_index.add(write_package(tmp_path / "d", "farmfix-wheelonly", "1.0", "pass", kind="wheel"))
+    proc, r = run_cli("farmfix-wheelonly==1.0", tmp_path / "b", package_index.url, extra=("--dist", "sdist"))
+    assert r["outcome"] == "not-applicable" and "no sdist" in r["reason"]
+
+
+@pytest.mark.slow
 def test_reproduce_line_reruns_the_case(all_reports, tmp_path):
     _, r, _ = all_reports["farmfix-testfail"]
     argv = shlex.split(r["reproduce"])

@@ -1666,6 +1666,7 @@ class Runner:
         a = self.args
         return " ".join(shlex.quote(x) for x in
                         ["python", "runner.py", a.spec, "--python", a.python, "--index-url", a.index_url]
+                        + (["--dist", a.dist] if a.dist != "auto" else [])
                         + self.limits.flags() + ["--sandbox", a.sandbox])
 
     def load(self):
@@ -1865,8 +1866,12 @@ class Runner:
             wheels = [f for p, f in wheels if p is not None]
             excluded = [f for f in wheels + sdists
                         if f["requires_python"] and not specifier_allows(f["requires_python"], pyver)]
-            usable = [f for f in wheels + sdists if f not in excluded]
+            # --dist sdist: the classic "does it still build from source" check, even where a wheel fits.
+            candidates = sdists if a.dist == "sdist" else wheels + sdists
+            usable = [f for f in candidates if f not in excluded]
             st["sdist"] = dict(sdists[0], kind="sdist") if sdists else None
+            if a.dist == "sdist" and not sdists:
+                return "skipped", "not-applicable", "%s %s has no sdist to build from." % (r["package"], version)
             if not usable:
                 if excluded:
                     return "skipped", "not-applicable", "Requires-Python %r excludes Python %s." % (
@@ -2137,6 +2142,8 @@ def main(argv=None):
     ap.add_argument("--processes", type=int, default=256, help="processes at once")
     ap.add_argument("--disk", type=parse_size, default="4G", help="disk the build's folder may use")
     ap.add_argument("--max-log", type=parse_size, default="5M", help="output kept per phase; the rest is cut")
+    ap.add_argument("--dist", choices=("auto", "sdist"), default="auto",
+                    help="auto: a compatible wheel if there is one, else the sdist; sdist: build from the sdist")
     ap.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                     help="auto: bubblewrap on Linux (refuses to run without it), none elsewhere")
     ap.add_argument("--uv", help="path of the uv binary")
