@@ -9,7 +9,7 @@ UV_PIN := $(shell grep '^uv==' requirements/lock.txt)
 ANSIBLE_VENV := .venv-ansible
 ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
 
-.PHONY: run test test-fast venv ansible-venv lock clean
+.PHONY: run test test-fast venv ansible-venv sandbox-tools lock clean
 
 venv: $(STAMP)
 
@@ -32,13 +32,22 @@ lock:
 	$(BIN)/uv pip compile -q --no-config requirements/requirements.in -o requirements/lock.txt --python-version 3.11
 	$(BIN)/uv pip compile -q --no-config requirements/ansible.in -o requirements/ansible-lock.txt --python-version 3.11
 
-run: venv
+# Every package runs in a bubblewrap sandbox (worker/runner.py); install it where it is missing.
+sandbox-tools:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; \
+	  else \
+	    echo "bubblewrap is missing: install it (sudo apt-get install bubblewrap, or dnf install bubblewrap)."; exit 1; \
+	  fi; }
+
+run: venv sandbox-tools
 	$(BIN)/python -m master.run
 
-test: venv ansible-venv
+test: venv ansible-venv sandbox-tools
 	$(BIN)/python -m pytest
 
-test-fast: venv ansible-venv
+test-fast: venv ansible-venv sandbox-tools
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:

@@ -14,7 +14,7 @@ from buildbot.plugins import util, worker
 from twisted.python import log
 
 import pypi_poller
-from master import schedulers
+from master import access, mail, maintainers, pages, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
 from master.settings import ROOT, Settings, WorkerSettings
@@ -102,11 +102,23 @@ def build_config(settings: Settings) -> dict:
         "db": {"db_url": settings.db_url},
         "www": {
             "port": settings.http_port,
-            "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+            "plugins": {
+                "waterfall_view": {}, "console_view": {}, "grid_view": {},
+                # Packages (search, package pages, JSON, badges, unsubscribe) and Farm (overview).
+                "wsgi_dashboards": pages.dashboards(settings, names, _unsubscribe_secret(settings)),
+            },
             "change_hook_dialects": {},
+            # Anonymous visitors read; the `admins` of [access] force, stop and rebuild.
+            **access.www_access(settings.access),
         },
+        "services": [pages.PluginStyles(), *mail.mail_services(settings)],
         "buildbotNetUsageData": None,
     }
+
+
+def _unsubscribe_secret(settings: Settings) -> bytes | None:
+    """The key of the unsubscribe links in maintainer mail; only a farm that mails needs one."""
+    return maintainers.unsubscribe_secret(settings.secrets_dir) if settings.mail.enabled else None
 
 
 def _all_local(settings: Settings) -> bool:

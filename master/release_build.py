@@ -31,8 +31,10 @@ class ReleaseBuild(Build):
             # The build did not reach a verdict: say what stopped it (a lost worker, a refusal).
             text = [f"{package} {version}:"] + (self.text or ["exception"])
         if self.results == RETRY and (yield self._tries()) > self.getProperty("retries", 1):
-            self.results = EXCEPTION
             text.append("(infrastructure error; gave up after retrying)")
+            # Buildbot quarantines the worker of an EXCEPTION build, and fails if the worker is
+            # gone (a lost connection); such a build ends CANCELLED, which needs no worker.
+            self.results = EXCEPTION if self.workerforbuilder.worker is not None else CANCELLED
         return (yield self.buildFinished(text, self.results))
 
     @defer.inlineCallbacks

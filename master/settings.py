@@ -8,6 +8,7 @@ environment variable that holds them (see master/secrets.py).
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import os
 import re
 import sys
@@ -73,6 +74,40 @@ class Limits:
 
 SANDBOX_MODES = ("auto", "bwrap", "none")
 
+ADMIN_USER = "admin"
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessSettings:
+    """Who may force, stop and rebuild (the `admins` role); everyone else reads only."""
+
+    admins: tuple[str, ...] = (ADMIN_USER,)
+    # `user:password` lines, outside the repo (master/access.py creates admin's on first run).
+    users_file: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MailSettings:
+    """Mail to registered maintainers (on change only) and to the operators (infra errors)."""
+
+    enabled: bool = False
+    sender: str = "PyPI test farm <farm@localhost>"
+    relay_host: str = "localhost"
+    relay_port: int = 25
+    use_tls: bool = False
+    smtp_user: str = ""
+    smtp_password_env: str | None = None
+    smtp_password_file: Path | None = None
+    operators: tuple[str, ...] = ()
+    # Who wants mail for which package (master/maintainers.py); reloaded on `buildbot reconfig`.
+    maintainers_file: Path | None = None
+    # Also mail the maintainer and author addresses of the package's own metadata on PyPI.
+    pypi_addresses: bool = False
+    # Seconds between two digests, for registrations that asked for one.
+    digest_interval: int = 24 * 3600
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -90,6 +125,8 @@ class Settings:
     limits: Limits
     retries: int
     pypi: pypi_settings.PypiSettings
+    access: AccessSettings = AccessSettings()
+    mail: MailSettings = MailSettings()
 
     @property
     def local_worker(self) -> WorkerSettings | None:
@@ -160,6 +197,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
     master = _Table(source, "master", top.get("master", dict, {}))
     index = _Table(source, "index", top.get("index", dict, {}))
     limits = _Table(source, "limits", top.get("limits", dict, {}))
+    access = _Table(source, "access", top.get("access", dict, {}))
+    mail = _Table(source, "mail", top.get("mail", dict, {}))
     http_port = _port(master, "http_port", 8010, "FARM_HTTP_PORT", environ)
     settings = Settings(
         source=source,
@@ -176,6 +215,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         limits=_limits(limits),
         retries=limits.get("retries", int, 1),
         pypi=pypi_settings.parse(top.get("pypi", dict, {}), source, environ),
+        access=_access(access, base),
+        mail=_mail(mail, base),
     )
     if not settings.buildbot_url.endswith("/"):
         raise master.error("url", "must end with '/'.")
@@ -191,7 +232,7 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         raise top.error("workers", "has more than one worker with local = true; there is one local worker.")
     if settings.retries < 0:
         raise limits.error("retries", "must be 0 or more.")
-    for table in (top, master, index, limits):
+    for table in (top, master, index, limits, access, mail):
         table.check_unknown()
     return settings
 

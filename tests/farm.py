@@ -3,8 +3,11 @@ folder, driven through the real REST API."""
 
 from __future__ import annotations
 
+import base64
+import http.cookiejar
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -41,8 +44,15 @@ class Farm:
         self, folder: Path, index_url: str, pythons=("3.11", "3.12"), max_builds: int = 2, retries: int = 1,
         extra_toml: str = "",
         local_worker: bool = True,
+        env: dict | None = None,
+        timeout: int = 300,
     ):
         self.folder = folder
+        # The master reads admin's password from FARM_ADMIN_PASSWORD (master/access.py); force()
+        # and rpc() log in with it, as a script would.
+        self.admin_password = secrets.token_urlsafe(12)
+        self.env = dict(env or {})
+        self._admin = None  # an opener holding the admin's session cookie
         self.http_port, self.pb_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/"
         self.config = folder / "farm.toml"
@@ -61,7 +71,7 @@ secrets_dir = "secrets"
 url = "{index_url}"
 
 [limits]
-timeout = 300
+timeout = {timeout}
 retries = {retries}
 {pypi_table}
 """
@@ -85,9 +95,11 @@ max_builds = {max_builds}
 
     # -- processes -------------------------------------------------------------------------------
     def start(self, timeout: float = 90, wait_for_worker: bool = True) -> "Farm":
-        env = dict(os.environ, FARM_CONFIG=str(self.config))
+        env = dict(os.environ, FARM_CONFIG=str(self.config), FARM_ADMIN_PASSWORD=self.admin_password)
         for name in ("FARM_HTTP_PORT", "FARM_PB_PORT", "FARM_INDEX_URL"):
             env.pop(name, None)
+        env.update(self.env)
+        self._admin = None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "master.run"], cwd=ROOT, env=env,
             stdout=self.output.open("ab"), stderr=subprocess.STDOUT,
@@ -151,13 +163,28 @@ max_builds = {max_builds}
         with urllib.request.urlopen(url, timeout=30) as response:
             return json.load(response)
 
-    def rpc(self, path: str, method: str, **params):
+    def login(self, user: str = "admin", password: str | None = None):
+        """An opener with a session of `user` (Buildbot's UserPasswordAuth: basic auth on /auth/login)."""
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        credentials = base64.b64encode(f"{user}:{password or self.admin_password}".encode()).decode()
+        request = urllib.request.Request(f"{self.url}auth/login", headers={"Authorization": f"Basic {credentials}"})
+        with opener.open(request, timeout=30):
+            pass
+        return opener
+
+    def rpc(self, path: str, method: str, anonymous: bool = False, **params):
+        """A JSON-RPC call on the REST API, as the admin unless `anonymous`."""
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
         request = urllib.request.Request(
             f"{self.url}api/v2/{path}", data=body, headers={"Content-Type": "application/json"}
         )
+        if anonymous:
+            opener = urllib.request.build_opener()
+        else:
+            self._admin = self._admin or self.login()
+            opener = self._admin
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with opener.open(request, timeout=30) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             return json.load(error)
@@ -188,6 +215,10 @@ max_builds = {max_builds}
 
         wait_for(complete, timeout, f"buildset {buildsetid} to complete", interval=0.5)
         return self.builds_of(buildsetid)
+
+    def raw_log(self, logid: int) -> str:
+        with urllib.request.urlopen(f"{self.url}api/v2/logs/{logid}/raw", timeout=30) as response:
+            return response.read().decode("utf-8", "replace")
 
     def steps(self, buildid: int):
         return self.get(f"builds/{buildid}/steps")["steps"]

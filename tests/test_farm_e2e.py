@@ -89,18 +89,38 @@ def test_a_killed_worker_gives_retry_and_the_request_is_built_again(farm, packag
     package_index.add(write_package(tmp_path, "farmfix-slow", "1.0", behaviour="slow"))
     buildsetid, _ = farm.force("farmfix-slow", slots=["linux-py3.12"])
 
-    def running_test_step():
-        builds = farm.get("builds", buildrequestid=_request_id(farm, buildsetid))["builds"]
-        return builds and any(s["name"] == "test" and s["started_at"] and not s["complete"]
-                              for s in farm.steps(builds[0]["buildid"]))
-
-    wait_for(running_test_step, 120, "the slow package's tests to start")
+    wait_for(lambda: _running_test_step(farm, buildsetid), 120, "the slow package's tests to start")
     os.kill(farm.worker_pid(), signal.SIGKILL)
     requests, builds = farm.wait_buildset(buildsetid, timeout=300)
     builds.sort(key=lambda b: b["buildid"])
     assert [b["results"] for b in builds] == [RESULTS["infra-error"], 0], [b["state_string"] for b in builds]
     assert "lost" in builds[0]["state_string"], builds[0]["state_string"]
     assert builds[1]["state_string"] == "farmfix-slow 1.0: passed"
+
+
+def test_a_worker_lost_on_the_last_try_gives_up_cleanly(package_index, tmp_path):
+    """With no retries left, a lost worker ends the build (CANCELLED, saying why) instead of
+    queueing it forever; the master still stops cleanly."""
+    farm = Farm(tmp_path, package_index.url, pythons=("3.12",), retries=0).start()
+    try:
+        package_index.add(write_package(tmp_path / "dists", "farmfix-slow2", "1.0", behaviour="slow"))
+        buildsetid, _ = farm.force("farmfix-slow2")
+
+        wait_for(lambda: _running_test_step(farm, buildsetid), 120, "the slow package's tests to start")
+        os.kill(farm.worker_pid(), signal.SIGKILL)
+        _, builds = farm.wait_buildset(buildsetid, timeout=120)
+        assert [b["results"] for b in builds] == [6], [b["state_string"] for b in builds]
+        assert "gave up" in builds[0]["state_string"]
+    finally:
+        assert farm.stop() == 0, farm.log_tail()
+
+
+def _running_test_step(farm, buildsetid):
+    builds = farm.get("builds", buildrequestid=_request_id(farm, buildsetid), property="*")["builds"]
+    if builds and builds[0]["complete"]:
+        raise AssertionError(f"the build ended before its tests ran: {builds[0]['properties'].get('reason')}")
+    return builds and any(s["name"] == "test" and s["started_at"] and not s["complete"]
+                          for s in farm.steps(builds[0]["buildid"]))
 
 
 def _request_id(farm, buildsetid):

@@ -234,3 +234,42 @@ def test_sandbox_none_warns_loudly(package_index, tmp_path):
     assert report["outcome"] == "passed" and report["sandbox"]["unsandboxed"] is True
     assert proc.stdout.count("WITHOUT a sandbox") >= 3, "a warning in every phase's log"
     assert "--sandbox none" in report["reproduce"]
+
+
+def test_hostile_packages_through_the_farm(package_index, tmp_path):
+    """The worker's password (in its buildbot.tac) stays out of every log; a fork storm is a
+    failure of the package; the next build passes."""
+    from tests.farm import Farm
+
+    (tmp_path / "farm").mkdir()
+    farm = Farm(tmp_path / "farm", package_index.url, pythons=(PY,)).start()
+    try:
+        tac = farm.folder / "worker-local" / "buildbot.tac"
+        password = (farm.folder / "secrets" / "worker-local.pass").read_text().strip()
+        assert password in tac.read_text()
+        prelude = (
+            "import os\n"
+            f"for p in [{str(tac)!r}, os.path.expanduser('~/.ssh/id_rsa')]:\n"
+            "    try:\n        print('STOLEN', open(p).read())\n    except Exception as e:\n        print('denied', p, e)\n"
+            "print('ENV', dict(os.environ))\n"
+            "raise SystemExit('hostile: done looking around')\n"
+        )
+        package_index.add(write_package(tmp_path / "d", "farmhostile-thief", "1.0", kind="sdist",
+                                        setup_prelude=prelude))
+        package_index.add(write_package(tmp_path / "d", "farmhostile-storm", "1.0", kind="sdist",
+                                        extra_files=HOSTILE["forkbomb"][0](None)))
+        expected = {"farmhostile-thief": "install-failed", "farmhostile-storm": "tests-failed",
+                    "farmfix-pass": "passed"}
+        for name, outcome in expected.items():
+            _, builds = farm.wait_buildset(farm.force(name)[0])
+            (build,) = builds
+            assert build["properties"]["outcome"][0] == outcome, build["state_string"]
+            for step in farm.steps(build["buildid"]):
+                for log in farm.get(f"steps/{step['stepid']}/logs")["logs"]:
+                    text = farm.raw_log(log["logid"])
+                    assert password not in text
+                    if name == "farmhostile-thief" and step["name"] == "install":
+                        assert "denied" in text and "done looking around" in text
+        assert leftover_processes() == []
+    finally:
+        farm.stop()

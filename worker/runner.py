@@ -1733,7 +1733,8 @@ class Runner:
         st, sb = self.report["_state"], self.sandbox
         proxy = None
         if network and sb.mode == "bwrap":  # without a sandbox there is nothing to keep it in
-            proxy = IndexProxy(os.path.join(self.workdir, "net", "proxy.sock"),
+            # A short private folder: a Unix socket's path must stay under about 100 bytes.
+            proxy = IndexProxy(os.path.join(tempfile.mkdtemp(prefix="pypi-farm-"), "proxy.sock"),
                                [tuple(e) for e in st["allowed_endpoints"]])
         try:
             argv, run_env = sb.wrap(cmd, sb.env(env, [os.path.dirname(st["env_python"])]), cwd,
@@ -1748,6 +1749,7 @@ class Runner:
         finally:
             if proxy is not None:
                 proxy.close()
+                shutil.rmtree(os.path.dirname(proxy.path), ignore_errors=True)
                 denied = self.report["sandbox"]["network"]["denied"]
                 for endpoint in proxy.denied:
                     log.write("[farm: the sandbox refused a connection to %s: only the index is reachable]\n"
@@ -1760,7 +1762,6 @@ class Runner:
         mode = choose_sandbox(self.args.sandbox)
         for name in ("tmp", "home", "uv-cache"):
             os.makedirs(os.path.join(self.box, name), exist_ok=True)
-        os.makedirs(os.path.join(self.workdir, "net"), exist_ok=True)
         write_sandbox_etc(os.path.join(self.workdir, "etc"), os.path.join(self.box, "home"))
         self.report["sandbox"]["mode"] = mode
         self.report["sandbox"]["unsandboxed"] = mode == "none"
@@ -1885,7 +1886,8 @@ class Runner:
         env_dir = os.path.join(self.box, "env")
         layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"])
         st.update(env=env_dir, env_python=layout["python"], site_packages=layout["site_packages"])
-        rc, out = self.trusted([self.uv_path, "venv", "--no-config", "-q", "--python", self.py_path,
+        # The real interpreter, not a link to it: the sandbox binds the interpreter's prefix only.
+        rc, out = self.trusted([self.uv_path, "venv", "--no-config", "-q", "--python", os.path.realpath(self.py_path),
                                 "--cache-dir", self.cache_dir, env_dir], deadline, log)
         if rc != 0:
             raise InfraError("uv venv failed for %s: %s" % (self.py_path, _last_line(out)))
@@ -2189,7 +2191,7 @@ def main(argv=None):
 
 def _fresh_workdir(workdir):
     os.makedirs(workdir, exist_ok=True)
-    for name in ("box", "net", "etc", "dl", "report.json",
+    for name in ("box", "etc", "dl", "report.json",
                  "snapshot-before.json", "install.log", "test.log", "uninstall.log"):
         p = os.path.join(workdir, name)
         if os.path.isdir(p) and not os.path.islink(p):

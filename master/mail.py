@@ -1,0 +1,378 @@
+"""Mail to registered maintainers, only when a result changes; infrastructure errors to the operators.
+
+When every build of a release's buildset is done, `ReleaseChangesGenerator` compares each slot's
+result with the package's previous verdict on that slot (master/history.py) and keeps the slots
+that changed:
+
+- regression: the release fails where the previous build passed;
+- fixed: it passes where the previous build failed;
+- new failure: it fails on a slot with no earlier verdict (a new slot, or the first release seen).
+
+An unchanged failure is no news. Not applicable, infrastructure errors and cancelled builds carry
+no verdict: they never mail maintainers. Infrastructure errors go to `mail.operators` instead.
+
+`MaintainerMail` (a Buildbot MailNotifier) sends ONE message per release to each maintainer,
+summarising every slot that changed, with the outcome, log links, the reproduce command and a
+signed unsubscribe link; registrations with `digest = true` collect their changes and get one
+mail every `mail.digest_interval` seconds instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import os
+from email.message import EmailMessage
+
+from buildbot import interfaces
+from buildbot.process.results import EXCEPTION, RETRY, statusToString
+from buildbot.reporters import utils as reporter_utils
+from buildbot.reporters.mail import MailNotifier
+from buildbot.util import httpclientservice
+from buildbot.util.state import StateMixin
+from twisted.internet import defer, task
+from twisted.python import log
+from zope.interface import implementer
+
+from master import history, maintainers
+from master.settings import MailSettings, Settings
+
+SERVICE_NAME = "maintainer-mail"
+KIND_TEXT = {"regression": "regression", "fixed": "fixed", "new-failure": "new failure"}
+
+
+def classify(results, previous_results) -> str | None:
+    """The change on one slot, or None when there is no news for a maintainer."""
+    now, before = history.verdict(results), history.verdict(previous_results) if previous_results is not None else None
+    if now == "failing" and before == "passing":
+        return "regression"
+    if now == "passing" and before == "failing":
+        return "fixed"
+    if now == "failing" and before is None:
+        return "new-failure"
+    return None
+
+
+def is_infra(build: dict) -> bool:
+    return build["results"] in (RETRY, EXCEPTION) or history.property_value(build, "outcome") == "infra-error"
+
+
+def package_page_url(base_url: str, package: str) -> str:
+    return f"{base_url}plugins/wsgi_dashboards/packages/index.html?name={package}"
+
+
+@dataclasses.dataclass
+class SlotChange:
+    slot: str
+    kind: str
+    outcome: str
+    previous: str  # the previous build's outcome ("" when there was none)
+    previous_version: str
+    reason: str
+    reproduce: str
+    url: str
+
+    def lines(self) -> list[str]:
+        was = f" (was {self.previous} in {self.previous_version})" if self.previous else ""
+        out = [f"{self.slot}: {KIND_TEXT[self.kind].upper()}: {self.outcome}{was}"]
+        if self.reason:
+            out.append(f"  reason:    {self.reason}")
+        out.append(f"  log:       {self.url}")
+        if self.reproduce:
+            out.append(f"  reproduce: {self.reproduce}")
+        return out
+
+
+def _last_build_per_slot(builds: list[dict]) -> dict[int, dict]:
+    """A retried request has several builds on its slot; the last one is the slot's result."""
+    last: dict[int, dict] = {}
+    for build in sorted(builds, key=lambda b: b["buildid"]):
+        last[build["builderid"]] = build
+    return last
+
+
+@implementer(interfaces.IReportGenerator)
+class ReleaseChangesGenerator:
+    """One report per completed buildset: the slots whose verdict changed, and infra errors."""
+
+    wanted_event_keys = [("buildsets", None, "complete")]
+
+    def generate_name(self):
+        return "ReleaseChangesGenerator"
+
+    def check(self):
+        pass
+
+    @defer.inlineCallbacks
+    def generate(self, master, reporter, key, message):
+        details = yield reporter_utils.getDetailsForBuildset(master, message["bsid"], want_properties=True)
+        builds = details["builds"]
+        package = next((history.property_value(b, "package") for b in builds if history.property_value(b, "package")), None)
+        if not package:
+            return None  # not a release (for example a buildset with no build)
+        version = next((history.property_value(b, "version") for b in builds if history.property_value(b, "version")), "")
+        infra = [b for b in builds if is_infra(b)]
+        last = {builderid: b for builderid, b in _last_build_per_slot(builds).items() if not is_infra(b)}
+        previous = yield history.previous_verdicts(master, package, {i: b["buildid"] for i, b in last.items()})
+        changes = []
+        for builderid, build in sorted(last.items(), key=lambda item: item[1]["builder"]["name"]):
+            before = previous.get(builderid)
+            kind = classify(build["results"], before["results"] if before else None)
+            if kind is None:
+                continue
+            changes.append(
+                SlotChange(
+                    slot=build["builder"]["name"],
+                    kind=kind,
+                    outcome=history.property_value(build, "outcome") or statusToString(build["results"]),
+                    previous=(history.property_value(before, "outcome") or statusToString(before["results"])) if before else "",
+                    previous_version=history.property_value(before, "version", "") if before else "",
+                    reason=history.property_value(build, "reason") or "",
+                    reproduce=history.property_value(build, "reproduce") or "",
+                    url=build["url"],
+                )
+            )
+        if not changes and not infra:
+            return None
+        infra_lines = [
+            f"{b['builder']['name']}: {b['state_string']} ({statusToString(b['results'])})\n  log: {b['url']}"
+            for b in sorted(infra, key=lambda b: b["buildid"])
+        ]
+        return {
+            "package": package, "version": version, "changes": changes, "infra": infra_lines,
+            # What MailNotifier's own code expects of a report; our sendMessage reads the keys above.
+            "body": "", "subject": "", "type": "plain", "results": 0, "builds": builds, "users": [],
+            "patches": [], "logs": [], "worker": None,
+        }
+
+
+class MaintainerMail(MailNotifier, StateMixin):
+    """Sends the reports of ReleaseChangesGenerator: per maintainer, per release, or as a digest."""
+
+    name = SERVICE_NAME
+
+    def checkConfig(self, settings: Settings, registry: maintainers.Registry, secret: bytes):
+        mail = settings.mail
+        super().checkConfig(fromaddr=mail.sender, **_smtp(mail), generators=[ReleaseChangesGenerator()])
+
+    @defer.inlineCallbacks
+    def reconfigService(self, settings: Settings, registry: maintainers.Registry, secret: bytes):
+        mail = settings.mail
+        yield super().reconfigService(fromaddr=mail.sender, **_smtp(mail), generators=[ReleaseChangesGenerator()])
+        self.mail_settings = mail
+        self.title = settings.title
+        self.base_url = settings.buildbot_url
+        self.pypi_url = settings.pypi.url
+        self.pypi_timeout = settings.pypi.timeout
+        self.user_agent = settings.pypi.user_agent
+        self.secret = secret
+        self.registry = registry
+        self.registry_stamp = _stamp(mail.maintainers_file)
+        if getattr(self, "digest_timer", None) is not None and self.digest_timer.running:
+            self.digest_timer.stop()
+        self.digest_timer = task.LoopingCall(self.send_digests)
+        if self.running:
+            self.digest_timer.start(mail.digest_interval, now=False)
+
+    @defer.inlineCallbacks
+    def startService(self):
+        yield super().startService()
+        timer = getattr(self, "digest_timer", None)
+        if timer is not None and not timer.running:
+            timer.start(self.mail_settings.digest_interval, now=False)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        timer = getattr(self, "digest_timer", None)
+        if timer is not None and timer.running:
+            timer.stop()
+        yield super().stopService()
+
+    # -- who ------------------------------------------------------------------------------------
+    def current_registry(self) -> maintainers.Registry:
+        """The registry from the last reconfig, or newer where the file changed since (an unsubscribe)."""
+        stamp = _stamp(self.mail_settings.maintainers_file)
+        if stamp != self.registry_stamp:
+            try:
+                self.registry = maintainers.load(self.mail_settings.maintainers_file)
+                self.registry_stamp = stamp
+            except Exception as error:  # a half-edited file: keep mailing the last good registry
+                log.msg(f"{self.name}: keeping the previous registry: {error}")
+        return self.registry
+
+    @defer.inlineCallbacks
+    def recipients(self, package: str) -> list[tuple[str, bool]]:
+        """[(address, wants a digest)] for the package: the registry, then PyPI's metadata if enabled."""
+        registry = self.current_registry()
+        found = [(r.address, r.digest) for r in registry.for_package(package)]
+        if self.mail_settings.pypi_addresses:
+            known = {address.lower() for address, _ in found}
+            for address in (yield self.pypi_addresses(package)):
+                if address.lower() not in known and not registry.opted_out(package, address):
+                    found.append((address, False))
+                    known.add(address.lower())
+        return found
+
+    @defer.inlineCallbacks
+    def pypi_addresses(self, package: str) -> list[str]:
+        """maintainer_email and author_email of the package's JSON on PyPI (none when it does not answer)."""
+        session = httpclientservice.HTTPSession(
+            self.master.httpservice, self.pypi_url.rstrip("/"), headers={"User-Agent": self.user_agent}
+        )
+        try:
+            response = yield session.get(f"/pypi/{package}/json", timeout=self.pypi_timeout)
+            if response.code != 200:
+                return []
+            return addresses_from_metadata((yield response.json()))
+        except Exception as error:
+            log.msg(f"{self.name}: no maintainer addresses from {self.pypi_url} for {package}: {error}")
+            return []
+
+    # -- sending --------------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def sendMessage(self, reports):
+        for report in reports:
+            package, version = report["package"], report["version"]
+            if report["infra"] and self.mail_settings.operators:
+                yield self._send(
+                    list(self.mail_settings.operators),
+                    f"[{self.title}] {package} {version}: infrastructure error",
+                    f"The farm could not reach a verdict for {package} {version} on some slots; the "
+                    f"maintainers were not told.\n\n" + "\n".join(report["infra"]) + "\n",
+                )
+            if not report["changes"]:
+                continue
+            for address, digest in (yield self.recipients(package)):
+                if digest:
+                    yield self._queue_for_digest(address, package, version, report["changes"])
+                else:
+                    yield self._send_release_mail(address, package, version, report["changes"])
+
+    def _send_release_mail(self, address: str, package: str, version: str, changes: list[SlotChange]):
+        kinds = [KIND_TEXT[c.kind] for c in changes]
+        if len(changes) == 1:
+            summary = f"{kinds[0]} on {changes[0].slot}"
+        else:
+            counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+            summary = f"{len(changes)} slots changed ({counts})"
+        lines = [f"The PyPI test farm tested {package} {version}; its results changed on {len(changes)} "
+                 f"slot{'s' if len(changes) > 1 else ''}:", ""]
+        for change in changes:
+            lines += change.lines() + [""]
+        lines += self._footer(address, [package])
+        return self._send([address], f"[{self.title}] {package} {version}: {summary}", "\n".join(lines),
+                          unsubscribe=self._unsubscribe(package, address))
+
+    def _footer(self, address: str, packages: list[str]) -> list[str]:
+        out = []
+        for package in packages:
+            out.append(f"All results of {package}: {package_page_url(self.base_url, package)}")
+        out += ["", "You get this mail because your address is registered for these packages; mail is sent only when a result changes."]
+        for package in packages:
+            out.append(f"Unsubscribe from {package}: {self._unsubscribe(package, address)}")
+        return out
+
+    def _unsubscribe(self, package: str, address: str) -> str:
+        return maintainers.unsubscribe_url(self.base_url, self.secret, package, address)
+
+    @defer.inlineCallbacks
+    def _send(self, recipients: list[str], subject: str, body: str, unsubscribe: str | None = None):
+        message = EmailMessage()
+        message["From"] = self.fromaddr
+        message["To"] = ", ".join(recipients)
+        message["Subject"] = subject
+        message["Date"] = email.utils.formatdate(localtime=True)
+        message["Message-ID"] = email.utils.make_msgid(domain="pypi-test-farm")
+        message["X-PyPI-Test-Farm"] = "yes"
+        if unsubscribe:
+            message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message.set_content(body + "\n")
+        try:
+            yield self.sendMail(message, recipients)
+        except Exception as error:
+            log.err(error, f"{self.name}: could not send {subject!r} to {recipients}")
+
+    # -- digests --------------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _queue_for_digest(self, address: str, package: str, version: str, changes: list[SlotChange]):
+        pending = yield self.getState("pending", {})
+        entries = pending.setdefault(address, [])
+        entries += [dict(package=package, version=version, **dataclasses.asdict(c)) for c in changes]
+        yield self.setState("pending", pending)
+
+    @defer.inlineCallbacks
+    def send_digests(self):
+        try:
+            pending = yield self.getState("pending", {})
+            if not pending:
+                return
+            yield self.setState("pending", {})
+            registry = self.current_registry()
+            for address, entries in sorted(pending.items()):
+                # Someone who unsubscribed since gets nothing about that package.
+                wanted = {r.package for r in registry.registrations if r.address.lower() == address.lower() and r.digest}
+                entries = [e for e in entries if e["package"] in wanted]
+                if entries:
+                    yield self._send_digest(address, entries)
+        except Exception as error:
+            log.err(error, f"{self.name}: sending the digests")
+
+    def _send_digest(self, address: str, entries: list[dict]):
+        packages = list(dict.fromkeys(e["package"] for e in entries))
+        lines = [f"Changes in the PyPI test farm's results since the last digest ({len(entries)} in "
+                 f"{len(packages)} package{'s' if len(packages) > 1 else ''}):", ""]
+        for package in packages:
+            for entry in (e for e in entries if e["package"] == package):
+                lines.append(f"{package} {entry['version']}")
+                fields = {k: entry[k] for k in (f.name for f in dataclasses.fields(SlotChange))}
+                lines += ["  " + line for line in SlotChange(**fields).lines()] + [""]
+        lines += self._footer(address, packages)
+        return self._send([address], f"[{self.title}] daily digest: {len(entries)} changes in {', '.join(packages)}",
+                          "\n".join(lines), unsubscribe=self._unsubscribe(packages[0], address) if len(packages) == 1 else None)
+
+
+def addresses_from_metadata(data: dict) -> list[str]:
+    """maintainer_email and author_email of PyPI's JSON for a project ("A <a@x>, b@y" lists too)."""
+    info = (data or {}).get("info") or {}
+    found = []
+    for field in ("maintainer_email", "author_email"):
+        for _name, address in email.utils.getaddresses([info.get(field) or ""]):
+            if "@" in address and address not in found:
+                found.append(address)
+    return found
+
+
+def _smtp(mail: MailSettings) -> dict:
+    password = None
+    if mail.smtp_password_env:
+        password = os.environ.get(mail.smtp_password_env)
+    if password is None and mail.smtp_password_file:
+        try:
+            password = mail.smtp_password_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            password = None
+    return {
+        "relayhost": mail.relay_host,
+        "smtpPort": mail.relay_port,
+        "useTls": mail.use_tls,
+        "smtpUser": mail.smtp_user or None,
+        "smtpPassword": password,
+        "sendToInterestedUsers": False,
+    }
+
+
+def _stamp(path):
+    try:
+        status = os.stat(path)
+        return (status.st_mtime_ns, status.st_size)
+    except FileNotFoundError:
+        return None
+
+
+def mail_services(settings: Settings) -> list:
+    """The mail reporter for c['services'], when `mail.enabled`."""
+    if not settings.mail.enabled:
+        return []
+    registry = maintainers.load(settings.mail.maintainers_file)
+    secret = maintainers.unsubscribe_secret(settings.secrets_dir)
+    return [MaintainerMail(settings, registry, secret)]

@@ -1,0 +1,430 @@
+"""The farm's own pages, as Buildbot wsgi dashboards (menu entries "Packages" and "Farm").
+
+Under /plugins/wsgi_dashboards/packages/:
+  index.html               the menu page: a search box and the recently tested packages
+  index.html?name=six      the package page: versions x slots, outcome, duration, log link and
+                           reproduce command per cell, the sandbox limits, the skip list, Rebuild
+  six.json                 the same data as JSON
+  six.svg                  a status badge for READMEs
+  unsubscribe?...          the signed link in maintainer mail (master/mail.py)
+Under /plugins/wsgi_dashboards/overview/:
+  index.html               outcomes per slot over the last day, queues, workers, the feed
+  overview.json            the same data as JSON
+
+The UI fetches a dashboard's index.html and shows it inside its own page, where scripts do not
+run; the package page is a whole page of its own (its Rebuild form needs a script). Data comes
+from the master's data API on the reactor (`blockingCallFromThread`): Flask runs in a thread.
+Every query is bounded by a limit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import urllib.parse
+from pathlib import Path
+
+from buildbot.data import resultspec
+from buildbot.util import service
+from buildbot.process.results import CANCELLED, EXCEPTION, RETRY, statusToString
+from flask import Flask, Response, abort, jsonify, render_template, request
+from packaging.version import InvalidVersion, Version
+from twisted.internet import defer, reactor
+from twisted.internet.threads import blockingCallFromThread
+from twisted.web import resource
+
+from master import history, maintainers
+from master.outcomes import RESULTS
+from master.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PACKAGES = "packages"
+OVERVIEW = "overview"
+OUTCOMES = tuple(RESULTS)
+BADGE_COLOURS = {
+    "passed": "#4c1", "warnings": "#dfb317", "failing": "#e05d44", "building": "#007ec6",
+    "not applicable": "#9f9f9f", "unknown": "#9f9f9f",
+}
+DEFAULT_VERSIONS = 20
+
+
+def dashboards(settings: Settings, slots: list[str], secret: bytes | None) -> list[dict]:
+    """The c['www']['plugins']['wsgi_dashboards'] entries."""
+    return [
+        {"name": PACKAGES, "caption": "Packages", "app": packages_app(settings, slots, secret), "order": 1,
+         "icon": "cube"},
+        {"name": OVERVIEW, "caption": "Farm", "app": overview_app(settings, slots), "order": 2,
+         "icon": "server"},
+    ]
+
+
+def _on_reactor(app, function, *args):
+    """Run a Deferred-returning function of the master on the reactor thread and wait for it."""
+    return blockingCallFromThread(reactor, function, app.buildbot_api.master, *args)
+
+
+def _base_path(settings: Settings) -> str:
+    return urllib.parse.urlsplit(settings.buildbot_url).path or "/"
+
+
+def _time(value) -> str:
+    if not value:
+        return ""
+    if isinstance(value, (int, float)):
+        value = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if isinstance(value, datetime.datetime) else float(value)
+
+
+def outcome_of(build: dict) -> str:
+    """The runner's outcome, else what stopped the build (exception, retry, cancelled)."""
+    if not build["complete"]:
+        return "building"
+    outcome = history.property_value(build, "outcome")
+    if build["results"] in (RETRY, EXCEPTION, CANCELLED):
+        return "infra-error" if outcome == "infra-error" else statusToString(build["results"])
+    return outcome or statusToString(build["results"])
+
+
+def duration(build: dict) -> str:
+    start, end = _seconds(build.get("started_at")), _seconds(build.get("complete_at"))
+    if start is None:
+        return ""
+    seconds = int((end or time.time()) - start)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _version_key(version: str):
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, Version("0"))
+
+
+# -- the package page's data -----------------------------------------------------------------------
+
+@defer.inlineCallbacks
+def package_data(master, settings: Settings, slots: list[str], name: str, versions: int = DEFAULT_VERSIONS):
+    """Everything the package page, its JSON and its badge show."""
+    name = maintainers.normalise(name)
+    changes = yield history.package_changes(master, name, limit=versions * 2)
+    builds = yield history.builds_of_changes(master, changes)
+    builders = {b["builderid"]: b["name"] for b in (yield master.data.get(("builders",)))}
+    base = settings.buildbot_url
+    rows: dict[str, dict] = {}
+    for change in changes:
+        version = change.get("revision") or ""
+        if change.get("category") == "skipped" and version:
+            rows.setdefault(version, {"version": version, "slots": {}, "skipped": change.get("comments") or "skipped"})
+    for build in builds:  # newest first: the first build of a (version, slot) is the one shown
+        version = history.property_value(build, "version") or ""
+        slot = builders.get(build["builderid"], str(build["builderid"]))
+        row = rows.setdefault(version or "(latest)", {"version": version or "(latest)", "slots": {}, "skipped": None})
+        if slot in row["slots"]:
+            continue
+        row["slots"][slot] = {
+            "outcome": outcome_of(build),
+            "result": statusToString(build["results"]) if build["complete"] else "building",
+            "state": build["state_string"],
+            "duration": duration(build),
+            "duration_s": (
+                round(_seconds(build["complete_at"]) - _seconds(build["started_at"]), 1)
+                if build["complete_at"] and build["started_at"] else None
+            ),
+            "build_url": f"{base}#/builders/{build['builderid']}/builds/{build['number']}",
+            "buildid": build["buildid"],
+            "reproduce": history.property_value(build, "reproduce") or "",
+            "reason": history.property_value(build, "reason") or "",
+            "finished": _time(build.get("complete_at")),
+        }
+    ordered = sorted(rows.values(), key=lambda r: _version_key(r["version"]), reverse=True)[:versions]
+    all_slots = list(slots) + sorted({s for r in ordered for s in r["slots"]} - set(slots))
+    return {
+        "package": name,
+        "page": f"{base}plugins/wsgi_dashboards/{PACKAGES}/index.html?name={name}",
+        "json": f"{base}plugins/wsgi_dashboards/{PACKAGES}/{name}.json",
+        "badge": f"{base}plugins/wsgi_dashboards/{PACKAGES}/{name}.svg",
+        "pypi": f"{settings.pypi.url.rstrip('/')}/project/{name}/",
+        "skip": _skip_status(settings, name),
+        "limits": limits_of(settings),
+        "slots": all_slots,
+        "builders": {v: k for k, v in builders.items() if v in all_slots},
+        "versions": ordered,
+        "status": badge_status(ordered),
+    }
+
+
+def _skip_status(settings: Settings, name: str) -> dict:
+    reason = settings.pypi.skip_reason(name)
+    if reason:
+        return {"skipped": True, "reason": reason}
+    if not settings.pypi.wanted(name):
+        return {"skipped": True, "reason": "not followed: pypi.include / pypi.exclude in the farm's settings leave it out"}
+    return {"skipped": False, "reason": ""}
+
+
+def limits_of(settings: Settings) -> dict:
+    limits = settings.limits
+    return {
+        "timeout_s": limits.timeout,
+        "silence_timeout_s": limits.silence_timeout,
+        "memory_mb": limits.memory_mb,
+        "processes": limits.processes,
+        "disk_mb": limits.disk_mb,
+        "max_log_mb": limits.max_log_mb,
+        "sandbox": limits.sandbox,
+        "retries": settings.retries,
+    }
+
+
+def badge_status(versions: list[dict]) -> dict:
+    """The newest version with results: all passing, warnings, failing on some slots, or unknown."""
+    for row in versions:
+        cells = list(row["slots"].values())
+        if not cells:
+            continue
+        version = row["version"]
+        verdicts = [c["outcome"] for c in cells]
+        failing = [o for o in verdicts if o in ("install-failed", "tests-failed")]
+        if failing:
+            return {"version": version, "status": "failing", "text": f"{version} failing on {len(failing)}/{len(cells)}"}
+        if "building" in verdicts:
+            return {"version": version, "status": "building", "text": f"{version} building"}
+        if all(o == "not-applicable" for o in verdicts):
+            return {"version": version, "status": "not applicable", "text": f"{version} not applicable"}
+        if all(o in ("passed", "not-applicable") for o in verdicts):
+            return {"version": version, "status": "passed", "text": f"{version} passed"}
+        if all(o in ("passed", "not-applicable", "no-tests", "uninstall-dirty") for o in verdicts):
+            return {"version": version, "status": "warnings", "text": f"{version} passed with warnings"}
+        continue  # only infrastructure errors: look at the release before
+    return {"version": "", "status": "unknown", "text": "not tested"}
+
+
+def badge_svg(label: str, text: str, status: str) -> str:
+    """A flat badge; widths are estimated (about 6.5 px a character at 11 px DejaVu Sans/Verdana)."""
+    def width(value: str) -> int:
+        return int(len(value) * 6.5) + 12
+
+    left, right = width(label), width(text)
+    colour = BADGE_COLOURS.get(status, BADGE_COLOURS["unknown"])
+    return render_template("badge.svg", label=label, text=text, left=left, right=right, colour=colour)
+
+
+@defer.inlineCallbacks
+def recent_packages(master, limit: int = 60):
+    """The packages of the latest release and rebuild Changes, newest first."""
+    changes = yield master.data.get(
+        ("changes",),
+        filters=[resultspec.Filter("category", "eq", ["release", "rebuild", "skipped"])],
+        order=["-changeid"],
+        limit=limit * 4,
+    )
+    seen: dict[str, dict] = {}
+    for change in changes:
+        project = change.get("project")
+        if project and project not in seen:
+            seen[project] = {"name": project, "version": change.get("revision") or "", "when": _time(change.get("when_timestamp"))}
+    return list(seen.values())[:limit]
+
+
+# -- the overview ----------------------------------------------------------------------------------
+
+@defer.inlineCallbacks
+def overview_data(master, settings: Settings, slots: list[str], now: float | None = None):
+    now = now or time.time()
+    builders = {b["builderid"]: b["name"] for b in (yield master.data.get(("builders",)))}
+    # The database keeps complete_at as epoch seconds: the filter compares in SQL.
+    recent = yield master.data.get(
+        ("builds",), filters=[resultspec.Filter("complete_at", "gt", [int(now - 86400)])], order=["-buildid"], limit=5000
+    )
+    outcomes = {slot: {} for slot in slots}
+    for build in recent:
+        if not build["complete"]:
+            continue
+        slot = builders.get(build["builderid"], str(build["builderid"]))
+        # ReleaseBuild's state string ends with the outcome ("six 1.17.0: passed"): no property query.
+        last = (build["state_string"] or "").rsplit(" ", 1)[-1]
+        outcome = last if last in RESULTS else statusToString(build["results"])
+        counts = outcomes.setdefault(slot, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+    queued = yield master.data.get(
+        ("buildrequests",),
+        filters=[resultspec.Filter("complete", "eq", [False]), resultspec.Filter("claimed", "eq", [False])],
+        limit=10000,
+    )
+    queue = {slot: 0 for slot in slots}
+    for request in queued:
+        slot = builders.get(request["builderid"], str(request["builderid"]))
+        queue[slot] = queue.get(slot, 0) + 1
+    running = yield master.data.get(
+        ("builds",), filters=[resultspec.Filter("complete", "eq", [False])], limit=500,
+        # the state string names the release; the property query is for builds just starting
+    )
+    workers = []
+    for entry in (yield master.data.get(("workers",))):
+        building = [
+            {"slot": builders.get(b["builderid"], ""), "state": b["state_string"],
+             "url": f"{settings.buildbot_url}#/builders/{b['builderid']}/builds/{b['number']}",
+             "since": _time(b["started_at"])}
+            for b in running if b["workerid"] == entry["workerid"]
+        ]
+        workers.append({
+            "name": entry["name"],
+            "connected": bool(entry["connected_to"]),
+            "paused": bool(entry.get("paused")),
+            "graceful": bool(entry.get("graceful")),
+            "building": building,
+        })
+    feed = yield feed_status(master, settings, now)
+    all_slots = list(slots) + sorted(set(outcomes) - set(slots))
+    return {
+        "since": _time(now - 86400),
+        "slots": all_slots,
+        "outcomes": outcomes,
+        "outcome_names": [o for o in OUTCOMES if any(o in c for c in outcomes.values())]
+        + sorted({o for c in outcomes.values() for o in c} - set(OUTCOMES)),
+        "queue": queue,
+        "queued_total": sum(queue.values()),
+        "workers": workers,
+        "feed": feed,
+    }
+
+
+@defer.inlineCallbacks
+def feed_status(master, settings: Settings, now: float):
+    """Which feed is followed, which is in use and why, and how old the newest release taken is."""
+    pypi = settings.pypi
+    status = {"url": pypi.url, "setting": pypi.feed, "in_use": None, "why": "", "cursor": None,
+              "latest": None, "behind": None, "poll_interval_s": pypi.poll_interval}
+    if pypi.feed == "none":
+        status["why"] = "feed = \"none\" in the settings: releases come only from rebuilds"
+    for source in list(getattr(master, "change_svc", None) or []):
+        if hasattr(source, "active_feed"):
+            status["in_use"] = source.active_feed
+            status["why"] = source.feed_why or status["why"]
+            status["cursor"] = getattr(source, "cursor", None)
+    latest = yield master.data.get(
+        ("changes",), filters=[resultspec.Filter("category", "eq", ["release"])], order=["-changeid"], limit=1
+    )
+    if latest:
+        change = latest[0]
+        uploaded = _seconds(change.get("when_timestamp"))
+        status["latest"] = {"package": change["project"], "version": change["revision"], "uploaded": _time(uploaded)}
+        if uploaded:
+            behind = max(0, int(now - uploaded))
+            status["behind"] = behind
+            status["behind_text"] = _ago(behind)
+    return status
+
+
+def _ago(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+# -- the Flask apps --------------------------------------------------------------------------------
+
+def _versions_asked() -> int:
+    """?versions=N (at most 100): how many versions a package page or its JSON shows."""
+    asked = request.args.get("versions", "")
+    return max(1, min(int(asked), 100)) if asked.isdigit() else DEFAULT_VERSIONS
+
+
+def packages_app(settings: Settings, slots: list[str], secret: bytes | None) -> Flask:
+    app = Flask(PACKAGES, template_folder=str(TEMPLATES))
+    app.json.sort_keys = False
+    base_path = _base_path(settings)
+    context = {"title": settings.title, "base": base_path, "prefix": f"{base_path}plugins/wsgi_dashboards/{PACKAGES}/"}
+
+    @app.route("/index.html")
+    def index():
+        name = (request.args.get("name") or "").strip()
+        if not name:
+            return render_template("packages.html", packages=_on_reactor(app, recent_packages), **context)
+        if not maintainers.PACKAGE_NAME.match(name):
+            return render_template("packages.html", packages=[], error=f"{name!r} is not a package name.", **context), 400
+        data = _on_reactor(app, package_data, settings, slots, name, _versions_asked())
+        return render_template("package.html", data=data, outcomes=OUTCOMES, **context)
+
+    @app.route("/<name>.json")
+    def package_json(name):
+        if not maintainers.PACKAGE_NAME.match(name):
+            abort(404)
+        return jsonify(_on_reactor(app, package_data, settings, slots, name, _versions_asked()))
+
+    @app.route("/<name>.svg")
+    def package_badge(name):
+        if not maintainers.PACKAGE_NAME.match(name):
+            abort(404)
+        data = _on_reactor(app, package_data, settings, slots, name, 5)
+        svg = badge_svg(request.args.get("label") or "PyPI test farm", data["status"]["text"], data["status"]["status"])
+        return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
+
+    @app.route("/unsubscribe", methods=["GET", "POST"])
+    def unsubscribe():
+        values = request.form if request.method == "POST" else request.args
+        package, address, token = values.get("package", ""), values.get("address", ""), values.get("token", "")
+        if secret is None or not maintainers.valid_token(secret, package, address, token):
+            return render_template("unsubscribe.html", state="invalid", **context), 403
+        if request.method == "GET":
+            # A confirmation button, so a mail scanner following links does not unsubscribe anyone.
+            return render_template("unsubscribe.html", state="confirm", package=package, address=address, token=token, **context)
+        maintainers.remove(settings.mail.maintainers_file, package, address, opt_out=True)
+        return render_template("unsubscribe.html", state="done", package=package, address=address, **context)
+
+    return app
+
+
+def overview_app(settings: Settings, slots: list[str]) -> Flask:
+    app = Flask(OVERVIEW, template_folder=str(TEMPLATES))
+    app.json.sort_keys = False
+    base_path = _base_path(settings)
+    context = {"title": settings.title, "base": base_path,
+               "packages": f"{base_path}plugins/wsgi_dashboards/{PACKAGES}/"}
+
+    @app.route("/index.html")
+    def index():
+        return render_template("overview.html", data=_on_reactor(app, overview_data, settings, slots), **context)
+
+    @app.route("/overview.json")
+    def overview_json():
+        return jsonify(_on_reactor(app, overview_data, settings, slots))
+
+    return app
+
+
+class EmptyStyles(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/css; charset=utf-8")
+        return b"/* this Buildbot UI plugin ships no styles */\n"
+
+
+class PluginStyles(service.BuildbotService):
+    """Serve /plugins/<plugin>/styles.css for the UI plugins that ship none.
+
+    Buildbot 4.3's UI asks every configured plugin for styles.css on each page load;
+    buildbot-grid-view and buildbot-wsgi-dashboards 4.3.0 have none, so every page logged two
+    404s in the browser's console. An empty stylesheet answers them; drop this class once the
+    packages ship the file (it then leaves them alone).
+    """
+
+    name = "plugin-styles"
+
+    def startService(self):
+        www = getattr(self.master, "www", None)
+        for name in (self.master.config.www.get("plugins") or {}) if www is not None else ():
+            app = www.apps.get(name)
+            static_dir = getattr(app, "static_dir", None)
+            if static_dir and not (Path(static_dir) / "styles.css").exists():
+                app.resource.putChild(b"styles.css", EmptyStyles())
+        return super().startService()

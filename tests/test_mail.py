@@ -1,0 +1,315 @@
+"""Mail to registered maintainers: the decisions, the registry and its command line, and a real
+farm mailing a real SMTP server (aiosmtpd) started by the test."""
+
+import email
+import email.policy
+import html
+import http.server
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
+
+from master import mail, maintainers
+from master.settings import SettingsError
+from tests.farm import ROOT, Farm, free_port, wait_for
+from tests.pkgindex import write_package
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "now, before, kind",
+    [
+        (FAILURE, SUCCESS, "regression"),
+        (FAILURE, WARNINGS, "regression"),
+        (SUCCESS, FAILURE, "fixed"),
+        (WARNINGS, FAILURE, "fixed"),
+        (FAILURE, None, "new-failure"),
+        (FAILURE, FAILURE, None),  # an unchanged failure is no news
+        (SUCCESS, SUCCESS, None),
+        (SUCCESS, None, None),
+        (SKIPPED, FAILURE, None),  # not applicable says nothing about the package
+        (RETRY, SUCCESS, None),
+        (EXCEPTION, SUCCESS, None),
+    ],
+)
+def test_classify(now, before, kind):
+    assert mail.classify(now, before) == kind
+
+
+def test_infrastructure_errors_are_recognised():
+    assert mail.is_infra({"results": RETRY, "properties": {}})
+    assert mail.is_infra({"results": EXCEPTION, "properties": {}})
+    assert mail.is_infra({"results": SUCCESS, "properties": {"outcome": ("infra-error", "runner")}})
+    assert not mail.is_infra({"results": FAILURE, "properties": {"outcome": ("tests-failed", "runner")}})
+
+
+def test_addresses_from_pypi_metadata():
+    data = {"info": {"maintainer_email": "Ann <ann@example.org>, bob@example.org", "author_email": "ann@example.org"}}
+    assert mail.addresses_from_metadata(data) == ["ann@example.org", "bob@example.org"]
+    assert mail.addresses_from_metadata({"info": {"maintainer_email": None, "author_email": ""}}) == []
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+def test_registry_add_remove_and_opt_out(tmp_path):
+    path = tmp_path / "maintainers.toml"
+    assert maintainers.load(path) == maintainers.Registry()
+    maintainers.add(path, "Six", "a@example.org")
+    maintainers.add(path, "six", "b@example.org", digest=True)
+    maintainers.add(path, "six", "a@example.org")  # twice: still one entry
+    registry = maintainers.load(path)
+    assert [(r.address, r.digest) for r in registry.for_package("SIX")] == [("a@example.org", False), ("b@example.org", True)]
+    assert maintainers.remove(path, "six", "a@example.org", opt_out=True)
+    registry = maintainers.load(path)
+    assert [r.address for r in registry.for_package("six")] == ["b@example.org"]
+    assert registry.opted_out("six", "A@example.org")
+    maintainers.add(path, "six", "a@example.org")  # registering again lifts the opt-out
+    assert not maintainers.load(path).opted_out("six", "a@example.org")
+    assert not maintainers.remove(path, "attrs", "nobody@example.org")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[maintainers]]\npackage = 'six'\n", "'maintainers[0].address' must be a mail address"),
+        ("[[maintainers]]\npackage = 'six'\naddress = 'a@b'\ndigest = 'yes'\n", "'maintainers[0].digest' must be true or false"),
+        ("[[maintainers]]\npackage = 'six'\naddress = 'a@b'\nmode = 1\n", "'maintainers[0].mode' is not known"),
+        ("[[maintainer]]\n", "'maintainer' is not known"),
+        ("[[maintainers]\n", "not valid TOML"),
+    ],
+)
+def test_registry_errors_name_the_entry(tmp_path, text, message):
+    path = tmp_path / "maintainers.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        maintainers.load(path)
+
+
+def test_unsubscribe_tokens_are_signed():
+    secret = b"k" * 32
+    token = maintainers.token(secret, "six", "a@example.org")
+    assert maintainers.valid_token(secret, "Six", "A@example.org", token)
+    assert not maintainers.valid_token(secret, "six", "b@example.org", token)
+    assert not maintainers.valid_token(b"other", "six", "a@example.org", token)
+    url = maintainers.unsubscribe_url("http://farm/", secret, "six", "a@example.org")
+    assert url.startswith("http://farm/plugins/wsgi_dashboards/packages/unsubscribe?package=six&address=a%40example.org&token=")
+
+
+def test_the_command_line(tmp_path):
+    config = tmp_path / "farm.toml"
+    config.write_text('[mail]\nmaintainers_file = "registry.toml"\n[[workers]]\nname = "local"\nlocal = true\n'
+                      'password_file = "w.pass"\n')
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "master.maintainers", "--config", str(config), *argv],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    added = run("add", "Six", "ann@example.org", "--digest")
+    assert added.returncode == 0, added.stderr
+    assert "ann@example.org gets a daily digest for six" in added.stdout and "buildbot reconfig" in added.stdout
+    assert run("list").stdout == "six\tann@example.org\tdigest\n"
+    assert run("remove", "six", "ann@example.org").returncode == 0
+    assert run("list").stdout == ""
+    missing = run("remove", "six", "ann@example.org")
+    assert missing.returncode == 1 and "not registered" in missing.stderr
+    assert run("add", "six", "not-an-address").returncode == 2
+
+
+# -- a real farm and a real SMTP server ----------------------------------------------------------
+
+class Mailbox:
+    """Messages an aiosmtpd server received: [(recipients, message)]."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def to(self, address):
+        with self.lock:
+            return [m for rcpt, m in self.messages if address in rcpt]
+
+    def wait(self, address, count, timeout=60):
+        return wait_for(lambda: len(self.to(address)) >= count and self.to(address), timeout,
+                        f"{count} messages to {address} (have: {[m['Subject'] for m in self.to(address)]})")
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    controller_module = pytest.importorskip("aiosmtpd.controller")
+    box = Mailbox()
+    controller = controller_module.Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+METADATA = "from-metadata@example.org"  # in the package's JSON on the (fake) PyPI, not registered
+MAINTAINER = "maintainer@example.org"
+OTHER = "colleague@example.org"
+DIGEST = "digest@example.org"
+OPERATORS = "operators@example.org"
+HANG_MAINTAINER = "hang@example.org"
+# Seconds a phase may take in this farm: the hanging fixture's tests run into it (an infrastructure
+# error, as the runner classes timeouts); every other phase here takes a few seconds.
+PHASE_TIMEOUT = 15
+PACKAGE = "mailfix-alpha"
+SLOTS = ("3.11", "3.12")
+DIGEST_SECONDS = 6
+
+
+@pytest.fixture(scope="module")
+def pypi_json():
+    """PyPI's per-project JSON for mailfix-alpha, naming a maintainer address (mail.pypi_addresses)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path != f"/pypi/{PACKAGE}/json":
+                self.send_error(404)
+                return
+            data = json.dumps({"info": {"maintainer_email": f"Meta <{METADATA}>", "author_email": None}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, package_index, mailbox, pypi_json):
+    folder = tmp_path_factory.mktemp("mailfarm")
+    extra = f"""
+[pypi]
+feed = "none"
+url = "{pypi_json}"
+
+[mail]
+enabled = true
+from = "PyPI test farm <farm@example.org>"
+relay_host = "127.0.0.1"
+relay_port = {mailbox.port}
+operators = ["{OPERATORS}"]
+maintainers_file = "maintainers.toml"
+digest_interval = {DIGEST_SECONDS}
+pypi_addresses = true
+"""
+    farm = Farm(folder, package_index.url, pythons=SLOTS, extra_toml=extra, timeout=PHASE_TIMEOUT)
+    # The command line writes the registry, as an operator would, before the master starts.
+    for argv in (["add", PACKAGE, MAINTAINER], ["add", PACKAGE, OTHER], ["add", PACKAGE, DIGEST, "--digest"],
+                 ["add", "mailfix-hang", HANG_MAINTAINER]):
+        subprocess.run([sys.executable, "-m", "master.maintainers", "--config", str(farm.config), *argv],
+                       cwd=ROOT, check=True, capture_output=True)
+    farm.start()
+    yield farm
+    assert farm.stop() == 0, farm.log_tail()
+
+
+@pytest.fixture(scope="module")
+def release(farm, package_index, tmp_path_factory):
+    dists = tmp_path_factory.mktemp("maildists")
+
+    def release(version, behaviour, name=PACKAGE, slots=None):
+        package_index.add(write_package(dists, name, version, behaviour))
+        return farm.wait_buildset(farm.force(name, version, slots=slots)[0])
+
+    return release
+
+
+def body(message):
+    return message.get_body(("plain",)).get_content()
+
+
+@pytest.mark.slow
+def test_mail_only_on_change_with_digest_and_unsubscribe(farm, release, mailbox):
+    release("1.0", "pass")  # the first release passes: nothing to say
+
+    release("1.1", "testfail")  # a regression on both slots: ONE mail summarising both
+    (regression,) = mailbox.wait(MAINTAINER, 1)
+    assert regression["Subject"] == f"[PyPI test farm] {PACKAGE} 1.1: 2 slots changed (2 regression)"
+    text = body(regression)
+    for slot in farm.slots:
+        assert f"{slot}: REGRESSION: tests-failed (was passed in 1.0)" in text
+    assert text.count(f"{farm.url}#/builders/") == 2, "a log link per slot"
+    assert text.count(f"runner.py {PACKAGE}==1.1") == 2, "the reproduce command per slot"
+    assert f"plugins/wsgi_dashboards/packages/index.html?name={PACKAGE}" in text
+    assert regression["List-Unsubscribe"].startswith(f"<{farm.url}plugins/wsgi_dashboards/packages/unsubscribe?")
+    mailbox.wait(OTHER, 1)
+    (from_metadata,) = mailbox.wait(METADATA, 1)  # mail.pypi_addresses: the package's own metadata
+    assert from_metadata["Subject"] == regression["Subject"]
+
+    release("1.2", "testfail")  # an unchanged failure: no mail
+    release("1.3", "pass")  # fixed
+    fixed = mailbox.wait(MAINTAINER, 2)[1]
+    assert fixed["Subject"] == f"[PyPI test farm] {PACKAGE} 1.3: 2 slots changed (2 fixed)"
+    assert "FIXED: passed (was tests-failed in 1.2)" in body(fixed)
+    mailbox.wait(OTHER, 2)
+    assert [m["Subject"] for m in mailbox.to(MAINTAINER)][2:] == [], "1.2 failed as 1.1 did: no mail"
+
+    # The digest registration got no mail per release; its digests hold both changes.
+    digests = wait_for(
+        lambda: (lambda found: "1.3" in found and found)("".join(body(m) for m in mailbox.to(DIGEST))),
+        DIGEST_SECONDS * 4, "the digest with the fix",
+    )
+    assert all("daily digest" in m["Subject"] for m in mailbox.to(DIGEST))
+    assert f"{PACKAGE} 1.1" in digests and "REGRESSION" in digests and f"{PACKAGE} 1.3" in digests and "FIXED" in digests
+    assert len(mailbox.to(DIGEST)) <= 2
+
+    # The unsubscribe link works: a confirmation page, then the registration is gone.
+    link = regression["List-Unsubscribe"].strip("<>")
+    with urllib.request.urlopen(link) as response:
+        page = response.read().decode()
+    assert "Stop mailing" in page and MAINTAINER in page
+    fields = dict(re.findall(r'name="(package|address|token)" value="([^"]*)"', page))
+    form = urllib.parse.urlencode({k: html.unescape(v) for k, v in fields.items()}).encode()
+    with urllib.request.urlopen(urllib.request.Request(link.split("?")[0], data=form)) as response:
+        assert "gets no more mail" in response.read().decode()
+    forged = link.replace("token=", "token=0")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged)
+    assert refused.value.code == 403
+
+    release("1.4", "testfail")  # a regression again: the colleague hears of it, the unsubscriber does not
+    latest = mailbox.wait(OTHER, 3)[2]
+    assert "1.4" in latest["Subject"] and "regression" in latest["Subject"]
+    time.sleep(1)
+    assert len(mailbox.to(MAINTAINER)) == 2
+    assert not mailbox.to(OPERATORS), "no infrastructure error so far"
+
+
+@pytest.mark.slow
+def test_infrastructure_errors_mail_only_the_operators(farm, release, mailbox):
+    """A release whose tests outlast the phase timeout: an infrastructure error, retried once, then
+    an exception. The operators hear of both builds in one mail; the maintainer hears nothing.
+    (Last in this module: Buildbot quarantines a worker after an exception.)"""
+    _, builds = release("1.0", "hang", name="mailfix-hang", slots=["linux-py3.12"])
+    assert sorted(b["results"] for b in builds) == [EXCEPTION, RETRY], [b["state_string"] for b in builds]
+    (alert,) = mailbox.wait(OPERATORS, 1)
+    assert alert["Subject"] == "[PyPI test farm] mailfix-hang 1.0: infrastructure error"
+    text = body(alert)
+    assert text.count("linux-py3.12: mailfix-hang 1.0:") == 2 and text.count(farm.url + "#/builders/") == 2
+    assert "maintainers were not told" in text
+    time.sleep(1)
+    assert mailbox.to(HANG_MAINTAINER) == [], "infrastructure errors never mail maintainers"

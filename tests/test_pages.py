@@ -1,0 +1,239 @@
+"""The farm's pages: the package page, its JSON and badge, the overview, and Buildbot's own views,
+loaded in a real headless Chromium (Debian's `chromium`, driven by Playwright) against a real farm.
+
+Screenshots are kept under .cache/screenshots/ (git-ignored) as test artefacts.
+"""
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from master import pages
+from tests.farm import ROOT, Farm
+
+SLOTS = ("3.11", "3.12")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / ".cache" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+SKIPPED_PACKAGE = "farmfix-skipme"
+SKIP_REASON = "needs a GPU the workers lack"
+
+
+# -- without a farm ------------------------------------------------------------------------------
+
+def cells(*outcomes, version="1.0"):
+    return [{"version": version, "slots": {f"s{i}": {"outcome": o} for i, o in enumerate(outcomes)}}]
+
+
+@pytest.mark.parametrize(
+    "versions, status, text",
+    [
+        (cells("passed", "passed"), "passed", "1.0 passed"),
+        (cells("passed", "not-applicable"), "passed", "1.0 passed"),
+        (cells("passed", "no-tests"), "warnings", "1.0 passed with warnings"),
+        (cells("passed", "tests-failed"), "failing", "1.0 failing on 1/2"),
+        (cells("not-applicable"), "not applicable", "1.0 not applicable"),
+        # Only infrastructure errors on the newest release: the badge tells the release before.
+        (cells("exception", version="2.0") + cells("tests-failed"), "failing", "1.0 failing on 1/1"),
+        ([], "unknown", "not tested"),
+    ],
+)
+def test_badge_status(versions, status, text):
+    found = pages.badge_status(versions)
+    assert (found["status"], found["text"]) == (status, text)
+
+
+def test_outcome_of_a_build_without_a_verdict():
+    build = {"complete": True, "results": 4, "properties": {"outcome": ("passed", "runner")}}
+    assert pages.outcome_of(build) == "exception", "a lost worker's build is no pass, whatever the install phase said"
+    assert pages.outcome_of({"complete": False, "results": None}) == "building"
+    assert pages.outcome_of({"complete": True, "results": 2, "properties": {"outcome": ("tests-failed", "r")}}) == "tests-failed"
+
+
+# -- a real farm in a real browser ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, package_index):
+    extra = f'[pypi]\nfeed = "none"\nskip = [{{ name = "{SKIPPED_PACKAGE}", reason = "{SKIP_REASON}" }}]\n'
+    farm = Farm(tmp_path_factory.mktemp("pages"), package_index.url, pythons=SLOTS, extra_toml=extra).start()
+    for name in ("farmfix-pass", "farmfix-testfail", "farmfix-notests"):
+        farm.wait_buildset(farm.force(name)[0])
+    yield farm
+    assert farm.stop() == 0, farm.log_tail()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A browser tab that records console errors, failed requests and HTTP errors."""
+
+    def __init__(self, browser, name):
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.name = name
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        # ERR_ABORTED is a request cancelled on purpose: the login's fetch(redirect: "manual") shows
+        # up in Chromium as its redirect target, aborted. Console errors and HTTP errors all count.
+        self.page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
+                     and self.errors.append(f"request failed: {r.url} {r.failure}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
+
+    def shot(self, suffix=""):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{self.name}{suffix}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+        return path
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser, request):
+    page = Page(browser, request.node.name)
+    yield page
+    page.close()
+
+
+@pytest.mark.slow
+def test_waterfall_shows_the_builds(farm, tab):
+    tab.page.goto(farm.url + "#/waterfall")
+    tab.page.get_by_text("linux-py3.12").first.wait_for(timeout=20000)
+    tab.page.wait_for_load_state("networkidle")
+    tab.shot()
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_console_shows_a_row_per_release(farm, tab):
+    tab.page.goto(farm.url + "#/console")
+    tab.page.get_by_text("rebuild of farmfix-testfail").first.wait_for(timeout=20000)
+    tab.page.wait_for_load_state("networkidle")
+    tab.shot()
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_the_package_page(farm, tab):
+    page = tab.page
+    page.goto(farm.url + "plugins/wsgi_dashboards/packages/index.html?name=farmfix-testfail")
+    page.locator("#results").wait_for()
+    assert page.inner_text("#package-name") == "farmfix-testfail"
+    for slot in farm.slots:
+        cell = page.locator(f'#results td[data-slot="{slot}"]')
+        assert cell.get_attribute("data-outcome") == "tests-failed"
+        assert "outcome-tests-failed" in cell.get_attribute("class")
+        assert cell.locator("a.log").get_attribute("href").startswith(farm.url + "#/builders/")
+        assert " s" in cell.inner_text(), "the duration"
+        assert "runner.py farmfix-testfail" in cell.locator("code.reproduce").text_content()
+    assert "auto" in page.inner_text("#limits"), "the sandbox mode"
+    assert "1536 MB" in page.inner_text("#limits")
+    assert "Not on the skip list" in page.inner_text("#skip-status")
+    # A visitor sees the Rebuild button disabled and a login form.
+    page.get_by_text("Log in as an admin to rebuild.").wait_for()
+    assert page.locator("#rebuild-button").is_disabled()
+    tab.shot()
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_an_admin_rebuilds_one_package_from_its_page(farm, tab):
+    page = tab.page
+    page.goto(farm.url + "plugins/wsgi_dashboards/packages/index.html?name=farmfix-pass")
+    page.fill("#login input[name=password]", farm.admin_password)
+    page.click("#login button")
+    page.wait_for_function("!document.querySelector('#rebuild-button').disabled", timeout=15000)
+    assert "logged in as admin" in page.inner_text("#farm-user")
+    page.check('#rebuild input[value="linux-py3.12"]')
+    page.click("#rebuild-button")
+    page.get_by_text("Queued (buildset").wait_for(timeout=15000)
+    buildsetid = int(page.inner_text("#rebuild-status").split("buildset ")[1].split(")")[0])
+    tab.shot()
+    _, builds = farm.wait_buildset(buildsetid)
+    assert [farm.builder_names()[b["builderid"]] for b in builds] == ["linux-py3.12"]
+    assert builds[0]["properties"]["package"][0] == "farmfix-pass"
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_the_skip_list_is_shown_with_its_reason(farm, tab):
+    tab.page.goto(farm.url + f"plugins/wsgi_dashboards/packages/index.html?name={SKIPPED_PACKAGE}")
+    assert SKIP_REASON in tab.page.inner_text("#skip-status")
+    assert "On the skip list" in tab.page.inner_text("#skip-status")
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_the_overview(farm, tab):
+    page = tab.page
+    page.goto(farm.url + "#/overview")
+    page.locator("#farm-overview").wait_for(timeout=20000)
+    outcomes = page.inner_text("#outcomes")
+    for slot in farm.slots:
+        assert slot in outcomes
+    assert "tests-failed" in outcomes and "passed" in outcomes
+    assert "local" in page.inner_text("#workers")
+    feed = page.inner_text("#feed")
+    assert "none" in feed and "pypi.org" in feed
+    page.wait_for_load_state("networkidle")
+    tab.shot()
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_a_new_user_finds_a_package_within_two_clicks(farm, tab):
+    """Someone who knows only the name: the menu's "Packages" (1), then the package's link (2)."""
+    page = tab.page
+    page.goto(farm.url)
+    page.get_by_role("link", name="Packages").first.click()  # click 1
+    page.get_by_role("link", name="farmfix-notests", exact=True).click()  # click 2
+    page.locator("#package-name").wait_for(timeout=20000)
+    assert page.inner_text("#package-name") == "farmfix-notests"
+    assert page.locator('#results td[data-outcome="no-tests"]').count() == len(farm.slots)
+    tab.shot("-found")
+    # The search box works as well: type the name, press Enter (no click at all).
+    page.goto(farm.url + "#/packages")
+    page.fill("#farm-package-name", "FarmFix_Pass")
+    page.press("#farm-package-name", "Enter")
+    page.locator("#package-name").wait_for(timeout=20000)
+    assert page.inner_text("#package-name") == "farmfix-pass"
+    assert tab.errors == []
+
+
+@pytest.mark.slow
+def test_json_and_badge_at_stable_urls(farm):
+    base = farm.url + "plugins/wsgi_dashboards/packages/"
+    with urllib.request.urlopen(base + "farmfix-testfail.json") as response:
+        data = json.load(response)
+    assert data["package"] == "farmfix-testfail"
+    assert data["slots"] == list(farm.slots)
+    (row,) = data["versions"]
+    assert row["version"] == "1.0"
+    assert {slot: cell["outcome"] for slot, cell in row["slots"].items()} == {s: "tests-failed" for s in farm.slots}
+    assert all(cell["build_url"] and cell["reproduce"] and cell["duration_s"] is not None for cell in row["slots"].values())
+    assert data["limits"]["memory_mb"] == 1536
+    assert data["status"]["status"] == "failing"
+    with urllib.request.urlopen(base + "farmfix-notests.svg") as response:
+        assert response.headers["Content-Type"].startswith("image/svg+xml")
+        svg = response.read().decode()
+    assert "1.0 passed with warnings" in svg and svg.startswith("<svg")
+    with urllib.request.urlopen(base + "never-tested.svg") as response:
+        assert "not tested" in response.read().decode()
