@@ -17,3 +17,33 @@ def package_index(tmp_path_factory):
         index.expected = expected
         index.dists = dists
         yield index
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A database URL factory on the local PostgreSQL server (.ci/run installs and starts it)."""
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(dbname="postgres", host=POSTGRES_SOCKETS, autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not running here ({error}); .ci/run installs and starts it")
+    made = []
+
+    def new_database():
+        name = "farm_" + uuid.uuid4().hex[:12]
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"postgresql://@/{name}?host={POSTGRES_SOCKETS}"
+
+    yield new_database
+    with admin.cursor() as cursor:
+        for name in made:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+POSTGRES_SOCKETS = "/var/run/postgresql"

@@ -46,6 +46,7 @@ class Farm:
         local_worker: bool = True,
         env: dict | None = None,
         timeout: int = 300,
+        db_url: str = "sqlite:///state.sqlite",
     ):
         self.folder = folder
         # The master reads admin's password from FARM_ADMIN_PASSWORD (master/access.py); force()
@@ -65,6 +66,7 @@ url = "{self.url}"
 http_port = {self.http_port}
 pb_port = {self.pb_port}
 basedir = "master"
+db_url = "{db_url}"
 secrets_dir = "secrets"
 
 [index]

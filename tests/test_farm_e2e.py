@@ -26,9 +26,11 @@ STEP_RESULTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory, package_index):
-    farm = Farm(tmp_path_factory.mktemp("farm"), package_index.url, pythons=SLOTS).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def farm(request, tmp_path_factory, package_index):
+    """The same farm on SQLite (as `make run`) and on PostgreSQL (as a production master)."""
+    db_url = request.getfixturevalue("postgres_server")() if request.param == "postgresql" else "sqlite:///state.sqlite"
+    farm = Farm(tmp_path_factory.mktemp("farm"), package_index.url, pythons=SLOTS, db_url=db_url).start()
     yield farm
     assert farm.stop() == 0, farm.log_tail()
 
