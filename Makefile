@@ -9,7 +9,7 @@ UV_PIN := $(shell grep '^uv==' requirements/lock.txt)
 ANSIBLE_VENV := .venv-ansible
 ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
 
-.PHONY: run test test-fast venv ansible-venv sandbox-tools lock clean
+.PHONY: run test test-fast bench venv ansible-venv sandbox-tools lock clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ test: venv ansible-venv sandbox-tools
 
 test-fast: venv ansible-venv sandbox-tools
 	$(BIN)/python -m pytest -m "not slow"
+
+# The farm measured against the packages' own install and test time (bench/README.md).
+bench: venv sandbox-tools
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) $(ANSIBLE_VENV) var

@@ -38,7 +38,9 @@ class SkipEntry:
 class PypiSettings:
     url: str = "https://pypi.org"
     feed: str = "auto"
-    poll_interval: int = 60
+    # Seconds between two polls: a release waits up to this long to be seen, so it bounds how soon a
+    # maintainer sees a result. 30 s is at the polite end of PyPI's advice (one call every 30-60 s).
+    poll_interval: int = 30
     contact: str = ""
     watch: tuple[str, ...] = DEFAULT_WATCH
     include: tuple[str, ...] = ()
@@ -138,7 +140,7 @@ def parse(table: dict, source: Path, environ=os.environ) -> PypiSettings:
     settings = PypiSettings(
         url=url.rstrip("/"),
         feed=feed,
-        poll_interval=seconds("poll_interval", 60, 10),
+        poll_interval=seconds("poll_interval", PypiSettings.poll_interval, 10),
         contact=contact,
         watch=names("watch", list(DEFAULT_WATCH)),
         include=names("include", [], patterns=True),

@@ -1,0 +1,181 @@
+"""The two procedures the farm is measured against, as shell scripts run on the same slot:
+
+- raw: what a maintainer does by hand with uv (the physical limit): `uv venv`, `uv pip install`
+  pytest and the release, run its tests the way the runner does (tests copied out of the sdist, or
+  `--pyargs` against the installed copy), `uv pip uninstall`. Warm shared cache, no sandbox.
+- naive: the same with `python -m venv` and pip.
+
+The test plan (which paths, copied or --pyargs, test extras and groups) is worked out once before the
+timing, with the runner's own functions, so both scripts run the very tests the farm runs.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.corpus import pip_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_runner():
+    """worker/runner.py as a module (stdlib only): its test discovery is the reference."""
+    spec = importlib.util.spec_from_file_location("bench_runner", ROOT / "worker" / "runner.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_runner", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUNNER = load_runner()
+
+
+def normalise(name: str) -> str:
+    return RUNNER.normalize(name)
+
+
+@dataclass
+class Plan:
+    name: str
+    version: str
+    sdist: Path
+    top: str  # the sdist's top folder
+    paths: list[str]
+    pyargs: bool
+    copy: list[str] = field(default_factory=list)  # relative to the sdist's top folder
+    extras: list[str] = field(default_factory=list)
+    requirements: list[str] = field(default_factory=list)  # from dependency groups
+    requirement_files: list[str] = field(default_factory=list)  # relative to the top folder
+
+
+def _files_of(index_dir: Path, name: str, version: str):
+    key = normalise(name).replace("-", "_")
+    sdists, wheels = [], []
+    for path in index_dir.iterdir():
+        stem = path.name.lower().replace("-", "_")
+        if not stem.startswith(f"{key}_{version.lower()}".replace("-", "_")):
+            continue
+        rest = stem[len(f"{key}_{version.lower()}"):]
+        if path.name.endswith(".whl") and rest.startswith("_"):
+            wheels.append(path)
+        elif path.name.endswith((".tar.gz", ".zip")) and rest in (".tar.gz", ".zip"):
+            sdists.append(path)
+    return sdists, wheels
+
+
+def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
+    """What the runner would run for this release (see runner.discover_tests and phase_test)."""
+    sdists, wheels = _files_of(index_dir, name, version)
+    if not sdists or not wheels:
+        raise RuntimeError(f"{name} {version}: the bench index lacks its sdist or wheel")
+    sdist, wheel = sdists[0], wheels[0]
+    with zipfile.ZipFile(wheel) as archive:
+        info = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        metadata = email.parser.Parser().parsestr(archive.read(info).decode("utf-8", "replace"))
+        record = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
+        names = RUNNER.import_names([line.split(",")[0] for line in archive.read(record).decode().splitlines()])
+    target = scratch / f"{normalise(name)}-{version}"
+    src = RUNNER.extract_sdist(str(sdist), str(target))
+    site = scratch / f"site-{normalise(name)}"  # the wheel unpacked: what the runner sees installed
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    plan = RUNNER.discover_tests(src, names, str(site))
+    if plan is None:  # the runner installs and uninstalls, and runs no pytest: so do the scripts
+        plan = {"paths": [], "pyargs": False, "copy": [], "config": None}
+    copy = []
+    if not plan["pyargs"]:
+        copy = list(plan["copy"]) + [p for p in ("conftest.py", plan.get("config") or "") if p and os.path.exists(os.path.join(src, p))]
+    extras = [e for e in metadata.get_all("Provides-Extra") or [] if normalise(e) in RUNNER.TEST_EXTRAS]
+    requirements = []
+    pyproject = os.path.join(src, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        groups = RUNNER.load_toml(pyproject).get("dependency-groups") or {}
+        for group, entries in groups.items():
+            if normalise(group) in RUNNER.TEST_EXTRAS:
+                requirements += [entry for entry in entries if isinstance(entry, str)]
+    files = [f for f in RUNNER.TEST_REQUIREMENT_FILES if os.path.isfile(os.path.join(src, f))]
+    if not plan["paths"]:
+        extras, requirements, files = [], [], []  # no tests: the runner installs no test dependencies
+    return Plan(name, version, sdist, os.path.basename(src), list(plan["paths"]), bool(plan["pyargs"]),
+                list(dict.fromkeys(copy)), extras, requirements, files)
+
+
+def _q(value) -> str:
+    return shlex.quote(str(value))
+
+
+def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: str, cache: Path) -> str:
+    """The shell script of one procedure ("raw" or "naive") for one release on one interpreter."""
+    env_python = work / "env" / "bin" / "python"
+    spec = f"{plan.name}[{','.join(plan.extras)}]=={plan.version}" if plan.extras else f"{plan.name}=={plan.version}"
+    packages = " ".join(_q(p) for p in [spec, *plan.requirements])
+    requirement_files = " ".join(f"-r {_q(work / 'src' / plan.top / f)}" for f in plan.requirement_files)
+    if kind == "raw":
+        uv_pip = f"{_q(uv)} pip %s -q --no-config --python {_q(env_python)} --cache-dir {_q(cache)}"
+        make_env = f"{_q(uv)} venv -q --no-config --python {_q(python)} --cache-dir {_q(cache)} {_q(work / 'env')}"
+        install_tools = (uv_pip % "install") + f" --index-url {_q(index_url)} pytest"
+        install = (uv_pip % "install") + f" --index-url {_q(index_url)} {packages} {requirement_files}"
+        uninstall = (uv_pip % "uninstall") + f" {_q(plan.name)}"
+    elif kind == "naive":
+        pip = f"{_q(env_python)} -m pip %s -q --disable-pip-version-check --cache-dir {_q(cache)}"
+        make_env = f"{_q(python)} -m venv {_q(work / 'env')}"
+        install_tools = ":"
+        install = (pip % "install") + f" --index-url {_q(index_url)} pytest {packages} {requirement_files}"
+        uninstall = (pip % "uninstall") + f" -y {_q(plan.name)}"
+    else:
+        raise ValueError(kind)
+    if not plan.paths:
+        prepare_tests = ":"
+    elif plan.pyargs:
+        prepare_tests = f"mkdir -p {_q(work / 'run')}"
+    else:
+        copies = " ".join(_q(p) for p in plan.copy)
+        prepare_tests = (f"mkdir -p {_q(work / 'run')} && (cd {_q(work / 'src' / plan.top)} && "
+                         f"cp -r --parents {copies} {_q(work / 'run')}/)")
+    paths = " ".join(_q(p) for p in plan.paths)
+    return "\n".join([
+        "set -e",
+        f"rm -rf {_q(work)} && mkdir -p {_q(work / 'src')}",
+        make_env,
+        install_tools,
+        # The sdist's tests are unpacked while the install runs, as the runner does after it.
+        install,
+        f"tar xzf {_q(plan.sdist)} -C {_q(work / 'src')}" if str(plan.sdist).endswith(".tar.gz")
+        else f"cd {_q(work / 'src')} && {_q(sys.executable)} -m zipfile -e {_q(plan.sdist)} .",
+        prepare_tests,
+        "status=0",
+        f"cd {_q(work / 'run')} && {_q(env_python)} -m pytest -q -p no:cacheprovider {'--pyargs ' if plan.pyargs else ''}"
+        f"{paths} >{_q(work / 'pytest.log')} 2>&1 || status=$?" if plan.paths else ":",
+        uninstall,
+        "exit $status",
+    ]) + "\n"
+
+
+def run_script(text: str, timeout: float = 600) -> tuple[float, int, str]:
+    """(wall seconds, exit status, output tail) of one script, with pip's and uv's configuration ignored."""
+    env = pip_environment()
+    env.update(UV_NO_CONFIG="1", PYTHONDONTWRITEBYTECODE="")
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    started = time.monotonic()
+    done = subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True, timeout=timeout)
+    return time.monotonic() - started, done.returncode, (done.stdout + done.stderr)[-2000:]
+
+
+def interpreters() -> dict[str, str]:
+    """{X.Y: path} of this machine's interpreters, as the local worker finds them."""
+    return {entry["version"]: entry["path"] for entry in RUNNER.find_interpreters() if entry.get("supported", True)}
+
+
+def tar_top(path: Path) -> str:
+    with tarfile.open(path) as archive:
+        return archive.getnames()[0].split("/")[0]
