@@ -14,7 +14,7 @@ from buildbot.plugins import util, worker
 from twisted.python import log
 
 import pypi_poller
-from master import access, mail, maintainers, pages, schedulers
+from master import access, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
 from master.settings import ROOT, Settings, WorkerSettings
@@ -54,11 +54,13 @@ def _version_key(slot: tuple[str, str]):
 
 def build_config(settings: Settings) -> dict:
     slots: dict[tuple[str, str], list[str]] = defaultdict(list)
+    capacity: dict[str, int] = defaultdict(int)  # builds a slot's workers can run at once
     workers = []
     for entry in settings.workers:
         pythons = worker_pythons(entry)
         for python in pythons:
             slots[(entry.os, python)].append(entry.name)
+            capacity[slot_name(entry.os, python)] += entry.max_builds
         workers.append(
             worker.Worker(
                 entry.name,
@@ -70,7 +72,8 @@ def build_config(settings: Settings) -> dict:
 
     builders = []
     for os_name, python in sorted(slots, key=_version_key):
-        factory = util.BuildFactory(release_steps())
+        # [farm] sdist_check adds the `sdist` step: the release built from its sdist too.
+        factory = util.BuildFactory(release_steps(settings.sdist_check))
         factory.buildClass = ReleaseBuild
         builders.append(
             util.BuilderConfig(
@@ -96,9 +99,13 @@ def build_config(settings: Settings) -> dict:
         "workers": workers,
         "protocols": {"pb": {"port": f"tcp:{settings.pb_port}:interface=127.0.0.1" if _all_local(settings) else settings.pb_port}},
         "builders": builders,
-        "schedulers": [schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names)],
+        "schedulers": [
+            schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names), schedulers.retest_scheduler(names),
+        ],
         "change_source": pypi_poller.change_sources(settings.pypi),
         "collapseRequests": schedulers.same_release,
+        # Rebuilds, then releases, then re-tests; new slots first among re-tests (master/priorities.py).
+        "prioritizeBuilders": priorities.prioritize_builders,
         "db": {"db_url": settings.db_url},
         "www": {
             "port": settings.http_port,
@@ -111,7 +118,7 @@ def build_config(settings: Settings) -> dict:
             # Anonymous visitors read; the `admins` of [access] force, stop and rebuild.
             **access.www_access(settings.access),
         },
-        "services": [pages.PluginStyles(), *mail.mail_services(settings)],
+        "services": [pages.PluginStyles(), *mail.mail_services(settings), *retests.retest_services(settings, dict(capacity))],
         "buildbotNetUsageData": None,
     }
 

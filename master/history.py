@@ -12,7 +12,8 @@ from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from twisted.internet import defer
 
 # The build properties the pages and mails read; `report` stays out (it can be large).
-PROPERTIES = ("package", "version", "outcome", "reason", "reproduce", "runner_limits")
+PROPERTIES = ("package", "version", "outcome", "reason", "reproduce", "runner_limits",
+              "sdist_outcome", "retest", "because")
 MAX_CHANGES = 100
 
 

@@ -71,10 +71,17 @@ class SlotChange:
     reason: str
     reproduce: str
     url: str
+    # A dependency re-test (master/retests.py): the dependency release it followed,
+    # "requests 2.33.0 (was 2.32.5)".
+    because: str = ""
 
     def lines(self) -> list[str]:
         was = f" (was {self.previous} in {self.previous_version})" if self.previous else ""
         out = [f"{self.slot}: {KIND_TEXT[self.kind].upper()}: {self.outcome}{was}"]
+        if self.because and self.kind in ("regression", "new-failure"):
+            out.append(f"  cause:     the new release of a dependency: {self.because}")
+        elif self.because:
+            out.append(f"  after:     a new release of a dependency, {self.because}")
         if self.reason:
             out.append(f"  reason:    {self.reason}")
         out.append(f"  log:       {self.url}")
@@ -130,6 +137,7 @@ class ReleaseChangesGenerator:
                     reason=history.property_value(build, "reason") or "",
                     reproduce=history.property_value(build, "reproduce") or "",
                     url=build["url"],
+                    because=history.property_value(build, "because") or "",
                 )
             )
         if not changes and not infra:
@@ -255,6 +263,9 @@ class MaintainerMail(MailNotifier, StateMixin):
         else:
             counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
             summary = f"{len(changes)} slots changed ({counts})"
+        causes = list(dict.fromkeys(c.because.split(" (was ")[0] for c in changes if c.because))
+        if causes:
+            summary += f" after {', '.join(causes)}"
         lines = [f"The PyPI test farm tested {package} {version}; its results changed on {len(changes)} "
                  f"slot{'s' if len(changes) > 1 else ''}:", ""]
         for change in changes:
@@ -324,7 +335,7 @@ class MaintainerMail(MailNotifier, StateMixin):
         for package in packages:
             for entry in (e for e in entries if e["package"] == package):
                 lines.append(f"{package} {entry['version']}")
-                fields = {k: entry[k] for k in (f.name for f in dataclasses.fields(SlotChange))}
+                fields = {k: entry[k] for k in (f.name for f in dataclasses.fields(SlotChange)) if k in entry}
                 lines += ["  " + line for line in SlotChange(**fields).lines()] + [""]
         lines += self._footer(address, packages)
         return self._send([address], f"[{self.title}] daily digest: {len(entries)} changes in {', '.join(packages)}",

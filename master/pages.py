@@ -8,7 +8,9 @@ Under /plugins/wsgi_dashboards/packages/:
   six.svg                  a status badge for READMEs
   unsubscribe?...          the signed link in maintainer mail (master/mail.py)
 Under /plugins/wsgi_dashboards/overview/:
-  index.html               outcomes per slot over the last day, queues, workers, the feed
+  index.html               outcomes per slot over the last day, queues, workers, the feed,
+                           re-tests (how far each slot is through the rolling set, the period
+                           achieved) and the sdist checks
   overview.json            the same data as JSON
 
 The UI fetches a dashboard's index.html and shows it inside its own page, where scripts do not
@@ -24,16 +26,17 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import sqlalchemy as sa
 from buildbot.data import resultspec
 from buildbot.util import service
-from buildbot.process.results import CANCELLED, EXCEPTION, RETRY, statusToString
+from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS, statusToString
 from flask import Flask, Response, abort, jsonify, render_template, request
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, reactor
 from twisted.internet.threads import blockingCallFromThread
 from twisted.web import resource
 
-from master import history, maintainers
+from master import history, maintainers, priorities
 from master.outcomes import RESULTS
 from master.settings import Settings
 
@@ -46,6 +49,8 @@ BADGE_COLOURS = {
     "not applicable": "#9f9f9f", "unknown": "#9f9f9f",
 }
 DEFAULT_VERSIONS = 20
+SDIST_STEP = "sdist"  # the step of steps/runner_steps.py that builds a release from its sdist
+SDIST_RESULT_NAMES = {SUCCESS: "passed", WARNINGS: "warnings", FAILURE: "failed", SKIPPED: "not applicable"}
 
 
 def dashboards(settings: Settings, slots: list[str], secret: bytes | None) -> list[dict]:
@@ -140,6 +145,9 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
             "buildid": build["buildid"],
             "reproduce": history.property_value(build, "reproduce") or "",
             "reason": history.property_value(build, "reason") or "",
+            "sdist_outcome": history.property_value(build, "sdist_outcome") or "",
+            "retest": history.property_value(build, "retest") or "",
+            "because": history.property_value(build, "because") or "",
             "finished": _time(build.get("complete_at")),
         }
     ordered = sorted(rows.values(), key=lambda r: _version_key(r["version"]), reverse=True)[:versions]
@@ -281,6 +289,8 @@ def overview_data(master, settings: Settings, slots: list[str], now: float | Non
             "building": building,
         })
     feed = yield feed_status(master, settings, now)
+    rolling = yield rolling_status(master, now)
+    sdist = yield sdist_checks(master, now) if settings.sdist_check else None
     all_slots = list(slots) + sorted(set(outcomes) - set(slots))
     return {
         "since": _time(now - 86400),
@@ -292,7 +302,42 @@ def overview_data(master, settings: Settings, slots: list[str], now: float | Non
         "queued_total": sum(queue.values()),
         "workers": workers,
         "feed": feed,
+        "rolling": rolling,
+        "sdist_checks": sdist,
     }
+
+
+@defer.inlineCallbacks
+def rolling_status(master, now: float):
+    """Re-tests (master/retests.py): per slot, how far through the set, and the period achieved."""
+    manager = getattr(master, "service_manager", None)
+    service = manager.namedServices.get(priorities.SERVICE_NAME) if manager is not None else None
+    if service is None:
+        return None
+    return (yield service.status(now))
+
+
+@defer.inlineCallbacks
+def sdist_checks(master, now: float):
+    """{slot: {result: count}} of the `sdist` steps (steps/runner_steps.py) of the last day: one query."""
+    model = master.db.model
+
+    def count(conn):
+        query = (
+            sa.select(model.builders.c.name, model.steps.c.results, sa.func.count())
+            .select_from(model.steps.join(model.builds, model.steps.c.buildid == model.builds.c.id)
+                         .join(model.builders, model.builds.c.builderid == model.builders.c.id))
+            .where(model.steps.c.name == SDIST_STEP, model.builds.c.complete_at > int(now - 86400),
+                   model.steps.c.results.isnot(None))
+            .group_by(model.builders.c.name, model.steps.c.results)
+        )
+        return [tuple(row) for row in conn.execute(query)]
+
+    found: dict[str, dict] = {}
+    for slot, results, number in (yield master.db.pool.do(count)):
+        name = SDIST_RESULT_NAMES.get(results, statusToString(results))
+        found.setdefault(slot, {})[name] = found.get(slot, {}).get(name, 0) + number
+    return found
 
 
 @defer.inlineCallbacks

@@ -2,7 +2,9 @@
 
 Both give one build request per slot whose properties say which release (`package`, `version`).
 Requests collapse only when they are for the same release on the same slot: Buildbot's default
-would merge requests for different packages, which all look alike to it.
+would merge requests for different packages, which all look alike to it. Re-tests
+(master/retests.py) come through `RetestScheduler`. Priorities (master/priorities.py): rebuilds
+100, releases from the feed 50, re-tests 0; a request never collapses into one of lower priority.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import re
 
 from buildbot.plugins import schedulers, util
 from buildbot.data import resultspec
+from buildbot.process.properties import Properties
+from buildbot.schedulers.base import ReconfigurableBaseScheduler
 from twisted.internet import defer
+
+from master import priorities
 
 # PEP 508 names and PEP 440-ish versions: what the form accepts before a build is queued.
 PACKAGE_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
 VERSION = r"^$|^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
-REBUILD_PRIORITY = 100
+REBUILD_PRIORITY = priorities.REBUILD
 
 
 def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler:
@@ -26,6 +32,8 @@ def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler
         builderNames=builder_names,
         change_filter=util.ChangeFilter(category="release"),
         treeStableTimer=None,
+        # A new release goes before re-tests, after rebuilds someone is waiting for.
+        priority=priorities.RELEASE,
     )
 
 
@@ -109,7 +117,7 @@ def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
             )
         ],
         reason=util.StringParameter(name="reason", label="Reason", default="rebuild", size=40),
-        # Someone is waiting for a rebuild: it goes before releases from the feed (priority 0).
+        # Someone is waiting for a rebuild: it goes before releases from the feed and re-tests.
         priority=util.IntParameter(name="priority", label="Priority (higher goes first)", default=REBUILD_PRIORITY),
         properties=[
             util.StringParameter(
@@ -131,15 +139,90 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Buildset properties never change: remember (package, version) of the latest buildsets, so that
+# comparing a new request with every pending one (Buildbot does, on each new buildset) costs no query.
+_RELEASE_OF_BUILDSET: dict[int, tuple] = {}
+_RELEASE_CACHE_SIZE = 20_000
+
+
+@defer.inlineCallbacks
+def _release_of(master, buildsetid: int):
+    if buildsetid not in _RELEASE_OF_BUILDSET:
+        props = yield master.data.get(("buildsets", buildsetid, "properties"))
+        if len(_RELEASE_OF_BUILDSET) >= _RELEASE_CACHE_SIZE:
+            del _RELEASE_OF_BUILDSET[next(iter(_RELEASE_OF_BUILDSET))]
+        _RELEASE_OF_BUILDSET[buildsetid] = (props.get("package", (None,))[0], props.get("version", ("",))[0] or "")
+    return _RELEASE_OF_BUILDSET[buildsetid]
+
+
 @defer.inlineCallbacks
 def same_release(master, builder, request, other):
-    """collapseRequests: merge two requests only if they are for one release on one slot."""
+    """collapseRequests: merge two requests only if they are for one release on one slot.
+
+    `request` is the newer one (Buildbot completes `other` as SKIPPED in its favour): a re-test
+    must not swallow a waiting rebuild or release of the same release, so `other` collapses only
+    into a request of the same or a higher priority.
+    """
     if request["buildsetid"] == other["buildsetid"]:
         return True
-    mine = yield master.data.get(("buildsets", request["buildsetid"], "properties"))
-    theirs = yield master.data.get(("buildsets", other["buildsetid"], "properties"))
+    if (other.get("priority") or 0) > (request.get("priority") or 0):
+        return False
+    mine = yield _release_of(master, request["buildsetid"])
+    theirs = yield _release_of(master, other["buildsetid"])
+    return mine == theirs and mine[0] is not None
 
-    def release(props):
-        return (props.get("package", (None,))[0], props.get("version", ("",))[0] or "")
 
-    return release(mine) == release(theirs) and release(mine)[0] is not None
+class RetestScheduler(ReconfigurableBaseScheduler):
+    """Queues re-tests of the latest release of a package (master/retests.py decides which and where).
+
+    A re-test build carries `package`, `version` = "" (the runner resolves the latest release),
+    `retest` = rolling | dependency and, for a dependency re-test, `because` ("requests 2.33.0
+    (was 2.32.5)"). It is tied to one Change per package (category `retest`, made on its first
+    re-test), so the package page, the console and the mail find it with the package's releases.
+    """
+
+    @defer.inlineCallbacks
+    def retest(self, package: str, slots: list[str], kind: str, because: str = ""):
+        """One buildset for `package` on `slots`; returns (buildsetid, {builderid: brid})."""
+        changeid = yield self._retest_change(package)
+        properties = Properties()
+        properties.setProperty("package", package, self.name)
+        properties.setProperty("version", "", self.name)
+        properties.setProperty("retest", kind, self.name)
+        if because:
+            properties.setProperty("because", because, self.name)
+        reason = f"re-test ({kind}" + (f": {because})" if because else ")")
+        return (
+            yield self.addBuildsetForChanges(
+                reason=reason, changeids=[changeid], builderNames=slots, properties=properties,
+                priority=priorities.RETEST,
+            )
+        )
+
+    @defer.inlineCallbacks
+    def _retest_change(self, package: str):
+        known = yield self.master.data.get(
+            ("changes",),
+            filters=[resultspec.Filter("project", "eq", [package]), resultspec.Filter("category", "eq", ["retest"])],
+            order=["-changeid"],
+            limit=1,
+        )
+        if known:
+            return known[0]["changeid"]
+        return (
+            yield self.master.data.updates.addChange(
+                author="retests",
+                project=package,
+                revision=None,
+                category="retest",
+                comments=f"re-tests of {package} (the latest release)",
+                properties={"package": package, "version": ""},
+                repository="",
+                codebase="",
+                files=[],
+            )
+        )
+
+
+def retest_scheduler(builder_names: list[str]) -> RetestScheduler:
+    return RetestScheduler(name="retests", builderNames=builder_names, priority=priorities.RETEST)

@@ -109,6 +109,37 @@ class MailSettings:
     digest_interval: int = 24 * 3600
 
 
+ROLLING_SETS = ("all", "watch", "file:PATH")
+DURATION = re.compile(r"^(\d+)\s*([smhdw]?)$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclasses.dataclass(frozen=True)
+class RollingSettings:
+    """Re-tests of packages already tested (master/retests.py): rolling, and on dependency releases."""
+
+    # Re-test the latest release of every package of `set`, least recently tested first.
+    enabled: bool = False
+    # "all": every project of the index followed ([pypi] url's simple index, read once a day);
+    # "watch": [pypi] watch; "file": the names in set_file (one a line, # comments).
+    set: str = "watch"
+    set_file: Path | None = None
+    # The period the operator hopes each package is re-tested in on every slot; the overview shows
+    # the period achieved at the current rate.
+    period: int = 7 * 86400
+    period_text: str = "7d"
+    # Re-test the packages of the set that depend on a package when it has a new release.
+    dependants: bool = False
+    # Re-test requests kept pending per slot; 0: twice the slot's capacity (its workers' max_builds).
+    pending_per_slot: int = 0
+    # Seconds between two top-ups of the re-test queue.
+    top_up_interval: int = 30
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or self.dependants
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     source: Path
@@ -127,6 +158,9 @@ class Settings:
     pypi: pypi_settings.PypiSettings
     access: AccessSettings = AccessSettings()
     mail: MailSettings = MailSettings()
+    rolling: RollingSettings = RollingSettings()
+    # [farm] sdist_check: also build each release from its sdist when the test used a wheel.
+    sdist_check: bool = False
 
     @property
     def local_worker(self) -> WorkerSettings | None:
@@ -199,6 +233,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
     limits = _Table(source, "limits", top.get("limits", dict, {}))
     access = _Table(source, "access", top.get("access", dict, {}))
     mail = _Table(source, "mail", top.get("mail", dict, {}))
+    rolling = _Table(source, "rolling", top.get("rolling", dict, {}))
+    farm = _Table(source, "farm", top.get("farm", dict, {}))
     http_port = _port(master, "http_port", 8010, "FARM_HTTP_PORT", environ)
     settings = Settings(
         source=source,
@@ -217,6 +253,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         pypi=pypi_settings.parse(top.get("pypi", dict, {}), source, environ),
         access=_access(access, base),
         mail=_mail(mail, base),
+        rolling=_rolling(rolling, base),
+        sdist_check=farm.get("sdist_check", bool, False),
     )
     if not settings.buildbot_url.endswith("/"):
         raise master.error("url", "must end with '/'.")
@@ -232,7 +270,7 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         raise top.error("workers", "has more than one worker with local = true; there is one local worker.")
     if settings.retries < 0:
         raise limits.error("retries", "must be 0 or more.")
-    for table in (top, master, index, limits, access, mail):
+    for table in (top, master, index, limits, access, mail, rolling, farm):
         table.check_unknown()
     return settings
 
@@ -295,6 +333,47 @@ def _mail(table: _Table, base: Path) -> MailSettings:
     if settings.smtp_user and not (settings.smtp_password_env or settings.smtp_password_file):
         raise table.error("smtp_password_file", "or 'smtp_password_env' must say where the SMTP password is.")
     return settings
+
+
+def parse_duration(text: str) -> int | None:
+    """Seconds of "7d", "12h", "30m", "90s", "2w" or "3600"; None when it is none of these."""
+    match = DURATION.match(text.strip().lower())
+    if not match:
+        return None
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _rolling(table: _Table, base: Path) -> RollingSettings:
+    defaults = RollingSettings()
+    chosen = table.get("set", str, defaults.set)
+    set_file = None
+    if chosen.startswith("file:"):
+        if not chosen[len("file:"):].strip():
+            raise table.error("set", 'must name the file after "file:", like "file:var/rolling.txt".')
+        set_file = base / chosen[len("file:"):].strip()
+        chosen = "file"
+    elif chosen not in ("all", "watch"):
+        raise table.error("set", f"must be one of {', '.join(ROLLING_SETS)}, not {chosen!r}.")
+    period_text = table.get("period", str, defaults.period_text)
+    period = parse_duration(period_text)
+    if not period:
+        raise table.error("period", f'must be a duration like "7d", "12h", "30m" or "2w", not {period_text!r}.')
+    pending = table.get("pending_per_slot", int, defaults.pending_per_slot)
+    if pending < 0:
+        raise table.error("pending_per_slot", f"must be 0 (twice the slot's capacity) or more, not {pending}.")
+    interval = table.get("top_up_interval", int, defaults.top_up_interval)
+    if interval < 1:
+        raise table.error("top_up_interval", f"must be 1 second or more, not {interval}.")
+    return RollingSettings(
+        enabled=table.get("enabled", bool, defaults.enabled),
+        set=chosen,
+        set_file=set_file,
+        period=period,
+        period_text=period_text,
+        dependants=table.get("dependants", bool, defaults.dependants),
+        pending_per_slot=pending,
+        top_up_interval=interval,
+    )
 
 
 def _worker(source: Path, position: int, data) -> WorkerSettings:
