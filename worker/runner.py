@@ -44,6 +44,7 @@ import fnmatch
 import glob
 import hashlib
 import html.parser
+import inspect
 import json
 import ntpath
 import os
@@ -492,27 +493,13 @@ def run_command(cmd, cwd, deadline, env=None, log=None, limits=None, watch_dir=N
 # The forwarder runs inside the sandbox, in front of the command: it listens on the sandbox's
 # own loopback and passes each connection to the runner's proxy through a Unix socket, the only
 # way out of the sandbox's network namespace.
-_FORWARDER = r'''
+_FORWARDER_MAIN = r'''
 import socket, subprocess, sys, threading
 path, port, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", port))
 server.listen(64)
-def pump(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 def serve():
     while True:
         client, _ = server.accept()
@@ -522,8 +509,8 @@ def serve():
         except OSError:
             client.close()
             continue
-        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
 threading.Thread(target=serve, daemon=True).start()
 sys.exit(subprocess.call(cmd))
 '''
@@ -623,6 +610,10 @@ def _pump(a, b):
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+# The forwarder runs in another interpreter (python -c): it gets the same _pump as the proxy.
+_FORWARDER = "import socket\n" + inspect.getsource(_pump) + _FORWARDER_MAIN
 
 
 def allowed_endpoints(urls):
