@@ -73,7 +73,7 @@ def build_config(settings: Settings) -> dict:
     builders = []
     for os_name, python in sorted(slots, key=_version_key):
         # [farm] sdist_check adds the `sdist` step: the release built from its sdist too.
-        factory = util.BuildFactory(release_steps(settings.sdist_check))
+        factory = util.BuildFactory(release_steps(settings.sdist_check, settings.limits.timeout))
         factory.buildClass = ReleaseBuild
         builders.append(
             util.BuilderConfig(

@@ -277,6 +277,24 @@ def test_phases_one_by_one_match_all(all_reports, package_index, behaviour, tmp_
 
 
 @pytest.mark.slow
+def test_echo_prints_the_chosen_phases_and_keeps_every_log(package_index, tmp_path):
+    """What the farm's install step runs: all phases, only the install's output on stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), "farmfix-pass", "--python", MAIN_PY, "--index-url", package_index.url,
+         "--workdir", str(tmp_path), "--cache-dir", str(CACHE), "--echo", "install"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    test_log = (tmp_path / "test.log").read_text()
+    assert "test session starts" in test_log and "test session starts" not in proc.stdout
+    assert "[bwrap +index]" in proc.stdout  # the install's own commands
+    assert f"[test] running; its output goes to {tmp_path / 'test.log'}" in proc.stdout
+    refused = subprocess.run([sys.executable, str(RUNNER), "x", "--python", MAIN_PY, "--echo", "tests"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "unknown phase tests" in refused.stderr
+
+
+@pytest.mark.slow
 def test_release_that_does_not_exist(package_index, tmp_path):
     for spec, text in (("farmfix-pass==9.9", "no release 9.9"), ("farmfix-nothing", "no project")):
         proc, report = run_cli(spec, tmp_path, package_index.url)

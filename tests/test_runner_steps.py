@@ -34,12 +34,13 @@ def report(outcome="passed", **statuses):
     )
 
 
-def command(phase, version="1.17.0", package="six"):
+def command(version="1.17.0", package="six"):
+    """The install step's command: every phase in one runner process, printing the install's output."""
     spec = f"{package}=={version}" if version else package
     return [
-        "/usr/bin/python3", "runner.py", spec, "--python", "3.12", "--phase", phase,
+        "/usr/bin/python3", "runner.py", spec, "--python", "3.12", "--phase", "all",
         "--workdir", "case", "--report", "case/report.json",
-        "--index-url", "http://127.0.0.1:9/simple", "--timeout", "60", "--sandbox", "auto",
+        "--index-url", "http://127.0.0.1:9/simple", "--echo", "install", "--timeout", "60", "--sandbox", "auto",
     ]
 
 
@@ -57,21 +58,20 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         for name, value in props.items():
             self.build.setProperty(name, value, "test")
 
-    def expect_runner(self, phase, rc=0, report_text=None, stderr="", version="1.17.0"):
-        shell = ExpectShell(workdir="wkdir", command=command(phase, version))
+    def expect_runner(self, rc=0, report_text=None, stderr="", version="1.17.0"):
+        shell = ExpectShell(workdir="wkdir", command=command(version))
         if stderr:
             shell = shell.stderr(stderr)
         expectations = [shell.exit(rc)]
         if report_text is not None:
-            expectations.append(
-                ExpectUploadFile(
-                    workersrc="case/report.json", workdir="wkdir", blocksize=32 * 1024, maxsize=None,
-                    writer=ExpectRemoteRef(StringFileWriter),
-                )
-                .upload_string(report_text)
-                .exit(0)
-            )
+            expectations.append(self.fetch("case/report.json", report_text))
         return expectations
+
+    def fetch(self, path, text, rc=0):
+        expectation = ExpectUploadFile(
+            workersrc=path, workdir="wkdir", blocksize=32 * 1024, maxsize=None, writer=ExpectRemoteRef(StringFileWriter),
+        )
+        return (expectation.upload_string(text) if text is not None else expectation).exit(rc)
 
     def ship_runner(self):
         shipped = []
@@ -80,9 +80,11 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             reader=ExpectRemoteRef(StringFileReader),
         ).download_string(shipped.append, size=10**7).exit(0)
 
-    def test_install_ships_the_runner_and_records_the_report(self):
+    def test_install_ships_the_runner_runs_every_phase_and_records_the_report(self):
         self.given(RunnerPhase("install"))
-        self.expect_commands(self.ship_runner(), *self.expect_runner("install", 0, report("passed", install="ok")))
+        self.expect_commands(
+            self.ship_runner(), *self.expect_runner(0, report("passed", install="ok", test="ok", uninstall="ok"))
+        )
         self.expect_outcome(result=SUCCESS, state_string="install: ok")
         self.expect_property("outcome", "passed", "runner")
         self.expect_property("version", "1.17.0", "runner")
@@ -91,18 +93,25 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     def test_bare_name_means_latest(self):
         self.given(RunnerPhase("install"), version="")
-        self.expect_commands(
-            self.ship_runner(), *self.expect_runner("install", 0, report("passed", install="ok"), version="")
-        )
+        self.expect_commands(self.ship_runner(), *self.expect_runner(0, report("passed", install="ok"), version=""))
         self.expect_outcome(result=SUCCESS, state_string="install: ok")
         self.expect_property("version", "1.17.0", "runner")
         return self.run_step()
 
-    def test_failed_tests_fail_the_step(self):
-        self.given(RunnerPhase("test"))
-        self.expect_commands(*self.expect_runner("test", 1, report("tests-failed", install="ok", test="failed")))
+    def test_the_test_step_shows_its_log_and_fails_with_the_tests(self):
+        self.given(RunnerPhase("test"), outcome="tests-failed",
+                   report=json.loads(report("tests-failed", install="ok", test="failed")))
+        self.expect_commands(self.fetch("case/test.log", "FAILED test_six.py::test_x\n"))
         self.expect_outcome(result=FAILURE, state_string="test: failed")
-        self.expect_property("outcome", "tests-failed", "runner")
+        self.expect_log_file("stdio", "FAILED test_six.py::test_x\n")
+        return self.run_step()
+
+    def test_a_missing_phase_log_is_said_in_the_step_log(self):
+        self.given(RunnerPhase("uninstall"), outcome="passed",
+                   report=json.loads(report("passed", install="ok", test="ok", uninstall="ok")))
+        self.expect_commands(self.fetch("case/uninstall.log", None, rc=1))
+        self.expect_outcome(result=SUCCESS, state_string="uninstall: ok")
+        self.expect_log_file("stdio", "(the runner left no uninstall.log on the worker)\n")
         return self.run_step()
 
     def test_a_settled_install_skips_the_later_phases_without_a_round_trip(self):
@@ -113,7 +122,7 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 
     def test_infra_error_is_a_retry(self):
         self.given(RunnerPhase("install"))
-        self.expect_commands(self.ship_runner(), *self.expect_runner("install", 3, report("infra-error", install="error")))
+        self.expect_commands(self.ship_runner(), *self.expect_runner(3, report("infra-error", install="error")))
         self.expect_outcome(result=RETRY, state_string="install: error")
         return self.run_step()
 
@@ -121,14 +130,14 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.given(RunnerPhase("install"))
         self.expect_commands(
             self.ship_runner(),
-            *self.expect_runner("install", 2, stderr="error: six 1.17.0 is not on the index; check the version.\n"),
+            *self.expect_runner(2, stderr="error: six 1.17.0 is not on the index; check the version.\n"),
         )
         self.expect_outcome(result=EXCEPTION, state_string="error: six 1.17.0 is not on the index; check the version.")
         return self.run_step()
 
     def test_no_report_is_an_infrastructure_problem(self):
-        self.given(RunnerPhase("uninstall"))
-        self.expect_commands(*self.expect_runner("uninstall", 1, "not json"))
+        self.given(RunnerPhase("install"))
+        self.expect_commands(self.ship_runner(), *self.expect_runner(1, "not json"))
         self.expect_outcome(result=RETRY, state_string="the runner left no readable report (exit status 1)")
         return self.run_step()
 
@@ -159,6 +168,6 @@ def test_names_and_versions_stay_single_arguments():
         def getProperty(self, name, default=None):
             return self.values.get(name, default)
 
-    argv = runner_steps.runner_command(Props(), "install")
+    argv = runner_steps.runner_command(Props(), "all", echo="install")
     assert argv[2] == "evil; rm -rf /==1.0 && echo"
     assert all(isinstance(part, str) for part in argv)

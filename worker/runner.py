@@ -1774,7 +1774,12 @@ class Runner:
             return
         start = time.monotonic()
         deadline = start + self.args.timeout
-        log = PhaseLog(os.path.join(self.workdir, phase + ".log"), echo=not self.args.quiet)
+        echo = not self.args.quiet and phase in self.args.echo
+        if not echo and not self.args.quiet:
+            # Something on stdout, so whoever watches knows where the time goes (and where the log is).
+            sys.stdout.write("[%s] running; its output goes to %s\n" % (phase, os.path.join(self.workdir, phase + ".log")))
+            sys.stdout.flush()
+        log = PhaseLog(os.path.join(self.workdir, phase + ".log"), echo=echo)
         try:
             if phase != "install":
                 self.prepare_sandbox(log)
@@ -2142,6 +2147,9 @@ def main(argv=None):
     ap.add_argument("--uv", help="path of the uv binary")
     ap.add_argument("--cache-dir", help="uv cache (default: a per-user cache folder)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
+    ap.add_argument("--echo", type=_phase_list, default=PHASES, metavar="PHASE[,PHASE]",
+                    help="the phases whose output is printed as well as kept in WORKDIR/<phase>.log "
+                         "(default: all of them)")
     ap.add_argument("--list-pythons", action="store_true")
     try:
         args = ap.parse_args(argv)
@@ -2178,6 +2186,14 @@ def main(argv=None):
         return 2
     sys.stdout.write(summary(runner.report))
     return EXIT_CODES[runner.report["outcome"]]
+
+
+def _phase_list(text):
+    phases = tuple(p for p in text.split(",") if p)
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise argparse.ArgumentTypeError("unknown phase %s: the phases are %s" % (", ".join(unknown), ", ".join(PHASES)))
+    return phases
 
 
 def _fresh_workdir(workdir):
