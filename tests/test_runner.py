@@ -295,6 +295,17 @@ def test_echo_prints_the_chosen_phases_and_keeps_every_log(package_index, tmp_pa
 
 
 @pytest.mark.slow
+def test_pytest_comes_from_the_shared_tools_not_the_environment(all_reports):
+    _, r, wd = all_reports["farmfix-pass"]
+    tools = Path(r["_state"]["tools"])
+    assert (tools / "pytest").is_dir() and (tools / ".complete").exists()
+    assert list((tools / "_pytest" / "__pycache__").glob("*.pyc")), "compiled once, when the folder was made"
+    site = Path(r["_state"]["site_packages"])
+    assert not (site / "pytest").exists(), "pytest is not installed into the environment under test"
+    assert not (site / runner.TOOLS_PTH).exists(), "the uninstall took the tools out of the environment"
+
+
+@pytest.mark.slow
 def test_release_that_does_not_exist(package_index, tmp_path):
     for spec, text in (("farmfix-pass==9.9", "no release 9.9"), ("farmfix-nothing", "no project")):
         proc, report = run_cli(spec, tmp_path, package_index.url)

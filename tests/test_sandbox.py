@@ -123,6 +123,14 @@ HOSTILE = {
             f"open({str(t)!r}, 'w').write('pwned')" for t in h.targets)),
         "tests-failed", "",
     ),
+    "tools": (  # the shared test tools (pytest, outside the environment) are read-only
+        lambda h: hostile_tests("""
+import _pytest.python
+with open(_pytest.python.__file__, 'a') as fh:
+    fh.write('raise SystemExit("pytest poisoned by an earlier build")')
+"""),
+        "tests-failed", "",
+    ),
     "forkbomb": (
         lambda h: hostile_tests(f"""
 children = []

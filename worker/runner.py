@@ -93,6 +93,8 @@ VERSION_RE = re.compile(
     r"(?P<post>(?:-(?P<post_n1>[0-9]+))|(?:[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?))?"
     r"(?P<dev>[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?"
     r"(?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$", re.I)
+TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
+TOOLS_PTH = "_farm_test_tools.pth"
 INSTALLER_FILES = (".lock",)  # uv's lock file at the environment's root
 SDIST_EXTS = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
 
@@ -1748,6 +1750,42 @@ class Runner:
                     if endpoint not in denied:
                         denied.append(endpoint)
 
+    def test_tools(self, deadline, log):
+        """The folder holding pytest for this interpreter: made once (a day) and shared by builds.
+
+        Installing pytest into every environment cost about 0.4 s a build, and its first import
+        compiled it again each time; this folder is compiled once and the sandbox only reads it.
+        Two builds making it at once each make their own and the first rename wins.
+        """
+        info = self.py_info
+        key = hashlib.sha256(("%s\0%s\0%s" % (os.path.realpath(self.py_path), info["full_version"],
+                                                 self.args.index_url)).encode()).hexdigest()[:16]
+        root = os.path.join(os.path.dirname(self.cache_dir), "test-tools")
+        stamp = int(time.time() // TOOLS_MAX_AGE)
+        final = os.path.join(root, "%s-%s-%d" % (info["implementation"], key, stamp))
+        if os.path.isfile(os.path.join(final, ".complete")):
+            return final
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
+        rc, out = self.trusted([self.uv_path, "pip", "install", "--no-config", "--python", os.path.realpath(self.py_path),
+                                                            "--cache-dir", self.cache_dir, "--target", tmp,
+                                                            "--compile-bytecode", "--index-url", self.args.index_url,
+                                                            "pytest"], deadline, log)
+        if rc != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InfraError("could not install pytest from %s: %s" % (self.args.index_url, _last_line(out)))
+        open(os.path.join(tmp, ".complete"), "w").close()
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another build made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Yesterday's folders may still serve a running build; older ones go.
+        for name in os.listdir(root):
+            parts = name.rsplit("-", 1)
+            if not name.startswith(".") and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) < stamp - 1:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        return final
+
     def prepare_sandbox(self, log):
         st = self.report["_state"]
         mode = choose_sandbox(self.args.sandbox)
@@ -1878,6 +1916,10 @@ class Runner:
                         r["package"], version, pyver, self.py_info["platform"]))
             chosen = dict(usable[0], kind=file_kind(usable[0]["filename"]))
             target = "%s==%s" % (name, version)
+        # pytest, shared by the builds on this interpreter, read-only in the sandbox
+        st["tools"] = self.test_tools(deadline, log)
+        st["read_only"] = sorted(set(st["read_only"]) | {st["tools"]})
+        self.sandbox.read_only = st["read_only"]
         # fresh environment
         env_dir = os.path.join(self.box, "env")
         layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"])
@@ -1887,13 +1929,14 @@ class Runner:
                                 "--cache-dir", self.cache_dir, env_dir], deadline, log)
         if rc != 0:
             raise InfraError("uv venv failed for %s: %s" % (self.py_path, _last_line(out)))
-        # The test runner goes in now, while the environment holds nothing of the package's.
-        rc, out = self.trusted(self.uv("pip", "install") + self.uv_common(self.cache_dir)
-                               + ["--link-mode", "copy", "--index-url", a.index_url, "pytest"], deadline, log)
-        if rc != 0:
-            raise InfraError("could not install pytest from %s: %s" % (a.index_url, _last_line(out)))
         with open(os.path.join(self.workdir, "snapshot-before.json"), "w") as fh:
             json.dump(snapshot(env_dir), fh)
+        # The test runner: a shared folder outside the environment, read-only in the sandbox,
+        # found through a .pth file (after site-packages, so the release and its dependencies
+        # always win over the tools' copies of packaging, pluggy...). The uninstall phase takes
+        # the file out again before it compares the environment with the snapshot.
+        with open(os.path.join(layout["site_packages"], TOOLS_PTH), "w") as fh:
+            fh.write(st["tools"] + "\n")
         cmd = self.uv("pip", "install") + self.uv_common() + ["--link-mode", "copy", "--index-url", a.index_url]
         if kind_spec[0] == "name":
             cmd += ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", normalize(kind_spec[1])]
@@ -2020,6 +2063,11 @@ class Runner:
         r, st = self.report, self.report["_state"]
         site = st["site_packages"]
         env_dir = st["env"]
+        # The tests are done: the test tools leave the environment, so that a package the tools
+        # also hold (packaging, pluggy...) is not found there after its uninstall.
+        tools_pth = os.path.join(site, TOOLS_PTH)
+        if os.path.lexists(tools_pth):
+            os.remove(tools_pth)
         before_dists = installed_dists(site)
         me = before_dists.get(normalize(r["package"]))
         removed_record = [_site_rel(env_dir, site, p) for p in (me["record"] if me else [])]
