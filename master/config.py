@@ -14,7 +14,7 @@ from buildbot.plugins import util, worker
 from twisted.python import log
 
 import pypi_poller
-from master import access, mail, maintainers, pages, priorities, retests, schedulers
+from master import access, collapse, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
 from master.settings import ROOT, Settings, WorkerSettings
@@ -53,6 +53,7 @@ def _version_key(slot: tuple[str, str]):
 
 
 def build_config(settings: Settings) -> dict:
+    collapse.install()  # collapse only same-release requests, without reading the whole queue
     slots: dict[tuple[str, str], list[str]] = defaultdict(list)
     capacity: dict[str, int] = defaultdict(int)  # builds a slot's workers can run at once
     workers = []
