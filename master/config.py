@@ -14,7 +14,7 @@ from buildbot.plugins import util, worker
 from twisted.python import log
 
 import pypi_poller
-from master import access, collapse, mail, maintainers, pages, priorities, retests, schedulers
+from master import access, collapse, database, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
 from master.settings import ROOT, Settings, WorkerSettings
@@ -107,7 +107,7 @@ def build_config(settings: Settings) -> dict:
         "collapseRequests": schedulers.same_release,
         # Rebuilds, then releases, then re-tests; new slots first among re-tests (master/priorities.py).
         "prioritizeBuilders": priorities.prioritize_builders,
-        "db": {"db_url": settings.db_url},
+        "db": database.db_config(settings.db_url),
         "www": {
             "port": settings.http_port,
             "plugins": {
