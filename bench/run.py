@@ -102,12 +102,20 @@ def rest(farm: Farm, path: str, **params):
 
 
 def timed_build(farm: Farm, name: str, version: str, slots) -> tuple[float, int]:
-    """Wall seconds from the force request to the buildset's completion, seen by a REST client."""
+    """Wall seconds from the force request (REST) to the buildset's completion in the database."""
     started = time.monotonic()
     buildsetid, _ = farm.force(name, version, slots=slots)
-    while not rest(farm, f"buildsets/{buildsetid}")["buildsets"][0]["complete"]:
-        time.sleep(0.05)
+    while _incomplete(farm, [buildsetid]):
+        time.sleep(0.02)
     return time.monotonic() - started, buildsetid
+
+
+def _incomplete(farm: Farm, buildsetids) -> int:
+    """How many of these buildsets are not complete, read from the master's database: polling the
+    REST API as often would load the master being measured (30 buildsets polled five times a
+    second took a third of its CPU)."""
+    marks = ",".join("?" * len(buildsetids))
+    return _count(farm, f"select count(*) from buildsets where complete = 0 and id in ({marks})", buildsetids)
 
 
 def build_report(farm: Farm, buildsetid: int) -> list[dict]:
@@ -221,12 +229,8 @@ def section_throughput(farm, corpus, plans, interpreters, pythons, index, raw_by
     slots = [f"linux-py{p}" for p in pythons]
     started = time.monotonic()
     buildsets = [farm.force(name, version, slots=slots)[0] for name, version in corpus]
-    remaining = set(buildsets)
-    while remaining:
-        for buildsetid in list(remaining):
-            if rest(farm, f"buildsets/{buildsetid}")["buildsets"][0]["complete"]:
-                remaining.discard(buildsetid)
-        time.sleep(0.2)
+    while _incomplete(farm, buildsets):
+        time.sleep(0.1)
     wall = time.monotonic() - started
     builds = len(corpus) * len(pythons)
     raw = [raw_by_slot[(n, v, p)] for n, v in corpus for p in pythons]
@@ -248,10 +252,13 @@ def _pending_requests(farm: Farm) -> int:
     return _count(farm, "select count(*) from buildrequests where complete = 0")
 
 
-def _count(farm: Farm, query: str) -> int:
+def _count(farm: Farm, query: str, parameters=()) -> int:
     database = farm.folder / "master" / "state.sqlite"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
-        return connection.execute(query).fetchone()[0]
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+    try:
+        return connection.execute(query, tuple(parameters)).fetchone()[0]
+    finally:
+        connection.close()
 
 
 class Journal(FakePyPI):
