@@ -5,9 +5,10 @@ request, before it even looks whether collapsing is on, and calls `collapseReque
 with 10,000 requests pending, taking in a burst of releases becomes quadratic (the bench's intake
 spent most of its time there). Only requests for the same release can collapse
 (`schedulers.same_release`), and requests for the same release share their source stamp (Buildbot
-stores each distinct stamp once: project = package, revision = version). So this collapser reads
-only the unclaimed requests on the same builder whose buildset has the new buildset's source
-stamps, one query per buildset, and asks the configured `collapseRequests` about those alone.
+stores each distinct stamp once: project = package, revision = version). So this collapser looks
+up the other buildsets of the new buildset's stamps (an index master/database.py adds; for a new
+release there are none), reads their unclaimed requests on the same builders, and asks the
+configured `collapseRequests` about those alone.
 
 `install()` puts it in place of Buildbot's in `buildbot.data.buildsets`, the one place that uses it.
 """
@@ -61,30 +62,29 @@ class SameSourceCollapser(BuildRequestCollapser):
         ).fetchall()
         found: dict[tuple[int, str], list[int]] = {(row.id, row.name): [] for row in new}
         for buildsetid in {row.buildsetid for row in new}:
-            stamp_ids = [
-                r.sourcestampid
-                for r in conn.execute(sa.select(stamps.c.sourcestampid).where(stamps.c.buildsetid == buildsetid))
-            ]
-            if not stamp_ids:
+            stamp_ids = select_column(conn, stamps.c.sourcestampid, stamps.c.buildsetid == buildsetid)
+            # The other buildsets of these stamps (an index of master/database.py finds them): for
+            # a new release there are none, and that is the end of it.
+            others = select_column(conn, stamps.c.buildsetid, stamps.c.sourcestampid.in_(stamp_ids),
+                                   stamps.c.buildsetid != buildsetid) if stamp_ids else []
+            if not others:
                 continue
             mine = {row.builderid: (row.id, row.name) for row in new if row.buildsetid == buildsetid}
             query = (
                 sa.select(requests.c.id, requests.c.builderid)
-                .select_from(
-                    requests.join(stamps, stamps.c.buildsetid == requests.c.buildsetid).outerjoin(
-                        claims, claims.c.brid == requests.c.id
-                    )
-                )
-                .where(stamps.c.sourcestampid.in_(stamp_ids))
+                .select_from(requests.outerjoin(claims, claims.c.brid == requests.c.id))
+                .where(requests.c.buildsetid.in_(sorted(set(others))))
                 .where(requests.c.builderid.in_(list(mine)))
-                .where(requests.c.buildsetid != buildsetid)
                 .where(requests.c.complete == 0)
                 .where(claims.c.brid.is_(None))
-                .distinct()
             )
             for row in conn.execute(query):
                 found[mine[row.builderid]].append(row.id)
         return found
+
+
+def select_column(conn, column, *conditions) -> list:
+    return [row[0] for row in conn.execute(sa.select(column).where(*conditions))]
 
 
 def install() -> None:

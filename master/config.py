@@ -119,7 +119,7 @@ def build_config(settings: Settings) -> dict:
             # Anonymous visitors read; the `admins` of [access] force, stop and rebuild.
             **access.www_access(settings.access),
         },
-        "services": [pages.PluginStyles(), *mail.mail_services(settings), *retests.retest_services(settings, dict(capacity))],
+        "services": [database.FarmIndexes(), pages.PluginStyles(), *mail.mail_services(settings), *retests.retest_services(settings, dict(capacity))],
         "buildbotNetUsageData": None,
     }
 
