@@ -369,14 +369,17 @@ def section_ui(farm: Farm, results, label: str = "ui"):
         try:
             _time_get(url)  # the first answer may fill caches: not counted
         except (urllib.error.URLError, OSError) as error:
-            detail["endpoints"][what] = {"skipped": f"{type(error).__name__}: {error}"}
+            # A page that fails is not fast: no figure for the section, and the error beside it.
+            detail["endpoints"][what] = {"failed": f"{type(error).__name__}: {error}"}
+            log(f"{label}: {what}: FAILED ({error})")
             continue
         samples = [_time_get(url) * 1000 for _ in range(UI_SAMPLES)]
         every += samples
         detail["endpoints"][what] = {"p50_ms": round(stats.median(samples), 1),
                                      "p95_ms": round(stats.percentile(samples, 0.95), 1), "url": url[len(base):]}
         log(f"{label}: {what}: p95 {stats.percentile(samples, 0.95):.0f} ms")
-    worst = max((e["p95_ms"] for e in detail["endpoints"].values() if "p95_ms" in e), default=None)
+    failed = any("failed" in e for e in detail["endpoints"].values())
+    worst = None if failed else max((e["p95_ms"] for e in detail["endpoints"].values()), default=None)
     results.update(**{f"{label}_p95_ms": worst, f"{label}_detail": detail})
 
 

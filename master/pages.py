@@ -260,15 +260,10 @@ def overview_data(master, settings: Settings, slots: list[str], now: float | Non
         outcome = last if last in RESULTS else statusToString(build["results"])
         counts = outcomes.setdefault(slot, {})
         counts[outcome] = counts.get(outcome, 0) + 1
-    queued = yield master.data.get(
-        ("buildrequests",),
-        filters=[resultspec.Filter("complete", "eq", [False]), resultspec.Filter("claimed", "eq", [False])],
-        limit=10000,
-    )
     queue = {slot: 0 for slot in slots}
-    for request in queued:
-        slot = builders.get(request["builderid"], str(request["builderid"]))
-        queue[slot] = queue.get(slot, 0) + 1
+    for builderid, number in (yield master.db.pool.do(_queued_per_builder, master.db.model)):
+        slot = builders.get(builderid, str(builderid))
+        queue[slot] = queue.get(slot, 0) + number
     running = yield master.data.get(
         ("builds",), filters=[resultspec.Filter("complete", "eq", [False])], limit=500,
         # the state string names the release; the property query is for builds just starting
@@ -305,6 +300,18 @@ def overview_data(master, settings: Settings, slots: list[str], now: float | Non
         "rolling": rolling,
         "sdist_checks": sdist,
     }
+
+
+def _queued_per_builder(conn, model):
+    """[(builderid, requests waiting)]: counted in SQL, the queue may hold tens of thousands."""
+    requests, claims = model.buildrequests, model.buildrequest_claims
+    query = (
+        sa.select(requests.c.builderid, sa.func.count())
+        .select_from(requests.outerjoin(claims, claims.c.brid == requests.c.id))
+        .where(requests.c.complete == 0, claims.c.brid.is_(None))
+        .group_by(requests.c.builderid)
+    )
+    return [tuple(row) for row in conn.execute(query)]
 
 
 @defer.inlineCallbacks

@@ -119,6 +119,9 @@ def test_a_release_and_a_rebuild_start_before_200_pending_retests(tmp_path, pack
         assert len(behind) >= 200, "the release is queued behind 200 re-tests"
         rebuild_set, _ = farm.force("farmfix-pass")
         started_before = {b["buildid"] for b in farm.builds()}
+        # The overview counts the queue (in SQL) as the REST API lists it.
+        waiting = len(requests_of(farm, claimed="false", complete="false"))
+        assert page(farm, "plugins/wsgi_dashboards/overview/overview.json")["queue"] == {"linux-py3.12": waiting}
 
         answer = farm.rpc(f"workers/{worker['workerid']}", "unpause", reason="go")
         assert "error" not in answer, answer
