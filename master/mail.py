@@ -304,20 +304,36 @@ class MaintainerMail(MailNotifier, StateMixin):
             log.err(error, f"{self.name}: could not send {subject!r} to {recipients}")
 
     # -- digests --------------------------------------------------------------------------------
-    @defer.inlineCallbacks
+    def _pending_lock(self) -> defer.DeferredLock:
+        # The pending entries are read, changed and written back across database round trips:
+        # without a lock, two releases reported at once (or a digest being sent) lose entries.
+        if getattr(self, "_pending_lock_", None) is None:
+            self._pending_lock_ = defer.DeferredLock()
+        return self._pending_lock_
+
     def _queue_for_digest(self, address: str, package: str, version: str, changes: list[SlotChange]):
+        return self._pending_lock().run(self._add_pending, address, package, version, changes)
+
+    @defer.inlineCallbacks
+    def _add_pending(self, address: str, package: str, version: str, changes: list[SlotChange]):
         pending = yield self.getState("pending", {})
         entries = pending.setdefault(address, [])
         entries += [dict(package=package, version=version, **dataclasses.asdict(c)) for c in changes]
         yield self.setState("pending", pending)
 
     @defer.inlineCallbacks
+    def _take_pending(self):
+        pending = yield self.getState("pending", {})
+        if pending:
+            yield self.setState("pending", {})
+        return pending
+
+    @defer.inlineCallbacks
     def send_digests(self):
         try:
-            pending = yield self.getState("pending", {})
+            pending = yield self._pending_lock().run(self._take_pending)
             if not pending:
                 return
-            yield self.setState("pending", {})
             registry = self.current_registry()
             for address, entries in sorted(pending.items()):
                 # Someone who unsubscribed since gets nothing about that package.
