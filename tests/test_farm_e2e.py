@@ -125,7 +125,9 @@ def _running_test_step(farm, buildsetid):
     builds = farm.get("builds", buildrequestid=_request_id(farm, buildsetid), property="*")["builds"]
     if builds and builds[0]["complete"]:
         raise AssertionError(f"the build ended before its tests ran: {builds[0]['properties'].get('reason')}")
-    return builds and any(b"pytest" in argv and str(farm.folder).encode() in argv for argv in _command_lines())
+    # The runner's pytest loads its probe plugin; the folder alone would match the master too
+    # (pytest's own temporary folders are named pytest-of-<user>).
+    return builds and any(b"_farm_probe" in argv and str(farm.folder).encode() in argv for argv in _command_lines())
 
 
 def _command_lines():
