@@ -12,7 +12,6 @@ timing, with the runner's own functions, so both scripts run the very tests the 
 from __future__ import annotations
 
 import email.parser
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -24,19 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.corpus import pip_environment
+from master.config import load_runner
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_runner():
-    """worker/runner.py as a module (stdlib only): its test discovery is the reference."""
-    spec = importlib.util.spec_from_file_location("bench_runner", ROOT / "worker" / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_runner", module)
-    spec.loader.exec_module(module)
-    return module
-
-
+# worker/runner.py as a module: its test discovery is the reference.
 RUNNER = load_runner()
 
 

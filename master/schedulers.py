@@ -74,29 +74,17 @@ class RebuildScheduler(schedulers.ForceScheduler):
             )
         )
 
-    @defer.inlineCallbacks
     def _release_change(self, package: str, version: str | None, owner: str):
-        if version:
-            known = yield self.master.data.get(
-                ("changes",),
-                filters=[resultspec.Filter("project", "eq", [package]), resultspec.Filter("revision", "eq", [version])],
-                order=["-changeid"],
-                limit=1,
-            )
-            if known:
-                return known[0]["changeid"]
-        return (
-            yield self.master.data.updates.addChange(
-                author=owner or "rebuild",
-                project=package,
-                revision=version,
-                category="rebuild",
-                comments=f"rebuild of {package} {version or '(latest release)'}",
-                properties={"package": package, "version": version or ""},
-                repository="",
-                codebase="",
-                files=[],
-            )
+        # A version: the release's own Change, if the feed made one. None (the latest release): a new one.
+        filters = [resultspec.Filter("project", "eq", [package]), resultspec.Filter("revision", "eq", [version])]
+        return latest_or_new_change(
+            self.master, filters if version else None,
+            author=owner or "rebuild",
+            project=package,
+            revision=version,
+            category="rebuild",
+            comments=f"rebuild of {package} {version or '(latest release)'}",
+            properties={"package": package, "version": version or ""},
         )
 
 
@@ -199,29 +187,27 @@ class RetestScheduler(ReconfigurableBaseScheduler):
             )
         )
 
-    @defer.inlineCallbacks
     def _retest_change(self, package: str):
-        known = yield self.master.data.get(
-            ("changes",),
-            filters=[resultspec.Filter("project", "eq", [package]), resultspec.Filter("category", "eq", ["retest"])],
-            order=["-changeid"],
-            limit=1,
+        filters = [resultspec.Filter("project", "eq", [package]), resultspec.Filter("category", "eq", ["retest"])]
+        return latest_or_new_change(
+            self.master, filters,
+            author="retests",
+            project=package,
+            revision=None,
+            category="retest",
+            comments=f"re-tests of {package} (the latest release)",
+            properties={"package": package, "version": ""},
         )
+
+
+@defer.inlineCallbacks
+def latest_or_new_change(master, filters, **change):
+    """The id of the latest Change matching `filters` (None: never reuse one), else of a new one."""
+    if filters:
+        known = yield master.data.get(("changes",), filters=filters, order=["-changeid"], limit=1)
         if known:
             return known[0]["changeid"]
-        return (
-            yield self.master.data.updates.addChange(
-                author="retests",
-                project=package,
-                revision=None,
-                category="retest",
-                comments=f"re-tests of {package} (the latest release)",
-                properties={"package": package, "version": ""},
-                repository="",
-                codebase="",
-                files=[],
-            )
-        )
+    return (yield master.data.updates.addChange(repository="", codebase="", files=[], **change))
 
 
 def retest_scheduler(builder_names: list[str]) -> RetestScheduler:

@@ -111,10 +111,10 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
         props = self.build.getProperties()
         if self.phase == "install":
             yield self.downloadFileContentToWorker(RUNNER, RUNNER_SOURCE.read_bytes(), mode=0o644)
-        # `install` runs every phase, printing only the install's output: the later steps show theirs.
-        phase, echo = ("all", "install") if self.phase == "install" else (self.phase, "")
+        # Every phase in one process; `install` prints only its own output: the later steps show theirs.
+        echo = "install" if self.phase == "install" else ""
         cmd = yield self.makeRemoteShellCommand(
-            command=runner_command(props, phase, self.case, self.dist, echo), collectStderr=True
+            command=runner_command(props, "all", self.case, self.dist, echo), collectStderr=True
         )
         yield self.runCommand(cmd)
         if cmd.rc == USAGE_ERROR:

@@ -114,18 +114,13 @@ def tab(browser, request):
 
 
 @pytest.mark.slow
-def test_waterfall_shows_the_builds(farm, tab):
-    tab.page.goto(farm.url + "#/waterfall")
-    tab.page.get_by_text("linux-py3.12").first.wait_for(timeout=20000)
-    tab.page.wait_for_load_state("networkidle")
-    tab.shot()
-    assert tab.errors == []
-
-
-@pytest.mark.slow
-def test_console_shows_a_row_per_release(farm, tab):
-    tab.page.goto(farm.url + "#/console")
-    tab.page.get_by_text("rebuild of farmfix-testfail").first.wait_for(timeout=20000)
+@pytest.mark.parametrize("view, shows", [
+    ("waterfall", "linux-py3.12"),  # the builds, a column per slot
+    ("console", "rebuild of farmfix-testfail"),  # a row per release
+])
+def test_buildbots_views_show_the_farm(farm, tab, view, shows):
+    tab.page.goto(farm.url + f"#/{view}")
+    tab.page.get_by_text(shows).first.wait_for(timeout=20000)
     tab.page.wait_for_load_state("networkidle")
     tab.shot()
     assert tab.errors == []

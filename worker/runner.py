@@ -1751,15 +1751,16 @@ class Runner:
                         denied.append(endpoint)
 
     def test_tools(self, deadline, log):
-        """The folder holding pytest for this interpreter: made once (a day) and shared by builds.
+        """The folder holding pytest for this interpreter: made once a day and shared by builds.
 
         Installing pytest into every environment cost about 0.4 s a build, and its first import
         compiled it again each time; this folder is compiled once and the sandbox only reads it.
         Two builds making it at once each make their own and the first rename wins.
         """
         info = self.py_info
-        key = hashlib.sha256(("%s\0%s\0%s" % (os.path.realpath(self.py_path), info["full_version"],
-                                                 self.args.index_url)).encode()).hexdigest()[:16]
+        # Per interpreter, not per index: pytest is the same tool from any index the worker is given
+        # (the test suite's indexes, on a new port each, would each make a folder).
+        key = hashlib.sha256(("%s\0%s" % (os.path.realpath(self.py_path), info["full_version"])).encode()).hexdigest()[:16]
         root = os.path.join(os.path.dirname(self.cache_dir), "test-tools")
         stamp = int(time.time() // TOOLS_MAX_AGE)
         final = os.path.join(root, "%s-%s-%d" % (info["implementation"], key, stamp))
