@@ -6,34 +6,24 @@ Slots are data: every (os, Python X.Y) that some worker serves becomes a builder
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import defaultdict
 
 from buildbot.plugins import util, worker
+from farm_runner.host.interpreters import find_interpreters
 from twisted.python import log
 
 import pypi_poller
 from master import access, collapse, database, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
-from master.settings import ROOT, Settings, WorkerSettings
+from master.settings import Settings, WorkerSettings
 from steps.runner_steps import release_steps
-
-
-def load_runner():
-    """worker/runner.py as a module: the master uses its interpreter discovery for the local worker."""
-    spec = importlib.util.spec_from_file_location("farm_runner", ROOT / "worker" / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("farm_runner", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def worker_pythons(settings_worker: WorkerSettings) -> list[str]:
     if settings_worker.pythons != "auto":
         return list(settings_worker.pythons)
-    found = load_runner().find_interpreters()
+    found = find_interpreters()
     unsupported = [i for i in found if not i.get("supported", True)]
     for interpreter in unsupported:
         log.msg(

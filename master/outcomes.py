@@ -1,17 +1,10 @@
-"""The one table from the runner's outcomes to Buildbot results, used everywhere."""
+"""The one table from the runner's outcomes to Buildbot results, used everywhere: the contract's
+table (farm_runner/contract.py) in Buildbot's constants."""
 
-from buildbot.process.results import FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
+from buildbot.process.results import Results
+from farm_runner import contract
 
-RESULTS = {
-    "passed": SUCCESS,
-    "no-tests": WARNINGS,
-    "uninstall-dirty": WARNINGS,
-    "not-applicable": SKIPPED,
-    "install-failed": FAILURE,
-    "tests-failed": FAILURE,
-    # Not the package's fault: the request goes back in the queue (a bounded number of times).
-    "infra-error": RETRY,
-}
+RESULTS = {outcome: Results.index(name) for outcome, name in contract.BUILDBOT_RESULT.items()}
 
 # Outcomes the install phase can settle for good: the later phases have nothing to do.
-SETTLED_BY_INSTALL = frozenset({"install-failed", "not-applicable", "infra-error"})
+SETTLED_BY_INSTALL = contract.SETTLED_BY_INSTALL

@@ -1,0 +1,1 @@
+"""The supervisor: trusted code on the worker (see farm_runner/__init__.py)."""

@@ -1,0 +1,156 @@
+"""The interpreters on this worker: found (pyenv, uv-managed, PATH), probed, chosen for a slot."""
+
+import json
+import os
+import platform
+import re
+import subprocess
+
+from farm_runner._vendor.packaging.version import InvalidVersion, Version
+from farm_runner.host.commands import child_env
+from farm_runner.host.platforms import prefix_interpreter
+
+MIN_SUPPORTED = (3, 6)  # uv 0.13 makes environments for 3.6+; 2.7 fails on `-I`.
+
+
+class UsageError(Exception):
+    """Bad input from the caller: one line on stderr, exit 2, no report."""
+
+
+# Runs in the interpreter being probed: any version the farm may meet, so the oldest syntax.
+_PROBE = r"""
+import json, os, platform, struct, sys, sysconfig
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+except Exception:
+    libc = ""
+impl = getattr(sys, "implementation", None)
+print(json.dumps({
+    "implementation": impl.name if impl else platform.python_implementation().lower(),
+    "version_info": list(sys.version_info[:3]),
+    "full_version": platform.python_version(),
+    "executable": sys.executable,
+    "prefix": os.path.realpath(getattr(sys, "base_prefix", sys.prefix)),
+    "soabi": sysconfig.get_config_var("SOABI") or "",
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "debug": hasattr(sys, "gettotalrefcount"),
+    "platform": sysconfig.get_platform(),
+    "bits": struct.calcsize("P") * 8,
+    "libc": libc,
+    "mac_ver": platform.mac_ver()[0],
+    "system": platform.system(),
+}))
+"""
+
+
+def probe_interpreter(path, timeout=60):
+    try:
+        out = subprocess.run([path, "-c", _PROBE], stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=timeout, env=child_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError("cannot run interpreter %s: %s" % (path, exc))
+    if out.returncode != 0:
+        raise UsageError("cannot run interpreter %s: %s" % (
+            path, (out.stderr.decode("utf-8", "replace").strip().splitlines() or ["exit %d" % out.returncode])[-1]))
+    return json.loads(out.stdout.decode("utf-8").strip().splitlines()[-1])
+
+
+def support_note(version_tuple):
+    if tuple(version_tuple[:2]) < MIN_SUPPORTED:
+        return ("Python %d.%d is an unsupported slot: uv 0.13 cannot make environments for it "
+                "(it needs the -I flag, Python 3.6+)" % tuple(version_tuple[:2]))
+    return ""
+
+
+def _entry(full_version, path, source):
+    parts = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)\.?(\d*)", full_version).groups() if x)
+    note = support_note(parts)
+    return {"version": "%d.%d" % parts[:2], "full_version": full_version, "path": path,
+            "supported": not note, "note": note, "source": source}
+
+
+def _newer(a, b):
+    try:
+        return Version(a) > Version(b)
+    except InvalidVersion:
+        return False
+
+
+def find_interpreters(environ=None, system=None):
+    """Interpreters on this machine, one per X.Y: pyenv's, then uv-managed, then PATH.
+
+    Returns [{"version": "3.12", "full_version": "3.12.1", "path": ..., "supported": bool,
+    "note": why not supported, "source": "pyenv"|"uv"|"path"}] sorted by version.
+    """
+    environ = os.environ if environ is None else environ
+    system = system or platform.system()
+    home = environ.get("HOME") or os.path.expanduser("~")
+    found = {}
+
+    def add(entry):
+        old = found.get(entry["version"])
+        if old is None or (old["source"] == entry["source"] and _newer(entry["full_version"], old["full_version"])):
+            found[entry["version"]] = entry
+
+    versions = os.path.join(environ.get("PYENV_ROOT") or os.path.join(home, ".pyenv"), "versions")
+    for name in _listdir(versions):
+        if re.match(r"^\d+\.\d+\.\d+$", name):
+            exe = prefix_interpreter(os.path.join(versions, name), system)
+            if os.path.isfile(exe) and os.access(exe, os.X_OK):
+                add(_entry(name, exe, "pyenv"))
+    uv_dir = environ.get("UV_PYTHON_INSTALL_DIR") or (
+        os.path.join(environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "uv", "python")
+        if system != "Windows" else os.path.join(environ.get("APPDATA", home), "uv", "python"))
+    for name in _listdir(uv_dir):
+        m = re.match(r"^cpython-(\d+\.\d+\.\d+)-", name)
+        if m and "freethreaded" not in name:
+            exe = prefix_interpreter(os.path.join(uv_dir, name), system)
+            if os.path.isfile(exe):
+                add(_entry(m.group(1), exe, "uv"))
+    seen_dirs = set()
+    for d in environ.get("PATH", "").split(os.pathsep):
+        if not d or "shims" in d.split(os.sep) or d in seen_dirs:
+            continue
+        seen_dirs.add(d)
+        for name in sorted(_listdir(d)):
+            m = re.match(r"^python(\d)\.(\d+)(\.exe)?$", name)
+            if not m or "%s.%s" % m.group(1, 2) in found:
+                continue
+            exe = os.path.join(d, name)
+            try:
+                info = probe_interpreter(exe, timeout=20)
+            except UsageError:
+                continue
+            add(_entry(info["full_version"], exe, "path"))
+    return [found[k] for k in sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))]
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def resolve_python(requested):
+    """`requested` is 'X.Y' or a path. Returns (path, probe info)."""
+    if re.match(r"^\d+\.\d+$", requested):
+        interpreters = find_interpreters()
+        match = [i for i in interpreters if i["version"] == requested]
+        if not match:
+            available = ", ".join(i["version"] for i in interpreters if i["supported"]) or "none"
+            raise UsageError("no Python %s on this machine; available: %s" % (requested, available))
+        if not match[0]["supported"]:
+            raise UsageError(match[0]["note"])
+        path = match[0]["path"]
+    elif os.sep in requested or (os.altsep and os.altsep in requested) or os.path.exists(requested):
+        path = os.path.abspath(requested)
+        if not os.path.exists(path):
+            raise UsageError("no interpreter at %s" % requested)
+    else:
+        raise UsageError("--python wants X.Y (e.g. 3.12) or an interpreter path, not %r" % requested)
+    info = probe_interpreter(path)
+    note = support_note(info["version_info"])
+    if note:
+        raise UsageError(note)
+    return path, info

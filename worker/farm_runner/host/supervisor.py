@@ -1,0 +1,624 @@
+"""The supervisor: runs one release through its three phases and decides the outcome.
+
+The build's folder (WORKDIR) is the runner's own; the package never sees it:
+
+    report.json, <phase>.log     written here, by the supervisor only
+    snapshot-before.json         the environment's files before anything was installed
+    etc/                         the sandbox's passwd, group and hosts
+    dl/                          the sdist, downloaded and hash-checked before it is unpacked
+    out/<n>/                     one folder per command that reports back (read as untrusted data)
+    box/                         the sandbox's only lasting writable folder: env/, src/, run/, home/
+
+Everything that touches what the package's code could have written (box/, out/) happens inside
+the sandbox (farm_runner.inside), or happens before any package code ran, or is read here through
+farm_runner.untrusted. The outcome comes from exit statuses the supervisor saw and its own checks.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+from farm_runner import contract, untrusted
+from farm_runner._vendor.packaging.utils import canonicalize_name
+from farm_runner._vendor.packaging.version import Version
+from farm_runner.host import audit, index, limits as limits_, report as report_, sandbox as sandbox_, verdict
+from farm_runner.host.commands import child_env, run_command
+from farm_runner.host.interpreters import UsageError
+from farm_runner.host.limits import InfraError, LimitHit
+from farm_runner.host.platforms import env_layout
+from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
+from farm_runner.inside import environment
+from farm_runner.inside.import_check import CODE as IMPORT_CHECK
+
+LOG_EXCERPT_BYTES = 4096
+TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
+TOOLS_PTH = "_farm_test_tools.pth"
+MAX_RESULT = 64 << 20  # bytes of one inside task's answer
+MAX_JUNIT = 64 << 20
+MAX_IMPORTS = 1 << 20
+SDIST_IN_SANDBOX = "/run/farm/sdist"
+
+
+class PhaseLog:
+    """A phase's output: the whole text goes to WORKDIR/<phase>.log, and to stdout when echoed."""
+
+    def __init__(self, path, echo=True):
+        self.path = path
+        self.fh = open(path, "w", encoding="utf-8", errors="replace")
+        self.echo = echo
+
+    def write(self, text):
+        self.fh.write(text)
+        if self.echo:
+            sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8"))
+
+    def close(self):
+        self.fh.close()
+
+    def excerpt(self, limit=LOG_EXCERPT_BYTES):
+        self.fh.flush()
+        with open(self.path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+        text = data.decode("utf-8", "replace")
+        return ("...\n" + text) if size > limit else text
+
+
+class Runner:
+    def __init__(self, args, spec):
+        self.args, self.spec = args, spec
+        self.workdir = os.path.realpath(args.workdir)
+        self.box = os.path.join(self.workdir, "box")
+        self.report_path = os.path.abspath(args.report or os.path.join(self.workdir, "report.json"))
+        self.limits = limits_.Limits(args.timeout, args.silence_timeout, args.memory, args.processes, args.disk,
+                                     args.max_log)
+        from farm_runner import bundle
+        self.identity = bundle.identity()
+        self.t0 = time.monotonic()
+        self.report = None
+        self.sandbox = None
+        self.py_path = self.py_info = self.uv_path = self.cache_dir = None
+
+    # -- the report --------------------------------------------------------------------------------
+    def start_report(self):
+        self.report = report_.new_report(self.args, self.limits,
+                                         {k: self.identity[k] for k in ("sha256", "source")})
+
+    def load(self):
+        try:
+            self.report = report_.load(self.report_path)
+        except (OSError, ValueError):
+            raise UsageError("no install report at %s: run --phase install first" % self.report_path)
+
+    def save(self):
+        report_.settle(self.report, self.t0)
+        self.t0 = time.monotonic()
+        os.makedirs(os.path.dirname(self.report_path), exist_ok=True)
+        report_.save(self.report, self.report_path)
+
+    def set_phase(self, phase, status, outcome, reason, seconds, log, infra=None):
+        st = self.report["_state"]
+        self.report["phases"][phase] = {"status": status, "seconds": round(seconds, 3),
+                                        "log_excerpt": log.excerpt() if log else ""}
+        st["phase_outcomes"][phase], st["phase_reasons"][phase], st["phase_infra"][phase] = outcome, reason, infra
+
+    # -- phases ------------------------------------------------------------------------------------
+    def run_phase(self, phase):
+        if phase != "install":
+            self.load()
+        st = self.report["_state"]
+        if phase != "install" and contract.outcome_of(st["phase_outcomes"]) in contract.SETTLED_BY_INSTALL:
+            self.report["phases"][phase] = {"status": "skipped", "seconds": 0.0, "log_excerpt": ""}
+            self.save()
+            return
+        # Until the phase decides, the report blames the farm: a runner killed here passes nothing.
+        self.set_phase(phase, "error", contract.INFRA_ERROR, "The runner stopped during the %s phase before it "
+                       "decided anything (it was killed, or failed)." % phase, 0.0, None, "runner-fault")
+        self.save()
+        start = time.monotonic()
+        deadline = start + self.args.timeout
+        echo = not self.args.quiet and phase in self.args.echo
+        if not echo and not self.args.quiet:
+            # Something on stdout, so whoever watches knows where the time goes (and where the log is).
+            sys.stdout.write("[%s] running; its output goes to %s\n" % (phase, os.path.join(self.workdir, phase + ".log")))
+            sys.stdout.flush()
+        log = PhaseLog(os.path.join(self.workdir, phase + ".log"), echo=echo)
+        infra = None
+        try:
+            self.prepare_sandbox(phase, log)
+            status, outcome, reason = getattr(self, "phase_" + phase)(deadline, log)
+        except UsageError:
+            log.close()
+            raise
+        except LimitHit as exc:
+            if exc.limit == "processes":  # a fork bomb is the package's own doing
+                status, outcome = "failed", contract.FAILED_OUTCOME[phase]
+                reason = report_.sentence("The %s phase %s" % (phase, exc))
+            else:
+                status, outcome, infra = "error", contract.INFRA_ERROR, exc.kind
+                reason = ("timeout (the %s phase ran longer than %g s)." % (phase, self.limits.timeout)
+                          if exc.limit == "timeout" else report_.sentence("%s (in the %s phase)" % (exc, phase)))
+        except InfraError as exc:
+            status, outcome, reason, infra = "error", contract.INFRA_ERROR, report_.sentence(str(exc)), exc.kind
+        except Exception as exc:  # the runner's own failure: the farm's fault, never a pass
+            log.write("[farm: the runner failed]\n" + traceback.format_exc())
+            status, outcome, infra = "error", contract.INFRA_ERROR, "runner-fault"
+            reason = report_.sentence("The runner failed in the %s phase (%s: %s); the farm is to blame, not the "
+                                      "package" % (phase, type(exc).__name__, exc))
+        log.write("[%s] %s: %s (%.2fs)\n" % (phase, status, reason or outcome, time.monotonic() - start))
+        self.set_phase(phase, status, outcome, reason, time.monotonic() - start, log, infra)
+        log.close()
+        self.save()
+
+    def prepare_sandbox(self, phase, log):
+        st = self.report["_state"]
+        mode = sandbox_.choose_sandbox(self.args.sandbox)
+        enforced, missing = limits_.enforcement(self.limits)
+        self.report["sandbox"].update(mode=mode, unsandboxed=mode == "none", enforced=enforced, missing=missing)
+        if mode == "bwrap" and missing:
+            raise InfraError("this worker cannot enforce the %s limit (%s); every package is untrusted code, so "
+                             "nothing runs here until it can: run the worker as root or in a cgroup it may "
+                             "write (systemd: Delegate=yes), or pass --sandbox none to run packages unconfined"
+                             % (" and ".join(sorted(missing)), "; ".join(sorted(set(missing.values())))),
+                             kind="sandbox")
+        if phase == "install":
+            st["runner_python"] = os.path.realpath(sys.executable)
+            for name in ("home", "uv-cache"):
+                os.makedirs(os.path.join(self.box, name))
+            sandbox_.write_etc(os.path.join(self.workdir, "etc"), os.path.join(self.box, "home"))
+        if mode == "none":
+            warning = ("WARNING: this build runs WITHOUT a sandbox (--sandbox none): the package's code can "
+                       "read and change everything this worker can. Use it only for packages you trust.")
+            self.report["sandbox"]["warning"] = warning
+            log.write("\n%s\n%s\n%s\n\n" % ("!" * 78, warning, "!" * 78))
+        self.sandbox = sandbox_.Sandbox(mode, self.box, st.get("read_only", []), os.path.join(self.workdir, "etc"),
+                                        self.identity["lib"], st["runner_python"], self.limits.disk)
+
+    # -- running commands --------------------------------------------------------------------------
+    def trusted(self, cmd, deadline, log):
+        """A command of the runner's own (uv making the environment, installing the test tools)
+        before any of the package's code is there: outside the sandbox, with the shared cache."""
+        return run_command(cmd, deadline, self.limits, cwd=self.workdir, log=log,
+                           cgroups="processes" not in self.report["sandbox"]["missing"])
+
+    def new_out_dir(self):
+        """A folder made now, for one command's answer (bound at /run/farm/out)."""
+        root = os.path.join(self.workdir, "out")
+        os.makedirs(root, exist_ok=True)
+        return tempfile.mkdtemp(dir=root)
+
+    def boxed(self, cmd, cwd, deadline, log, env=None, network=False, out_dir=None, extra_ro=(), shown=None):
+        """A command that runs the package's code or reads its trees: in the sandbox. With
+        `network`, the package index (and only it) is reachable through the runner's proxy."""
+        st, sb = self.report["_state"], self.sandbox
+        proxy = None
+        if network and sb.mode == "bwrap":  # without a sandbox there is nothing to keep it in
+            # A short private folder: a Unix socket's path must stay under about 100 bytes.
+            proxy = IndexProxy(os.path.join(tempfile.mkdtemp(prefix="pypi-farm-"), "proxy.sock"),
+                               [tuple(e) for e in st["allowed_endpoints"]])
+        try:
+            path_dirs = [os.path.dirname(st["env_python"])] if st.get("env_python") else []
+            argv, run_env = sb.wrap(cmd, sb.env(env, path_dirs, network), cwd, proxy_socket=proxy and proxy.path,
+                                    out_dir=out_dir, extra_ro=extra_ro)
+            if sb.mode == "none":
+                run_env = child_env(run_env)
+            rc, out = run_command(argv, deadline, self.limits, cwd=cwd if sb.mode == "none" else self.workdir,
+                                  env=run_env, log=log, watch_dirs=[self.box],
+                                  shown=["[%s%s]" % (sb.mode, " +index" if network else "")] + list(shown or cmd),
+                                  cgroups="processes" not in self.report["sandbox"]["missing"])
+            if sb.mode == "bwrap" and rc > 128:
+                rc = 128 - rc  # bwrap reports a command killed by signal N as 128 + N
+            return rc, out
+        finally:
+            if proxy is not None:
+                proxy.close()
+                shutil.rmtree(os.path.dirname(proxy.path), ignore_errors=True)
+                network_report = self.report["sandbox"]["network"]
+                for endpoint in proxy.denied:
+                    log.write("[farm: the sandbox refused a connection to %s: only the index is reachable]\n"
+                              % endpoint)
+                    if endpoint not in network_report["denied"] and len(network_report["denied"]) < 100:
+                        network_report["denied"].append(endpoint)
+                if proxy.refused_over_cap:
+                    log.write("[farm: %d connections to the index proxy were refused: more than %d at once]\n"
+                              % (proxy.refused_over_cap, MAX_CONNECTIONS))
+                    network_report["refused_over_cap"] += proxy.refused_over_cap
+
+    def inside(self, task, args, deadline, log, request=None, extra_ro=()):
+        """Run a task of farm_runner.inside in the sandbox and return its answer (untrusted data)."""
+        out_dir = self.new_out_dir()
+        if request is not None:
+            untrusted.write_new(os.path.join(out_dir, "request.json"), json.dumps(request))
+        out = self.sandbox.out_path(out_dir)
+        cmd = self.sandbox.inside_command(task, *[out if a is OUT else a for a in args])
+        rc, output = self.boxed(cmd, self.box, deadline, log, out_dir=out_dir, extra_ro=extra_ro,
+                                shown=["farm-runner-inside", task])
+        try:
+            if rc != 0:
+                raise untrusted.Untrusted("exit status %d" % rc)
+            answer = untrusted.read_json(out_dir, "result.json", MAX_RESULT)
+            if not isinstance(answer, dict):
+                raise untrusted.Untrusted("result.json is not an object")
+            return answer
+        except untrusted.Untrusted as exc:
+            raise InfraError("the runner's %s step in the sandbox failed (%s): %s" % (task, exc, _last_line(output)),
+                             kind="runner-fault")
+
+    def sandbox_path(self, host_path, inside_path):
+        return inside_path if self.sandbox.mode == "bwrap" else host_path
+
+    def uv_install(self, *args):
+        st = self.report["_state"]
+        return [st["uv"], "pip", "install", "--no-config", "--python", st["env_python"], "--cache-dir",
+                st["box_cache"], "--link-mode", "copy", "--index-url", self.args.index_url] + list(args)
+
+    # -- install -----------------------------------------------------------------------------------
+    def phase_install(self, deadline, log):
+        a, r, st = self.args, self.report, self.report["_state"]
+        st.update({"uv": self.uv_path, "cache_dir": self.cache_dir, "interpreter": self.py_info,
+                   "box_cache": os.path.join(self.box, "uv-cache"),
+                   # What the sandbox sees, read-only: the interpreter under test, uv, the worker's
+                   # own Python (it runs the inside/ tasks) and a distribution file given by path.
+                   "read_only": sorted({self.py_info["prefix"], os.path.realpath(self.uv_path), self.uv_path,
+                                        os.path.realpath(getattr(sys, "base_prefix", sys.prefix))}
+                                       | ({self.spec[1]} if self.spec[0] == "path" else set()))})
+        st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url]))
+        self.sandbox.read_only = st["read_only"]
+        r["python"].update(path=self.py_path, version=self.py_info["full_version"])
+        pyver = self.py_info["full_version"]
+        ranks = index.supported_tags(self.py_info)
+        if self.spec[0] == "path":
+            path = self.spec[1]
+            meta = index.local_file_metadata(path)
+            r["package"], r["version"] = meta["name"], meta["version"]
+            kind = index.file_kind(path)
+            chosen = {"filename": os.path.basename(path), "url": "file://" + urllib.request.pathname2url(path),
+                      "sha256": index.sha256_file(path), "kind": kind}
+            if meta["requires_python"] and not index.requires_python_allows(meta["requires_python"], pyver):
+                return "skipped", contract.NOT_APPLICABLE, "Requires-Python %r excludes Python %s." % (
+                    meta["requires_python"], pyver)
+            if kind == "wheel" and index.wheel_priority(chosen["filename"], ranks) is None:
+                return "skipped", contract.NOT_APPLICABLE, "The wheel %s does not fit Python %s on %s." % (
+                    chosen["filename"], pyver, self.py_info["platform"])
+            st["sdist"] = {"path": path, "filename": chosen["filename"]} if kind == "sdist" else None
+            target = path
+        else:
+            chosen, st["sdist"], refusal = self.choose_distribution(ranks, pyver)
+            if refusal:
+                return refusal
+            target = "%s==%s" % (self.spec[1], r["version"])
+        # pytest, shared by the builds on this interpreter, read-only in the sandbox
+        st["tools"] = self.test_tools(deadline, log)
+        st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]})
+        # A fresh environment, made and listed before any of the package's code runs.
+        env_dir = os.path.join(self.box, "env")
+        layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"])
+        st.update(env=env_dir, env_python=layout["python"], site_packages=layout["site_packages"])
+        # The real interpreter, not a link to it: the sandbox binds the interpreter's prefix only.
+        rc, out = self.trusted([self.uv_path, "venv", "--no-config", "-q", "--python", os.path.realpath(self.py_path),
+                                "--cache-dir", self.cache_dir, env_dir], deadline, log)
+        if rc != 0:
+            raise InfraError("uv venv failed for %s: %s" % (self.py_path, _last_line(out)))
+        before, _ = environment.list_files(env_dir)
+        untrusted.write_new(os.path.join(self.workdir, "snapshot-before.json"), json.dumps(before))
+        # The test runner: a shared folder outside the environment, read-only in the sandbox,
+        # found through a .pth file (after site-packages, so the release and its dependencies
+        # always win over the tools' copies of packaging, pluggy...). The uninstall's audit takes
+        # the file out again before it lists the environment.
+        untrusted.write_new(os.path.join(layout["site_packages"], TOOLS_PTH), st["tools"] + "\n")
+        args = []
+        if self.spec[0] == "name":
+            args = ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", canonicalize_name(self.spec[1])]
+        rc, out = self.boxed(self.uv_install(*args + [target]), self.box, deadline, log, network=True)
+        r["installed_from"] = {"filename": chosen["filename"], "kind": chosen["kind"], "url": chosen["url"],
+                               "sha256": chosen.get("sha256")}
+        if rc != 0:
+            if _network_trouble(out):
+                raise InfraError("the index could not be reached during the install: %s" % _last_line(out), kind="index")
+            return "failed", contract.INSTALL_FAILED, "Installing %s %s from the %s %s failed: %s" % (
+                r["package"], r["version"], chosen["kind"], chosen["filename"], report_.sentence(_error_line(out)))
+        dists = audit.checked_dists(self.inside("dists", [layout["site_packages"], OUT], deadline, log).get("dists"))
+        me = dists.get(canonicalize_name(r["package"]))
+        if me is None:
+            return "failed", contract.INSTALL_FAILED, "uv reported success but %s has no metadata in the environment." % (
+                r["package"])
+        st["import_names"] = audit.import_names(me["record"])
+        st["provides_extras"] = me["extras"]
+        st["record"] = me["record"]
+        closure = audit.requirement_closure(dists, canonicalize_name(r["package"]), audit.marker_environment(self.py_info))
+        r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]} for k in closure),
+                                   key=lambda d: canonicalize_name(d["name"]))
+        return "ok", contract.PASSED, "Installed %s %s from %s." % (r["package"], r["version"], chosen["filename"])
+
+    def choose_distribution(self, ranks, pyver):
+        """(chosen file, the sdist or None, a refusal or None) for a release named on the index."""
+        a, r, st = self.args, self.report, self.report["_state"]
+        _, name, version = self.spec
+        files = index.fetch_project_files(a.index_url, name)
+        versions = sorted({f["version"] for f in files if f["version"]}, key=Version)
+        if version is None:
+            live = [v for v in versions if not all(f["yanked"] for f in files if f["version"] == v)]
+            finals = [v for v in live if not Version(v).is_prerelease]
+            if not (finals or live):
+                raise UsageError("%s has no releases on %s" % (name, a.index_url))
+            version = (finals or live)[-1]
+        else:
+            match = [v for v in versions if Version(v) == Version(version)]
+            if not match:
+                raise UsageError("%s has no release %s on %s (latest: %s)" % (
+                    name, version, a.index_url, versions[-1] if versions else "none"))
+            version = match[0]
+        rel = [f for f in files if f["version"] == version]
+        st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url] + [f["url"] for f in files]))
+        r["sandbox"]["network"]["allowed"] = ["%s:%d" % e for e in st["allowed_endpoints"]]
+        r["package"], r["version"] = name, version
+        sdists = [f for f in rel if index.file_kind(f["filename"]) == "sdist"]
+        wheels = sorted((p, f["filename"], f) for f in rel if index.file_kind(f["filename"]) == "wheel"
+                        for p in [index.wheel_priority(f["filename"], ranks)] if p is not None)
+        wheels = [f for _, _, f in wheels]
+        excluded = [f for f in wheels + sdists
+                    if f["requires_python"] and not index.requires_python_allows(f["requires_python"], pyver)]
+        # --dist sdist: the classic "does it still build from source" check, even where a wheel fits.
+        usable = [f for f in (sdists if a.dist == "sdist" else wheels + sdists) if f not in excluded]
+        sdist = dict(sdists[0], kind="sdist") if sdists else None
+        if a.dist == "sdist" and not sdists:
+            return None, sdist, ("skipped", contract.NOT_APPLICABLE, "%s %s has no sdist to build from." % (name, version))
+        if not usable:
+            if excluded:
+                return None, sdist, ("skipped", contract.NOT_APPLICABLE, "Requires-Python %r excludes Python %s." % (
+                    excluded[0]["requires_python"], pyver))
+            return None, sdist, ("skipped", contract.NOT_APPLICABLE, (
+                "No distribution of %s %s fits Python %s on %s (no sdist and no compatible wheel)." % (
+                    name, version, pyver, self.py_info["platform"])))
+        return dict(usable[0], kind=index.file_kind(usable[0]["filename"])), sdist, None
+
+    def test_tools(self, deadline, log):
+        """The folder holding pytest for this interpreter: made once a day and shared by builds.
+
+        Installing pytest into every environment cost about 0.4 s a build, and its first import
+        compiled it again each time; this folder is compiled once and the sandbox only reads it.
+        Two builds making it at once each make their own and the first rename wins.
+        """
+        info = self.py_info
+        # Per interpreter, not per index: pytest is the same tool from any index the worker is given.
+        key = hashlib.sha256(("%s\0%s" % (os.path.realpath(self.py_path), info["full_version"])).encode()).hexdigest()[:16]
+        root = os.path.join(os.path.dirname(self.cache_dir), "test-tools")
+        stamp = int(time.time() // TOOLS_MAX_AGE)
+        final = os.path.join(root, "%s-%s-%d" % (info["implementation"], key, stamp))
+        if os.path.isfile(os.path.join(final, ".complete")):
+            return final
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
+        rc, out = self.trusted([self.uv_path, "pip", "install", "--no-config", "--python", os.path.realpath(self.py_path),
+                                "--cache-dir", self.cache_dir, "--target", tmp, "--index-url", self.args.index_url,
+                                "pytest"], deadline, log)
+        if rc != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InfraError("could not install pytest from %s: %s" % (self.args.index_url, _last_line(out)), kind="index")
+        # Compiled by the interpreter itself (uv's --compile-bytecode cannot drive Python 3.6). A
+        # file that does not compile only costs its compilation at import: not an error.
+        self.trusted([os.path.realpath(self.py_path), "-m", "compileall", "-q", tmp], deadline, log)
+        open(os.path.join(tmp, ".complete"), "w").close()
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another build made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Yesterday's folders may still serve a running build; older ones go.
+        for name in os.listdir(root):
+            parts = name.rsplit("-", 1)
+            if not name.startswith(".") and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) < stamp - 1:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        return final
+
+    # -- test --------------------------------------------------------------------------------------
+    def phase_test(self, deadline, log):
+        r, st = self.report, self.report["_state"]
+        sdist, extra_ro = None, []
+        if st.get("sdist"):
+            host_path = st["sdist"].get("path") or self.download_sdist(st["sdist"])
+            name = "sdist.zip" if host_path.lower().endswith(".zip") else "sdist.tar"
+            sdist = self.sandbox_path(host_path, SDIST_IN_SANDBOX + "/" + name)
+            extra_ro = [(host_path, SDIST_IN_SANDBOX + "/" + name)]
+        src_dir, run_dir = os.path.join(self.box, "src"), os.path.join(self.box, "run")
+        staged = self.inside("stage", [OUT], deadline, log, extra_ro=extra_ro, request={
+            "sdist": sdist, "src": src_dir, "run": run_dir, "names": st.get("import_names", []),
+            "site_packages": st["site_packages"], "extras": st.get("provides_extras", []),
+            "max_bytes": self.limits.disk})
+        if isinstance(staged.get("refused"), str):
+            r["tests"] = dict(verdict.ZERO, command=[])
+            return "failed", contract.TESTS_FAILED, report_.sentence("The tests could not be prepared: %s" % staged["refused"])
+        plan = _checked_plan(staged.get("plan"))
+        if plan is None:
+            log.write("no tests found (sdist: %s)\n" % ("yes" if sdist else "no"))
+            r["tests"] = dict(verdict.ZERO, command=[])
+            return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
+                r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
+        log.write("tests: %s -> %s\n" % (plan["how"], " ".join(plan["paths"])))
+        reqs = self.test_requirements(staged.get("deps"), staged.get("src"))
+        if reqs:  # pytest itself is in the shared tools
+            rc, out = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
+            if rc != 0:
+                if _network_trouble(out):
+                    raise InfraError("the index could not be reached for the test dependencies: %s" % _last_line(out),
+                                     kind="index")
+                r["tests"] = dict(verdict.ZERO, command=[])
+                return "failed", contract.TESTS_FAILED, "Could not install the test dependencies: %s" % report_.sentence(
+                    _error_line(out))
+        out_dir = self.new_out_dir()
+        out = self.sandbox.out_path(out_dir)
+        pytest_cmd = [st["env_python"], "-m", "pytest", "-p", "_farm_probe", "-p", "no:cacheprovider",
+                      "--junitxml", out + "/junit.xml", "-o", "junit_family=xunit2"]
+        pytest_cmd += (["--pyargs"] if plan["pyargs"] else []) + plan["paths"]
+        env = {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
+               "FARM_IMPORT_REPORT": out + "/imports.json", "FARM_IMPORT_NAMES": json.dumps(st.get("import_names", []))}
+        rc, _ = self.boxed(pytest_cmd, run_dir, deadline, log, env=env, out_dir=out_dir)
+        try:
+            counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))
+        except untrusted.Untrusted as exc:
+            log.write("[farm: the test counts are unknown: %s]\n" % exc)
+            counts = None
+        try:
+            imported = untrusted.read_json(out_dir, "imports.json", MAX_IMPORTS)
+        except untrusted.Untrusted:
+            imported = {}
+        r["tests"] = dict(verdict.ZERO if counts is None else counts, command=pytest_cmd, how=plan["how"],
+                          returncode=rc, counts_known=counts is not None,
+                          imported_from={str(k)[:200]: str(v)[:500] for k, v in imported.items()}
+                          if isinstance(imported, dict) else {})
+        wrong = verdict.imported_elsewhere(imported, st["site_packages"])
+        if wrong:
+            return "error", contract.INFRA_ERROR, "The tests imported %s instead of the installed copy." % (
+                ", ".join("%s from %s" % kv for kv in sorted(wrong.items())))
+        return verdict.pytest_verdict(rc, counts)
+
+    def download_sdist(self, sdist):
+        """The release's sdist, fetched into a folder the runner made and checked against the index's hash."""
+        dl = os.path.join(self.workdir, "dl")
+        os.makedirs(dl, exist_ok=True)
+        path = os.path.join(dl, "sdist.zip" if sdist["filename"].lower().endswith(".zip") else "sdist.tar")
+        if os.path.lexists(path):
+            os.remove(path)
+        index.download(sdist["url"], path, sdist.get("sha256"), self.limits.disk)
+        return path
+
+    def test_requirements(self, deps, src):
+        """uv arguments for the test dependencies the stage step found, after checking each one:
+        extras the release declares, and files inside its unpacked sdist."""
+        r, st = self.report, self.report["_state"]
+        if not isinstance(deps, dict):
+            return []
+        declared = {canonicalize_name(e): e for e in st.get("provides_extras", [])}
+        extras = [declared[canonicalize_name(e)] for e in deps.get("extras") or []
+                  if isinstance(e, str) and canonicalize_name(e) in declared]
+        reqs = []
+        if extras:
+            if self.spec[0] == "path":
+                reqs.append("%s[%s] @ %s" % (r["package"], ",".join(extras), r["installed_from"]["url"]))
+            else:
+                reqs.append("%s[%s]==%s" % (r["package"], ",".join(extras), r["version"]))
+        inside_src = isinstance(src, str) and src.startswith(self.box + "/src/")
+
+        def in_src(path):
+            return inside_src and isinstance(path, str) and path.startswith(src + "/") and ".." not in path.split("/")
+
+        for group in deps.get("groups") or []:
+            if isinstance(group, list) and len(group) == 2 and in_src(group[0]) and isinstance(group[1], str):
+                reqs += ["--group", "%s:%s" % (group[0], group[1])]
+        for path in deps.get("requirement_files") or []:
+            if in_src(path):
+                reqs += ["-r", path]
+        return reqs
+
+    # -- uninstall ---------------------------------------------------------------------------------
+    def phase_uninstall(self, deadline, log):
+        r, st = self.report, self.report["_state"]
+        site, env_dir = st["site_packages"], st["env"]
+        rc, out = self.boxed([st["uv"], "pip", "uninstall", "--no-config", "--python", st["env_python"],
+                              "--cache-dir", st["box_cache"], r["package"]], self.box, deadline, log)
+        if rc != 0:
+            return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s failed: %s" % (
+                r["package"], report_.sentence(_error_line(out)))
+        listing = self.inside("audit", [env_dir, site, TOOLS_PTH, OUT], deadline, log)
+        after = [p for p in listing.get("files") or [] if isinstance(p, str)]
+        if listing.get("complete") is not True:
+            r["leftovers"] = after[:100]
+            return "failed", contract.UNINSTALL_DIRTY, "After uninstalling %s the environment holds more than %d files." % (
+                r["package"], environment.MAX_ENTRIES)
+        claimed, other_names = set(), set()
+        for d in audit.checked_dists(listing.get("dists")).values():
+            claimed.add(audit.site_relative(env_dir, site, d["dist_info"]) + "/")
+            claimed.update(audit.site_relative(env_dir, site, p) for p in d["record"])
+            other_names.update(audit.import_names(d["record"]))
+        with open(os.path.join(self.workdir, "snapshot-before.json")) as fh:
+            before = json.load(fh)
+        removed = [audit.site_relative(env_dir, site, p) for p in st.get("record", [])]
+        left = audit.leftovers(after, before, claimed, removed)
+        names = [n for n in st.get("import_names", []) if n not in other_names]
+        still = []
+        if names:
+            rc, out = self.boxed([st["env_python"], "-I", "-c", IMPORT_CHECK] + names, self.box, deadline, log,
+                                 shown=[st["env_python"], "-I", "-c", "<import check>"] + names)
+            if rc != 0:
+                raise InfraError("the import check could not run: %s" % _last_line(out))
+            try:
+                still = [n for n in json.loads(out.strip().splitlines()[-1]) if n in names]
+            except (ValueError, IndexError, TypeError):
+                raise InfraError("the import check printed no answer: %s" % _last_line(out))
+        r["leftovers"] = left
+        for p in left:
+            log.write("left behind: %s\n" % p)
+        if still or left:
+            parts = []
+            if still:
+                parts.append("%s still importable" % ", ".join(still))
+            if left:
+                parts.append("%d file(s) left behind, e.g. %s" % (len(left), left[0]))
+            return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s was not clean: %s." % (
+                r["package"], "; ".join(parts))
+        return "ok", contract.PASSED, "Uninstalled %s cleanly." % r["package"]
+
+
+OUT = object()  # stands for the command's answer folder, as the sandbox sees it
+
+
+def _checked_plan(plan):
+    """The stage step's plan, if it is well-formed; else None (no tests the host can run)."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("paths"), list) or not plan["paths"]:
+        return None
+    paths = [p for p in plan["paths"] if isinstance(p, str) and p and not p.startswith("-")]
+    if len(paths) != len(plan["paths"]):
+        return None
+    return {"how": str(plan.get("how"))[:200], "paths": paths, "pyargs": plan.get("pyargs") is True}
+
+
+def fresh_workdir(workdir):
+    """Clear what an earlier build left in WORKDIR (rmtree never follows links)."""
+    os.makedirs(workdir, exist_ok=True)
+    for name in ("box", "etc", "dl", "out", "report.json", "snapshot-before.json", "install.log", "test.log",
+                 "uninstall.log"):
+        p = os.path.join(workdir, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.remove(p)
+    os.mkdir(os.path.join(workdir, "box"))
+
+
+_NET_PATTERNS = ("error sending request", "connection refused", "dns error", "failed to lookup address",
+                 "tcp connect error", "timed out", "connection reset", "network is unreachable",
+                 "temporary failure in name resolution", "no space left on device",
+                 "request failed after", "http status server error")
+
+
+def _network_trouble(out):
+    low = out.lower()
+    return any(p in low for p in _NET_PATTERNS)
+
+
+def _last_line(out):
+    lines = [l.strip() for l in out.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _error_line(out):
+    """uv's `error:` line plus its last `cause:`, else the last line that mentions an error."""
+    lines = [l.strip() for l in out.strip().splitlines() if l.strip()]
+    for i, l in enumerate(lines):
+        if l.startswith(("error:", "\u00d7")):
+            text = re.sub(r"^(error:|\u00d7)\s*", "", l).rstrip(".")
+            causes = [c[len("cause:"):].strip() for c in lines[i + 1:] if c.startswith("cause:")]
+            return text + (": " + causes[-1] if causes else "")
+    for l in reversed(lines):
+        if "Error" in l or "error" in l:
+            return l
+    return lines[-1] if lines else "no output"
+

@@ -1,0 +1,93 @@
+"""The environment as the uninstall audit sees it: its files, and the distributions installed in it
+(read with importlib.metadata). Runs inside the sandbox, after the package's code has had its
+chance to plant links, FIFOs and huge files there: nothing is followed, only regular files of a
+bounded size are read, and the walk stops at MAX_ENTRIES."""
+import os
+import stat
+
+MAX_ENTRIES = 200000
+MAX_METADATA = 4 << 20  # bytes of METADATA or RECORD
+MAX_RECORD_LINES = 100000
+
+
+def list_files(prefix, max_entries=MAX_ENTRIES):
+    """(paths, complete): files, links and other non-folders under `prefix` ('/'-separated,
+    relative), and empty folders with a trailing '/'. Links are listed, never followed."""
+    out, stack = [], [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(os.path.join(prefix, rel) if rel else prefix), key=lambda e: e.name)
+        except OSError:
+            continue
+        if not entries and rel:
+            out.append(rel + "/")
+        for entry in entries:
+            if len(out) >= max_entries:
+                return sorted(out), False
+            path = rel + "/" + entry.name if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            else:
+                out.append(path)
+    return sorted(out), True
+
+
+def _regular(path, limit):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size <= limit
+
+
+def distributions(site):
+    """[{name, version, dist_info, record, requires, extras, problem}] of `site`'s *.dist-info."""
+    from importlib.metadata import PathDistribution
+    import pathlib
+
+    out = []
+    try:
+        names = sorted(os.listdir(site))
+    except OSError:
+        return out
+    for entry in names:
+        if not entry.endswith(".dist-info"):
+            continue
+        folder = os.path.join(site, entry)
+        item = {"dist_info": entry, "name": None, "version": None, "record": [], "requires": [], "extras": [],
+                "problem": None}
+        out.append(item)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            item["problem"] = "not a folder"
+            continue
+        if not _regular(os.path.join(folder, "METADATA"), MAX_METADATA):
+            item["problem"] = "METADATA is not a regular file of at most %d bytes" % MAX_METADATA
+            continue
+        dist = PathDistribution(pathlib.Path(folder))
+        try:
+            meta = dist.metadata
+            item["name"], item["version"] = meta["Name"], meta["Version"]
+            item["requires"] = list(dist.requires or [])
+            item["extras"] = list(meta.get_all("Provides-Extra") or [])
+        except Exception as exc:  # a stranger's metadata: any failure is a fact to report
+            item["problem"] = "unreadable METADATA: %s" % exc
+            continue
+        if _regular(os.path.join(folder, "RECORD"), MAX_METADATA):
+            try:
+                files = dist.files or []
+                item["record"] = [str(f) for f in files[:MAX_RECORD_LINES]]
+            except Exception as exc:
+                item["problem"] = "unreadable RECORD: %s" % exc
+        elif os.path.lexists(os.path.join(folder, "RECORD")):
+            item["problem"] = "RECORD is not a regular file of at most %d bytes" % MAX_METADATA
+    return out
+
+
+def audit(env, site, tools_pth):
+    """After the uninstall: take the test tools out of the environment, then list what is left."""
+    pth = os.path.join(site, tools_pth)
+    if os.path.lexists(pth) and not os.path.isdir(pth):
+        os.unlink(pth)
+    files, complete = list_files(env)
+    return {"files": files, "complete": complete, "dists": distributions(site)}
