@@ -12,17 +12,15 @@ import pytest
 
 from tests.pkgindex import ROOT, PackageIndex, write_package
 
-sys.path.insert(0, str(ROOT))
-from worker import runner  # noqa: E402
+from farm_runner import contract
+from farm_runner.host import audit, cli, index, interpreters, platforms, supervisor, verdict
 
 RUNNER = ROOT / "worker" / "runner.py"
 CACHE = ROOT / ".cache" / "uv-runner-tests"
-INTERPRETERS = {i["version"]: i for i in runner.find_interpreters()}
+INTERPRETERS = {i["version"]: i for i in interpreters.find_interpreters()}
 MAIN_PY = "3.12" if "3.12" in INTERPRETERS else sorted(v for v, i in INTERPRETERS.items() if i["supported"])[-1]
-REPORT_KEYS = {"schema", "spec", "package", "version", "python", "index_url", "outcome", "reason", "phases",
-               "installed_from", "dependencies", "tests", "leftovers", "reproduce", "runner_seconds", "sandbox"}
-EXIT = {"passed": 0, "no-tests": 0, "not-applicable": 0, "install-failed": 1, "tests-failed": 1,
-        "uninstall-dirty": 1, "infra-error": 3}
+REPORT_KEYS = set(contract.REPORT_FIELDS)
+EXIT = contract.EXIT_CODES
 
 
 def run_cli(spec, workdir, index_url, python=MAIN_PY, phase=None, extra=()):
@@ -65,29 +63,29 @@ def all_reports(package_index, tmp_path_factory):
 # ---------------------------------------------------------------------------
 
 def test_env_layout_for_each_platform():
-    lin = runner.env_layout("/w/env", (3, 12, 1), system="Linux")
+    lin = platforms.env_layout("/w/env", (3, 12, 1), system="Linux")
     assert lin == {"python": "/w/env/bin/python", "bin": "/w/env/bin",
                    "site_packages": "/w/env/lib/python3.12/site-packages"}
-    mac = runner.env_layout("/w/env", (3, 9, 0), system="Darwin")
+    mac = platforms.env_layout("/w/env", (3, 9, 0), system="Darwin")
     assert mac["python"] == "/w/env/bin/python" and mac["site_packages"].endswith("lib/python3.9/site-packages")
-    win = runner.env_layout("C:\\w\\env", (3, 12, 1), system="Windows")
+    win = platforms.env_layout("C:\\w\\env", (3, 12, 1), system="Windows")
     assert win == {"python": "C:\\w\\env\\Scripts\\python.exe", "bin": "C:\\w\\env\\Scripts",
                    "site_packages": "C:\\w\\env\\Lib\\site-packages"}
-    pypy = runner.env_layout("/e", (3, 10, 0), system="Linux", implementation="pypy")
+    pypy = platforms.env_layout("/e", (3, 10, 0), system="Linux", implementation="pypy")
     assert pypy["site_packages"] == "/e/lib/pypy3.10/site-packages"
 
 
 def test_platform_helpers():
-    assert runner.prefix_interpreter("/p/3.12.1", "Linux") == "/p/3.12.1/bin/python"
-    assert runner.prefix_interpreter("C:\\py\\3.12.1", "Windows") == "C:\\py\\3.12.1\\python.exe"
-    assert runner.exe_name("uv", "Windows") == "uv.exe" and runner.exe_name("uv", "Linux") == "uv"
-    assert runner.popen_group_kwargs("Darwin") == {"start_new_session": True}
-    assert runner.popen_group_kwargs("Linux")["start_new_session"] is True
-    assert "creationflags" in runner.popen_group_kwargs("Windows")
-    assert runner.user_cache_dir("Linux", {"HOME": "/h"}) == "/h/.cache/pypi-farm-runner"
-    assert runner.user_cache_dir("Linux", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == "/x/pypi-farm-runner"
-    assert runner.user_cache_dir("Darwin", {"HOME": "/h"}) == "/h/Library/Caches/pypi-farm-runner"
-    assert runner.user_cache_dir("Windows", {"LOCALAPPDATA": "C:\\L"}) == "C:\\L\\pypi-farm-runner\\Cache"
+    assert platforms.prefix_interpreter("/p/3.12.1", "Linux") == "/p/3.12.1/bin/python"
+    assert platforms.prefix_interpreter("C:\\py\\3.12.1", "Windows") == "C:\\py\\3.12.1\\python.exe"
+    assert platforms.exe_name("uv", "Windows") == "uv.exe" and platforms.exe_name("uv", "Linux") == "uv"
+    assert platforms.popen_group_kwargs("Darwin") == {"start_new_session": True}
+    assert platforms.popen_group_kwargs("Linux")["start_new_session"] is True
+    assert "creationflags" in platforms.popen_group_kwargs("Windows")
+    assert platforms.user_cache_dir("Linux", {"HOME": "/h"}) == "/h/.cache/pypi-farm-runner"
+    assert platforms.user_cache_dir("Linux", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == "/x/pypi-farm-runner"
+    assert platforms.user_cache_dir("Darwin", {"HOME": "/h"}) == "/h/Library/Caches/pypi-farm-runner"
+    assert platforms.user_cache_dir("Windows", {"LOCALAPPDATA": "C:\\L"}) == "C:\\L\\pypi-farm-runner\\Cache"
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -96,13 +94,13 @@ def test_platform_helpers():
     ("Foo_Bar==2.0rc1", ("name", "Foo_Bar", "2.0rc1")),
 ])
 def test_parse_spec(spec, expected):
-    assert runner.parse_spec(spec) == expected
+    assert cli.parse_spec(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["six==", "-rf", "six==1.0; rm -rf /", "six>=1", "a b", "six==1.*", "$(id)"])
 def test_parse_spec_rejects(spec):
-    with pytest.raises(runner.UsageError):
-        runner.parse_spec(spec)
+    with pytest.raises(interpreters.UsageError):
+        cli.parse_spec(spec)
 
 
 @pytest.mark.parametrize("spec, version, ok", [
@@ -113,13 +111,26 @@ def test_parse_spec_rejects(spec):
     (">=3.10,<4", "3.13.0", True), ("", "3.12.1", True), ("garbage", "3.12.1", True),
 ])
 def test_requires_python(spec, version, ok):
-    assert runner.specifier_allows(spec, version) is ok
+    assert index.requires_python_allows(spec, version) is ok
+
+
+@pytest.mark.parametrize("spec, version, ok", [
+    # pip compares the interpreter's release numbers only: 3.12.0rc2 counts as 3.12.0
+    ("<3.12", "3.12.0rc2", False), (">=3.7,<3.13", "3.13.0rc1", False), (">=3.12", "3.12.0b1", True),
+    (">=3.13", "3.13.0a2", True), ("<3.15", "3.15.0b1", False), ("!=3.14.*", "3.14.0rc1", False),
+])
+def test_requires_python_on_prerelease_interpreters(spec, version, ok):
+    assert index.requires_python_allows(spec, version) is ok
 
 
 def test_wheel_compatibility():
     info = {"implementation": "cpython", "version_info": [3, 12, 1], "platform": "linux-x86_64", "bits": 64,
             "libc": "glibc 2.36", "soabi": "cpython-312-x86_64-linux-gnu", "system": "Linux"}
-    ok = runner.wheel_priority
+    ranks = index.supported_tags(info)
+
+    def ok(filename, target=info):
+        return index.wheel_priority(filename, ranks if target is info else index.supported_tags(target))
+
     assert ok("six-1.17.0-py2.py3-none-any.whl", info) is not None
     assert ok("x-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", info) is not None
     assert ok("x-1-cp38-abi3-manylinux2014_x86_64.whl", info) is not None
@@ -147,17 +158,29 @@ def test_leftover_rules():
         "lib/python3.12/site-packages/pkg/cache.dat",
         "lib/python3.12/site-packages/pkg/__pycache__/generated.cpython-312.pyc",
     ]
-    assert runner.leftovers(after, before, claimed, removed) == [
+    assert audit.leftovers(after, before, claimed, removed) == [
         "lib/python3.12/site-packages/pkg/cache.dat",
         "lib/python3.12/site-packages/pkg/__pycache__/generated.cpython-312.pyc",
     ]
 
 
-def test_junit_counts(tmp_path):
-    f = tmp_path / "j.xml"
-    f.write_text('<testsuites><testsuite tests="7" failures="1" errors="2" skipped="1"/></testsuites>')
-    assert runner.junit_counts(str(f)) == {"passed": 3, "failed": 1, "errors": 2, "skipped": 1}
-    assert runner.junit_counts(str(tmp_path / "missing.xml")) is None
+def test_junit_counts():
+    xml = b'<testsuites><testsuite tests="7" failures="1" errors="2" skipped="1"/></testsuites>'
+    assert verdict.junit_counts(xml) == {"passed": 3, "failed": 1, "errors": 2, "skipped": 1}
+    # What the package's code wrote is data: unreadable counts are None, never an exception.
+    for forged in (b'<testsuite tests="x"/>', b"<testsuite", b'<testsuite tests="-5"/>', b"\xff\xfe"):
+        assert verdict.junit_counts(forged) is None
+
+
+@pytest.mark.parametrize("rc, counts, outcome", [
+    (0, {"passed": 3, "failed": 0, "errors": 0, "skipped": 0}, "passed"),
+    (0, None, "passed"),  # unreadable counts do not turn the exit status into anything else
+    (0, {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}, "no-tests"),
+    (1, {"passed": 9, "failed": 0, "errors": 0, "skipped": 0}, "tests-failed"),  # forged counts cannot pass it
+    (2, None, "tests-failed"), (5, None, "no-tests"), (-11, None, "tests-failed"),
+])
+def test_the_exit_status_decides_and_counts_only_describe(rc, counts, outcome):
+    assert verdict.pytest_verdict(rc, counts)[1] == outcome
 
 
 def test_find_interpreters_in_a_pyenv_tree(tmp_path):
@@ -166,7 +189,7 @@ def test_find_interpreters_in_a_pyenv_tree(tmp_path):
         exe.parent.mkdir(parents=True)
         exe.write_text("#!/bin/sh\n")
         exe.chmod(0o755)
-    found = runner.find_interpreters(environ={"PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path), "PATH": ""},
+    found = interpreters.find_interpreters(environ={"PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path), "PATH": ""},
                                      system="Linux")
     assert [(i["version"], i["full_version"], i["supported"]) for i in found] == [
         ("2.7", "2.7.18", False), ("3.12", "3.12.1", True), ("3.13", "3.13.0", True)]
@@ -230,13 +253,13 @@ def test_outcome(all_reports, package_index, behaviour):
 @pytest.mark.slow
 def test_report_of_a_passing_release(all_reports, package_index):
     proc, r, wd = all_reports["farmfix-pass"]
-    assert r["schema"] == 1 and r["spec"] == "farmfix-pass" and r["package"] == "farmfix-pass"
+    assert r["schema"] == contract.SCHEMA and r["spec"] == "farmfix-pass" and r["package"] == "farmfix-pass"
     assert r["version"] == "1.0" and r["index_url"] == package_index.url
     py = INTERPRETERS[MAIN_PY]
     assert r["python"] == {"requested": MAIN_PY, "path": py["path"], "version": py["full_version"]}
     wheel = package_index.dists / "farmfix_pass-1.0-py3-none-any.whl"
     assert r["installed_from"]["filename"] == wheel.name and r["installed_from"]["kind"] == "wheel"
-    assert r["installed_from"]["sha256"] == runner.sha256_file(str(wheel))
+    assert r["installed_from"]["sha256"] == index.sha256_file(str(wheel))
     assert r["installed_from"]["url"].startswith(package_index.url.rsplit("/", 1)[0])
     assert r["dependencies"] == [{"name": "farmfix-dep", "version": "1.0"}]
     t = r["tests"]
@@ -302,7 +325,7 @@ def test_pytest_comes_from_the_shared_tools_not_the_environment(all_reports):
     assert list((tools / "_pytest" / "__pycache__").glob("*.pyc")), "compiled once, when the folder was made"
     site = Path(r["_state"]["site_packages"])
     assert not (site / "pytest").exists(), "pytest is not installed into the environment under test"
-    assert not (site / runner.TOOLS_PTH).exists(), "the uninstall took the tools out of the environment"
+    assert not (site / supervisor.TOOLS_PTH).exists(), "the uninstall took the tools out of the environment"
 
 
 @pytest.mark.slow
