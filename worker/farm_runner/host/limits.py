@@ -118,8 +118,11 @@ class Cgroup:
     def _set(self, controller, name, value, required=True):
         path = os.path.join(self.dirs[controller], name)
         try:
-            with open(path, "w") as fh:
-                fh.write(str(value))
+            fd = os.open(path, os.O_WRONLY)  # never O_CREAT: a missing file means no such controller
+            try:
+                os.write(fd, str(value).encode())
+            finally:
+                os.close(fd)
             with open(path) as fh:
                 ok = fh.read().strip() == str(value)
         except OSError as exc:

@@ -20,11 +20,12 @@ def list_files(prefix, max_entries=MAX_ENTRIES):
             entries = sorted(os.scandir(os.path.join(prefix, rel) if rel else prefix), key=lambda e: e.name)
         except OSError:
             continue
-        if not entries and rel:
-            out.append(rel + "/")
-        for entry in entries:
+        for entry in entries or ([None] if rel else []):
             if len(out) >= max_entries:
                 return sorted(out), False
+            if entry is None:  # an empty folder
+                out.append(rel + "/")
+                continue
             path = rel + "/" + entry.name if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
                 stack.append(path)
