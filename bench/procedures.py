@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.parser
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,15 +23,19 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import master  # noqa: F401  (puts the runner's package, farm_runner, on the path)
 from bench.corpus import pip_environment
-from master.config import load_runner
+from farm_runner._vendor.packaging.utils import canonicalize_name
+from farm_runner.host.audit import import_names
+from farm_runner.host.interpreters import find_interpreters
+from farm_runner.inside import discover
+from farm_runner.inside.unpack import unpack
 
-# worker/runner.py as a module: its test discovery is the reference.
-RUNNER = load_runner()
+# The runner's own test discovery is the reference.
 
 
 def normalise(name: str) -> str:
-    return RUNNER.normalize(name)
+    return canonicalize_name(name)
 
 
 @dataclass
@@ -63,7 +68,7 @@ def _files_of(index_dir: Path, name: str, version: str):
 
 
 def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
-    """What the runner would run for this release (see runner.discover_tests and phase_test)."""
+    """What the runner would run for this release (see farm_runner.inside.stage)."""
     sdists, wheels = _files_of(index_dir, name, version)
     if not sdists or not wheels:
         raise RuntimeError(f"{name} {version}: the bench index lacks its sdist or wheel")
@@ -72,27 +77,29 @@ def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
         info = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
         metadata = email.parser.Parser().parsestr(archive.read(info).decode("utf-8", "replace"))
         record = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
-        names = RUNNER.import_names([line.split(",")[0] for line in archive.read(record).decode().splitlines()])
+        names = import_names([line.split(",")[0] for line in archive.read(record).decode().splitlines()])
     target = scratch / f"{normalise(name)}-{version}"
-    src = RUNNER.extract_sdist(str(sdist), str(target))
+    if target.exists():
+        shutil.rmtree(target)
+    src = unpack(str(sdist), str(target), max_bytes=4 << 30)
     site = scratch / f"site-{normalise(name)}"  # the wheel unpacked: what the runner sees installed
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
-    plan = RUNNER.discover_tests(src, names, str(site))
+    plan = discover.discover_tests(src, names, str(site))
     if plan is None:  # the runner installs and uninstalls, and runs no pytest: so do the scripts
         plan = {"paths": [], "pyargs": False, "copy": [], "config": None}
     copy = []
     if not plan["pyargs"]:
         copy = list(plan["copy"]) + [p for p in ("conftest.py", plan.get("config") or "") if p and os.path.exists(os.path.join(src, p))]
-    extras = [e for e in metadata.get_all("Provides-Extra") or [] if normalise(e) in RUNNER.TEST_EXTRAS]
+    extras = [e for e in metadata.get_all("Provides-Extra") or [] if normalise(e) in discover.TEST_EXTRAS]
     requirements = []
     pyproject = os.path.join(src, "pyproject.toml")
     if os.path.isfile(pyproject):
-        groups = RUNNER.load_toml(pyproject).get("dependency-groups") or {}
+        groups = discover.load_toml(pyproject).get("dependency-groups") or {}
         for group, entries in groups.items():
-            if normalise(group) in RUNNER.TEST_EXTRAS:
+            if normalise(group) in discover.TEST_EXTRAS:
                 requirements += [entry for entry in entries if isinstance(entry, str)]
-    files = [f for f in RUNNER.TEST_REQUIREMENT_FILES if os.path.isfile(os.path.join(src, f))]
+    files = [f for f in discover.TEST_REQUIREMENT_FILES if os.path.isfile(os.path.join(src, f))]
     if not plan["paths"]:
         extras, requirements, files = [], [], []  # no tests: the runner installs no test dependencies
     return Plan(name, version, sdist, os.path.basename(src), list(plan["paths"]), bool(plan["pyargs"]),
@@ -162,7 +169,7 @@ def run_script(text: str, timeout: float = 600) -> tuple[float, int, str]:
 
 def interpreters() -> dict[str, str]:
     """{X.Y: path} of this machine's interpreters, as the local worker finds them."""
-    return {entry["version"]: entry["path"] for entry in RUNNER.find_interpreters() if entry.get("supported", True)}
+    return {entry["version"]: entry["path"] for entry in find_interpreters() if entry.get("supported", True)}
 
 
 def tar_top(path: Path) -> str:
