@@ -1,12 +1,19 @@
 """The build's three visible steps: install, test and uninstall one release on one slot.
 
-The install step ships worker/runner.py to the worker (workers need no checkout of this
-repository) and runs it once for all three phases: one process and one remote command a build
-instead of three (the bench measured about 0.2 s of start-up and Buildbot round trips for each).
-Its own log is the install's output. The runner keeps each phase's output in `case/<phase>.log`
-and the verdict in `case/report.json`; the test and uninstall steps fetch their phase's log from
-the worker and take their result from the report. The runner decides what happened; these steps
-only carry its verdict into Buildbot (properties, step results, summaries).
+The install step ships the runner to the worker as one file, `runner.pyz` (the zipapp of
+worker/farm_runner, see farm_runner/bundle.py; workers need no checkout of this repository), and
+runs it once for all three phases: one process and one remote command a build instead of three
+(the bench measured about 0.2 s of start-up and Buildbot round trips for each). Its own log is the
+install's output. The runner keeps each phase's output in `case/<phase>.log` and the verdict in
+`case/report.json`; the test and uninstall steps fetch their phase's log from the worker and take
+their result from the report. The runner decides what happened; these steps only carry its
+verdict into Buildbot (properties, step results, summaries).
+
+The report is untrusted until checked (`report_problem`): the package's code ran on that worker.
+A report that is missing, written by another runner than the one sent, at odds with the runner's
+exit status, or about another release than the one requested is an infrastructure error (retried,
+a bounded number of times: master/release_build.py), never a verdict. Package and version are the
+request's; the report only fills in the version of a "latest" build.
 
 With `[farm] sdist_check`, a fourth step `sdist` runs the runner again, all phases, with `--dist
 sdist` in its own case folder, when the normal install used a wheel: "does it still build from
@@ -15,26 +22,61 @@ source". Its outcome goes to `sdist_outcome` and to the step's own result, never
 
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import Path
+import os
 
 from buildbot.process import buildstep
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.worker import CompositeStepMixin
+from farm_runner import bundle, contract
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from twisted.internet import defer
 
 from master.outcomes import RESULTS, SETTLED_BY_INSTALL
 
-RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "worker" / "runner.py"
-RUNNER = "runner.py"
+RUNNER = "runner.pyz"
 CASE_DIR = "case"
 REPORT = f"{CASE_DIR}/report.json"
 SDIST_CASE_DIR = "case-sdist"
-USAGE_ERROR = 2
-FAILING_OUTCOMES = frozenset({"install-failed", "tests-failed"})
+FAILING_OUTCOMES = frozenset({contract.INSTALL_FAILED, contract.TESTS_FAILED})
+REPORT_INFRA = "report"  # the contract's infra reason for a report the master refuses
+assert REPORT_INFRA in contract.INFRA_REASONS
 
-# Report values copied into build properties, for the UI, reporters and later steps.
-REPORTED_PROPERTIES = ("package", "version", "outcome", "reason", "reproduce")
+# Report values copied into build properties, for the UI, reporters and later steps. Never the
+# package nor the version: those are the request's (a "latest" build takes the version it tested).
+REPORTED_PROPERTIES = ("outcome", "reason", "infra", "reproduce")
+assert set(REPORTED_PROPERTIES) <= set(contract.REPORT_FIELDS)
+
+
+class RunnerBundle:
+    """The runner as the one file shipped to workers: built once per master process, and again
+    only when its sources change. Checking costs a stat of each source (under a millisecond a
+    build); building costs about 20 ms."""
+
+    def __init__(self):
+        self._fingerprint = None
+        self.data = b""
+        self.sha256 = ""
+
+    def current(self) -> tuple[bytes, str]:
+        """The bundle's bytes and sha256, from the sources as they are now."""
+        # bundle._members() lists the files the bundle is built from.
+        fingerprint = tuple((name, *_stamp(path)) for name, path in bundle._members())
+        if fingerprint != self._fingerprint:
+            self.data = bundle.build_bytes()
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
+            self._fingerprint = fingerprint
+        return self.data, self.sha256
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_mtime_ns, status.st_size
+
+
+RUNNER_BUNDLE = RunnerBundle()
 
 
 def runner_command(props, phase: str, case: str = CASE_DIR, dist: str = "auto", echo: str = "") -> list[str]:
@@ -54,6 +96,65 @@ def runner_command(props, phase: str, case: str = CASE_DIR, dist: str = "auto", 
     ]
 
 
+def parse_report(raw) -> dict | None:
+    """The report's JSON object, or None for no report, unreadable bytes or anything but an object."""
+    if raw is None:
+        return None
+    try:
+        report = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def report_problem(report: dict | None, rc, package: str, version: str, runner_sha256: str) -> str | None:
+    """Why the runner's report cannot be this build's verdict, or None when it can: the runner
+    that was sent wrote it, the runner's exit status agrees with it, and it is about the release
+    the request named (`version` "" for the latest). Exit status 2, a refusal of the runner's
+    input, is the caller's to handle before this."""
+    if rc not in contract.EXIT_CODES.values():
+        return f"the runner exited with status {rc}, which it never gives (it crashed or was killed)"
+    if report is None:
+        return f"the runner left no readable report (exit status {rc})"
+    if report.get("schema") != contract.SCHEMA:
+        return f"the runner's report has schema {report.get('schema')!r}, not {contract.SCHEMA}"
+    outcome = report.get("outcome")
+    if not isinstance(outcome, str) or outcome not in contract.OUTCOMES:
+        return f"the runner's report gives an unknown outcome {outcome!r}"
+    if rc != contract.EXIT_CODES[outcome]:
+        return (f"the runner exited with status {rc} but its report says {outcome} "
+                f"(status {contract.EXIT_CODES[outcome]})")
+    if outcome == contract.INFRA_ERROR and report.get("infra") not in contract.INFRA_REASONS:
+        return f"the runner's report gives an unknown infrastructure error {report.get('infra')!r}"
+    runner = report.get("runner")
+    written_by = runner.get("sha256") if isinstance(runner, dict) else None
+    if written_by != runner_sha256:
+        return (f"the runner's report comes from the runner {str(written_by)[:12]}, "
+                f"not from the one sent ({runner_sha256[:12]})")
+    named, named_version = report.get("package"), report.get("version")
+    if named is None and named_version is None and outcome == contract.INFRA_ERROR:
+        return None  # the runner failed before it knew the release; it names none
+    if not (_same_name(named, package) and _same_version(named_version, version)):
+        requested = f"{package} {version}" if version else f"{package} (latest)"
+        return f"the runner's report names {named} {named_version}, not the requested {requested}"
+    return None
+
+
+def _same_name(named, package: str) -> bool:
+    return isinstance(named, str) and canonicalize_name(named) == canonicalize_name(package)
+
+
+def _same_version(named, version: str) -> bool:
+    """The report's version is a valid version, and the requested one when the request named one."""
+    if not isinstance(named, str):
+        return False
+    try:
+        tested = Version(named)
+        return not version or tested == Version(version)
+    except InvalidVersion:
+        return False
+
+
 def phase_result(status: str, outcome: str) -> int:
     """A step's own result: how its phase went, in the terms of the outcome table."""
     if status == "ok":
@@ -69,11 +170,11 @@ def describe(phase: str, status: str, report: dict) -> str:
     """A step's one-line summary: the test counts, the leftovers, or how the phase went."""
     outcome = report.get("outcome")
     tests = report.get("tests") or {}
-    if phase == "test" and outcome == "no-tests":
+    if phase == "test" and outcome == contract.NO_TESTS:
         return "no tests found"
     if phase == "test" and status in ("ok", "failed") and tests.get("command"):
         return ", ".join(f"{tests.get(kind, 0)} {kind}" for kind in ("passed", "failed", "errors", "skipped"))
-    if phase == "uninstall" and outcome == "uninstall-dirty":
+    if phase == "uninstall" and outcome == contract.UNINSTALL_DIRTY:
         return f"{len(report.get('leftovers') or [])} files left behind"
     return status
 
@@ -83,7 +184,7 @@ def install_settled_the_case(step) -> bool:
 
 
 class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep):
-    """One phase of worker/runner.py as a step, its verdict carried into the build.
+    """One phase of the runner as a step, its verdict carried into the build.
 
     `install` runs the runner for every phase (see the module's docstring); `test` and `uninstall`
     fetch their log and read their status from the report the install step recorded.
@@ -110,24 +211,27 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
             return (yield self.show_phase())
         props = self.build.getProperties()
         if self.phase == "install":
-            yield self.downloadFileContentToWorker(RUNNER, RUNNER_SOURCE.read_bytes(), mode=0o644)
+            runner, sha256 = RUNNER_BUNDLE.current()
+            self.setProperty("runner_sha256", sha256, "master")
+            yield self.downloadFileContentToWorker(RUNNER, runner, mode=0o644)
         # Every phase in one process; `install` prints only its own output: the later steps show theirs.
         echo = "install" if self.phase == "install" else ""
         cmd = yield self.makeRemoteShellCommand(
-            command=runner_command(props, "all", self.case, self.dist, echo), collectStderr=True
+            command=runner_command(props, "all", self.case, self.dist, echo), collectStderr=True,
+            # The worker would print its whole environment into the log, which anyone may read.
+            logEnviron=False,
         )
         yield self.runCommand(cmd)
-        if cmd.rc == USAGE_ERROR:
+        if cmd.rc == contract.EXIT_USAGE:
             # Bad input (no such release, malformed name): the runner said why in one line.
             self.status_line = (cmd.stderr or "").strip().splitlines()[-1:] or ["the runner refused its input"]
             self.status_line = self.status_line[0]
             return EXCEPTION
-        raw = yield self.getFileContentFromWorker(f"{self.case}/report.json")
-        try:
-            report = json.loads(raw)
-        except (TypeError, ValueError):
-            self.status_line = f"the runner left no readable report (exit status {cmd.rc})"
-            return RETRY
+        report = parse_report((yield self.getFileContentFromWorker(f"{self.case}/report.json")))
+        problem = report_problem(report, cmd.rc, self.getProperty("package"), self.getProperty("version") or "",
+                                 self.getProperty("runner_sha256") or "")
+        if problem:
+            return self.refuse(problem)
         return self.take_report(report)
 
     @defer.inlineCallbacks
@@ -143,10 +247,21 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
         self.status_line = f"{self.phase}: {describe(self.phase, status, report)}"
         return phase_result(status, report.get("outcome", ""))
 
+    def refuse(self, problem: str) -> int:
+        """The report is no verdict: an infrastructure error, retried a bounded number of times."""
+        self.setProperty("outcome", contract.INFRA_ERROR, "master")
+        self.setProperty("infra", REPORT_INFRA, "master")
+        self.setProperty("reason", problem, "master")
+        self.status_line = problem
+        return RETRY
+
     def take_report(self, report: dict) -> int:
+        """A checked report (report_problem) into the build: properties and the step's result."""
         for name in REPORTED_PROPERTIES:
             if report.get(name) is not None:
                 self.setProperty(name, report[name], "runner")
+        if not self.getProperty("version") and report.get("version"):
+            self.setProperty("version", report["version"], "runner")  # a "latest" build: the one tested
         because = self.getProperty("because")
         if because and report.get("outcome") in FAILING_OUTCOMES and report.get("reason"):
             # A dependency re-test (master/retests.py): say which release it followed.
@@ -158,17 +273,22 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
 
     def getResultSummary(self):
         if self.status_line:
-            return {"step": self.status_line}
+            summary = {"step": self.status_line}
+            if self.results == RETRY and self.getProperty("reason"):
+                # The build's state string says why it is retried (master/release_build.py).
+                summary["build"] = f"{contract.INFRA_ERROR}: {self.getProperty('reason')}"
+            return summary
         return super().getResultSummary()
 
 
 def installed_from_a_wheel(step) -> bool:
     report = step.getProperty("report") or {}
-    return (report.get("installed_from") or {}).get("kind") == "wheel" and report.get("outcome") != "infra-error"
+    return ((report.get("installed_from") or {}).get("kind") == "wheel"
+            and report.get("outcome") != contract.INFRA_ERROR)
 
 
 # The sdist check's outcome as its step's result: a failure shows, but never stops or retries the build.
-SDIST_RESULTS = {**RESULTS, "infra-error": WARNINGS}
+SDIST_RESULTS = {**RESULTS, contract.INFRA_ERROR: WARNINGS}
 
 
 class SdistCheck(RunnerPhase):
@@ -187,8 +307,14 @@ class SdistCheck(RunnerPhase):
         kwargs.setdefault("warnOnFailure", True)
         super().__init__("all", **kwargs)
 
+    def refuse(self, problem: str) -> int:
+        self.setProperty("sdist_outcome", contract.INFRA_ERROR, "master")
+        self.setProperty("sdist_reason", problem, "master")
+        self.status_line = f"from the sdist: {problem}"
+        return WARNINGS
+
     def take_report(self, report: dict) -> int:
-        outcome = report.get("outcome") or "infra-error"
+        outcome = report["outcome"]
         self.setProperty("sdist_outcome", outcome, "runner")
         self.setProperty("sdist_reason", report.get("reason") or "", "runner")
         self.setProperty("sdist_reproduce", report.get("reproduce") or "", "runner")
@@ -198,9 +324,9 @@ class SdistCheck(RunnerPhase):
     @defer.inlineCallbacks
     def run(self):
         result = yield super().run()
-        # Not this release's verdict: an unreadable report or a refusal must not retry the build.
+        # Not this release's verdict: the runner's refusal of its input must not stop the build.
         if result in (RETRY, EXCEPTION):
-            self.setProperty("sdist_outcome", "infra-error", "runner")
+            self.setProperty("sdist_outcome", contract.INFRA_ERROR, "runner")
             return WARNINGS
         return result
 

@@ -14,31 +14,40 @@ from buildbot.process.remotetransfer import StringFileReader, StringFileWriter  
 from buildbot.test.steps import (  # noqa: E402
     ExpectDownloadFile, ExpectRemoteRef, ExpectShell, ExpectUploadFile, TestBuildStepMixin,
 )
+from twisted.internet import defer  # noqa: E402
 from twisted.trial import unittest  # noqa: E402
 
+from farm_runner import bundle, contract  # noqa: E402
 from master.outcomes import RESULTS  # noqa: E402
 from steps import runner_steps  # noqa: E402
-from steps.runner_steps import RunnerPhase, phase_result  # noqa: E402
+from steps.runner_steps import RUNNER_BUNDLE, RunnerPhase, phase_result, report_problem  # noqa: E402
+
+SHA256 = RUNNER_BUNDLE.current()[1]
+
+
+def report_dict(outcome="passed", package="six", version="1.17.0", **statuses):
+    return {
+        "schema": contract.SCHEMA,
+        "package": package,
+        "version": version,
+        "outcome": outcome,
+        "reason": f"it {outcome}",
+        "infra": "timeout" if outcome == "infra-error" else None,
+        "reproduce": "python runner.py six==1.17.0 --python 3.12",
+        "phases": {phase: {"status": status} for phase, status in statuses.items()},
+        "runner": {"sha256": SHA256, "source": "bundle"},
+    }
 
 
 def report(outcome="passed", **statuses):
-    return json.dumps(
-        {
-            "package": "six",
-            "version": "1.17.0",
-            "outcome": outcome,
-            "reason": f"it {outcome}",
-            "reproduce": "python runner.py six==1.17.0 --python 3.12",
-            "phases": {phase: {"status": status} for phase, status in statuses.items()},
-        }
-    )
+    return json.dumps(report_dict(outcome, **statuses))
 
 
 def command(version="1.17.0", package="six"):
     """The install step's command: every phase in one runner process, printing the install's output."""
     spec = f"{package}=={version}" if version else package
     return [
-        "/usr/bin/python3", "runner.py", spec, "--python", "3.12", "--phase", "all",
+        "/usr/bin/python3", "runner.pyz", spec, "--python", "3.12", "--phase", "all",
         "--workdir", "case", "--report", "case/report.json",
         "--index-url", "http://127.0.0.1:9/simple", "--echo", "install", "--timeout", "60", "--sandbox", "auto",
     ]
@@ -59,7 +68,8 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             self.build.setProperty(name, value, "test")
 
     def expect_runner(self, rc=0, report_text=None, stderr="", version="1.17.0"):
-        shell = ExpectShell(workdir="wkdir", command=command(version))
+        # log_environ=False: the worker's environment never reaches the (public) log.
+        shell = ExpectShell(workdir="wkdir", command=command(version), log_environ=False)
         if stderr:
             shell = shell.stderr(stderr)
         expectations = [shell.exit(rc)]
@@ -73,23 +83,29 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         )
         return (expectation.upload_string(text) if text is not None else expectation).exit(rc)
 
-    def ship_runner(self):
-        shipped = []
+    def ship_runner(self, shipped=None):
         return ExpectDownloadFile(
-            workerdest="runner.py", workdir="wkdir", blocksize=32 * 1024, maxsize=None, mode=0o644,
+            workerdest="runner.pyz", workdir="wkdir", blocksize=32 * 1024, maxsize=None, mode=0o644,
             reader=ExpectRemoteRef(StringFileReader),
-        ).download_string(shipped.append, size=10**7).exit(0)
+        ).download_string((shipped if shipped is not None else []).append, size=10**7).exit(0)
 
+    @defer.inlineCallbacks
     def test_install_ships_the_runner_runs_every_phase_and_records_the_report(self):
         self.given(RunnerPhase("install"))
+        shipped = []
         self.expect_commands(
-            self.ship_runner(), *self.expect_runner(0, report("passed", install="ok", test="ok", uninstall="ok"))
+            self.ship_runner(shipped),
+            *self.expect_runner(0, report("passed", install="ok", test="ok", uninstall="ok")),
         )
         self.expect_outcome(result=SUCCESS, state_string="install: ok")
         self.expect_property("outcome", "passed", "runner")
-        self.expect_property("version", "1.17.0", "runner")
+        self.expect_property("version", "1.17.0", "test")  # the request's, not the report's
+        self.expect_property("package", "six", "test")
+        self.expect_property("runner_sha256", SHA256, "master")
         self.expect_property("reproduce", "python runner.py six==1.17.0 --python 3.12", "runner")
-        return self.run_step()
+        yield self.run_step()
+        # The bundle of worker/farm_runner, byte for byte.
+        assert shipped == [bundle.build_bytes()]
 
     def test_bare_name_means_latest(self):
         self.given(RunnerPhase("install"), version="")
@@ -124,6 +140,7 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.given(RunnerPhase("install"))
         self.expect_commands(self.ship_runner(), *self.expect_runner(3, report("infra-error", install="error")))
         self.expect_outcome(result=RETRY, state_string="install: error")
+        self.expect_property("infra", "timeout", "runner")
         return self.run_step()
 
     def test_usage_error_is_an_exception_with_the_runners_sentence(self):
@@ -135,11 +152,94 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=EXCEPTION, state_string="error: six 1.17.0 is not on the index; check the version.")
         return self.run_step()
 
-    def test_no_report_is_an_infrastructure_problem(self):
-        self.given(RunnerPhase("install"))
-        self.expect_commands(self.ship_runner(), *self.expect_runner(1, "not json"))
-        self.expect_outcome(result=RETRY, state_string="the runner left no readable report (exit status 1)")
+    # -- the report is untrusted until checked ----------------------------------------------------
+    def refused(self, rc, report_text, because, version="1.17.0"):
+        """The install step refuses the report: infra-error, RETRY, the request's package and version kept."""
+        self.given(RunnerPhase("install"), version=version)
+        fetch_report = self.fetch("case/report.json", report_text, rc=0 if report_text is not None else 1)
+        self.expect_commands(self.ship_runner(), *self.expect_runner(rc, version=version), fetch_report)
+        self.expect_outcome(result=RETRY, state_string=because)
+        # The build's state string says why (master/release_build.py puts "six 1.17.0:" before it).
+        self.expect_build_result_summary({"step": because, "build": f"infra-error: {because}"})
+        self.expect_property("outcome", "infra-error", "master")
+        self.expect_property("infra", "report", "master")
+        self.expect_property("reason", because, "master")
+        self.expect_property("package", "six", "test")
+        self.expect_property("version", version, "test")
+        self.expect_no_property("report")
         return self.run_step()
+
+    def test_a_unreadable_report_is_an_infrastructure_problem(self):
+        return self.refused(1, "not json", "the runner left no readable report (exit status 1)")
+
+    def test_a_missing_report_is_an_infrastructure_problem(self):
+        return self.refused(1, None, "the runner left no readable report (exit status 1)")
+
+    def test_a_report_naming_another_package_is_refused(self):
+        forged = report_dict("tests-failed", package="requests", version="2.32.3", install="ok", test="failed")
+        return self.refused(1, json.dumps(forged),
+                            "the runner's report names requests 2.32.3, not the requested six 1.17.0")
+
+    def test_a_report_naming_another_version_is_refused(self):
+        forged = report_dict("passed", version="1.16.0", install="ok")
+        return self.refused(0, json.dumps(forged), "the runner's report names six 1.16.0, not the requested six 1.17.0")
+
+    def test_a_latest_build_refuses_an_invalid_version(self):
+        forged = report_dict("passed", version="not a version", install="ok")
+        return self.refused(0, json.dumps(forged),
+                            "the runner's report names six not a version, not the requested six (latest)", version="")
+
+    def test_an_exit_status_at_odds_with_the_report_is_refused(self):
+        return self.refused(0, report("tests-failed", install="ok", test="failed"),
+                            "the runner exited with status 0 but its report says tests-failed (status 1)")
+
+    def test_an_exit_status_the_runner_never_gives_is_refused(self):
+        return self.refused(-9, report("passed", install="ok"),
+                            "the runner exited with status -9, which it never gives (it crashed or was killed)")
+
+    def test_an_unknown_outcome_is_refused(self):
+        return self.refused(0, report("passed-with-honours", install="ok"),
+                            "the runner's report gives an unknown outcome 'passed-with-honours'")
+
+    def test_another_schema_is_refused(self):
+        old = dict(report_dict("passed", install="ok"), schema=1)
+        return self.refused(0, json.dumps(old), "the runner's report has schema 1, not 2")
+
+    def test_a_report_from_another_runner_is_refused(self):
+        other = dict(report_dict("passed", install="ok"), runner={"sha256": "0" * 64, "source": "checkout"})
+        return self.refused(0, json.dumps(other),
+                            f"the runner's report comes from the runner 000000000000, not from the one sent ({SHA256[:12]})")
+
+    def test_same_package_under_another_spelling_is_accepted(self):
+        self.given(RunnerPhase("install"))
+        self.expect_commands(
+            self.ship_runner(), *self.expect_runner(0, json.dumps(report_dict("passed", package="Six", install="ok")))
+        )
+        self.expect_outcome(result=SUCCESS, state_string="install: ok")
+        self.expect_property("package", "six", "test")
+        return self.run_step()
+
+
+def test_report_problem_accepts_an_infra_error_that_names_no_release():
+    early = dict(report_dict("infra-error", install="error"), package=None, version=None)
+    assert report_problem(early, 3, "six", "1.17.0", SHA256) is None
+    assert report_problem(dict(early, outcome="passed"), 0, "six", "1.17.0", SHA256) == (
+        "the runner's report names None None, not the requested six 1.17.0")
+    assert report_problem(dict(early, infra="gremlins"), 3, "six", "", SHA256) == (
+        "the runner's report gives an unknown infrastructure error 'gremlins'")
+    # Versions compare as versions: 1.17 is 1.17.0.
+    assert report_problem(report_dict("passed", version="1.17"), 0, "six", "1.17.0", SHA256) is None
+
+
+def test_the_bundle_is_built_once_and_again_when_a_source_changes(monkeypatch):
+    built = []
+    monkeypatch.setattr(bundle, "build_bytes", lambda: built.append(1) or b"bundle %d" % len(built))
+    cache = runner_steps.RunnerBundle()
+    first = cache.current()
+    assert cache.current() == first and len(built) == 1
+    members = list(bundle._members())
+    monkeypatch.setattr(bundle, "_members", lambda: members[1:])  # as if a source went away
+    assert cache.current() != first and len(built) == 2
 
 
 def test_phase_results_follow_the_outcome_table():
