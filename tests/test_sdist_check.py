@@ -18,20 +18,26 @@ from buildbot.test.reactor import TestReactorMixin  # noqa: E402
 from buildbot.test.steps import ExpectRemoteRef, ExpectShell, ExpectUploadFile, TestBuildStepMixin  # noqa: E402
 from twisted.trial import unittest  # noqa: E402
 
-from steps.runner_steps import SdistCheck, release_steps  # noqa: E402
+from farm_runner import contract  # noqa: E402
+from steps.runner_steps import RUNNER_BUNDLE, SdistCheck, release_steps  # noqa: E402
 from tests.farm import Farm  # noqa: E402
 from tests.pkgindex import write_package  # noqa: E402
 
 SDIST_COMMAND = [
-    "/usr/bin/python3", "runner.py", "six==1.17.0", "--python", "3.12", "--phase", "all",
+    "/usr/bin/python3", "runner.pyz", "six==1.17.0", "--python", "3.12", "--phase", "all",
     "--workdir", "case-sdist", "--report", "case-sdist/report.json",
     "--index-url", "http://127.0.0.1:9/simple", "--dist", "sdist", "--timeout", "60", "--sandbox", "auto",
 ]
 
 
-def sdist_report(outcome):
-    return json.dumps({"package": "six", "version": "1.17.0", "outcome": outcome, "reason": f"it {outcome}",
-                       "reproduce": "python runner.py six==1.17.0 --dist sdist", "phases": {}})
+SHA256 = RUNNER_BUNDLE.current()[1]
+
+
+def sdist_report(outcome, package="six"):
+    return json.dumps({"schema": contract.SCHEMA, "package": package, "version": "1.17.0", "outcome": outcome,
+                       "reason": f"it {outcome}", "infra": "timeout" if outcome == "infra-error" else None,
+                       "reproduce": "python runner.py six==1.17.0 --dist sdist", "phases": {},
+                       "runner": {"sha256": SHA256, "source": "bundle"}})
 
 
 class SdistCheckTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
@@ -45,13 +51,14 @@ class SdistCheckTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             package="six", version="1.17.0", runner_python="/usr/bin/python3", python="3.12",
             index_url="http://127.0.0.1:9/simple", runner_limits=["--timeout", "60", "--sandbox", "auto"],
             outcome=outcome, report={"outcome": outcome, "installed_from": {"kind": installed_from}},
+            runner_sha256=SHA256,  # the install step's, which shipped the runner
         )
         for name, value in props.items():
             self.build.setProperty(name, value, "test")
 
     def expect_sdist_run(self, rc, report_text):
         self.expect_commands(
-            ExpectShell(workdir="wkdir", command=SDIST_COMMAND).exit(rc),
+            ExpectShell(workdir="wkdir", command=SDIST_COMMAND, log_environ=False).exit(rc),
             ExpectUploadFile(workersrc="case-sdist/report.json", workdir="wkdir", blocksize=32 * 1024,
                              maxsize=None, writer=ExpectRemoteRef(StringFileWriter))
             .upload_string(report_text).exit(0),
@@ -77,6 +84,27 @@ class SdistCheckTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.given()
         self.expect_sdist_run(3, sdist_report("infra-error"))
         self.expect_outcome(result=WARNINGS, state_string="from the sdist: infra-error")
+        return self.run_step()
+
+    def test_a_refused_report_warns_and_leaves_the_build_alone(self):
+        self.given()
+        self.expect_sdist_run(1, sdist_report("install-failed", package="requests"))
+        because = "the runner's report names requests 1.17.0, not the requested six 1.17.0"
+        self.expect_outcome(result=WARNINGS, state_string=f"from the sdist: {because}")
+        self.expect_property("sdist_outcome", "infra-error", "master")
+        self.expect_property("sdist_reason", because, "master")
+        self.expect_property("outcome", "passed", "test")
+        self.expect_no_property("infra")
+        return self.run_step()
+
+    def test_an_exit_status_at_odds_with_the_report_is_refused(self):
+        self.given()
+        self.expect_sdist_run(0, sdist_report("install-failed"))
+        self.expect_outcome(
+            result=WARNINGS,
+            state_string="from the sdist: the runner exited with status 0 but its report says install-failed (status 1)",
+        )
+        self.expect_property("sdist_outcome", "infra-error", "master")
         return self.run_step()
 
     def test_no_sdist_is_not_applicable(self):
