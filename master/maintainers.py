@@ -37,16 +37,13 @@ import tomllib
 import urllib.parse
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from master.secrets import read_or_create
 from master.settings import ADDRESS, SettingsError
 
 UNSUBSCRIBE_KEY_FILE = "unsubscribe.key"
 PACKAGE_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
-
-
-def normalise(name: str) -> str:
-    """PEP 503, as the schedulers and the poller name packages."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +59,11 @@ class Registry:
     opt_outs: frozenset[tuple[str, str]] = frozenset()
 
     def for_package(self, package: str) -> list[Registration]:
-        package = normalise(package)
+        package = canonicalize_name(package)
         return [r for r in self.registrations if r.package == package]
 
     def opted_out(self, package: str, address: str) -> bool:
-        return (normalise(package), address.lower()) in self.opt_outs
+        return (canonicalize_name(package), address.lower()) in self.opt_outs
 
 
 def load(path: Path) -> Registry:
@@ -105,7 +102,7 @@ def _entry(path: Path, where: str, entry, keys: set[str]) -> tuple[str, str]:
         raise SettingsError(f"{path}: '{where}.package' must be a package name, not {package!r}.")
     if not isinstance(address, str) or not ADDRESS.match(address):
         raise SettingsError(f"{path}: '{where}.address' must be a mail address, not {address!r}.")
-    return normalise(package), address
+    return canonicalize_name(package), address
 
 
 def dumps(registry: Registry) -> str:
@@ -141,7 +138,7 @@ def add(path: Path, package: str, address: str, digest: bool = False) -> Registr
         raise SettingsError(f"{package!r} is not a package name.")
     if not ADDRESS.match(address):
         raise SettingsError(f"{address!r} is not a mail address.")
-    entry = Registration(normalise(package), address, digest)
+    entry = Registration(canonicalize_name(package), address, digest)
     with _locked(path):
         registry = load(path)
         kept = [r for r in registry.registrations if (r.package, r.address.lower()) != (entry.package, address.lower())]
@@ -151,7 +148,7 @@ def add(path: Path, package: str, address: str, digest: bool = False) -> Registr
 
 def remove(path: Path, package: str, address: str, opt_out: bool = False) -> bool:
     """Drop the registration; `opt_out` also keeps the address off the package's PyPI addresses."""
-    key = (normalise(package), address.lower())
+    key = (canonicalize_name(package), address.lower())
     with _locked(path):
         registry = load(path)
         kept = tuple(r for r in registry.registrations if (r.package, r.address.lower()) != key)
@@ -170,7 +167,7 @@ def unsubscribe_secret(secrets_dir: Path) -> bytes:
 
 
 def token(secret: bytes, package: str, address: str) -> str:
-    message = f"{normalise(package)}\0{address.lower()}".encode()
+    message = f"{canonicalize_name(package)}\0{address.lower()}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
@@ -180,7 +177,7 @@ def valid_token(secret: bytes, package: str, address: str, given: str) -> bool:
 
 def unsubscribe_url(base_url: str, secret: bytes, package: str, address: str) -> str:
     query = urllib.parse.urlencode(
-        {"package": normalise(package), "address": address, "token": token(secret, package, address)}
+        {"package": canonicalize_name(package), "address": address, "token": token(secret, package, address)}
     )
     return f"{base_url}plugins/wsgi_dashboards/packages/unsubscribe?{query}"
 
@@ -211,10 +208,10 @@ def main(argv=None, environ=os.environ) -> int:
             print(f"{entry.address} gets {'a daily digest' if entry.digest else 'mail'} for {entry.package} ({path}).")
         elif arguments.command == "remove":
             if not remove(path, arguments.package, arguments.address):
-                print(f"error: {arguments.address} is not registered for {normalise(arguments.package)} in {path}.",
+                print(f"error: {arguments.address} is not registered for {canonicalize_name(arguments.package)} in {path}.",
                       file=sys.stderr)
                 return 1
-            print(f"{arguments.address} no longer gets mail for {normalise(arguments.package)} ({path}).")
+            print(f"{arguments.address} no longer gets mail for {canonicalize_name(arguments.package)} ({path}).")
         else:
             registry = load(path)
             entries = registry.for_package(arguments.package) if arguments.package else registry.registrations

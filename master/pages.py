@@ -28,9 +28,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from buildbot.data import resultspec
-from buildbot.util import service
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS, statusToString
+from buildbot.util import service
 from flask import Flask, Response, abort, jsonify, render_template, request
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer, reactor
 from twisted.internet.threads import blockingCallFromThread
@@ -116,7 +117,7 @@ def _version_key(version: str):
 @defer.inlineCallbacks
 def package_data(master, settings: Settings, slots: list[str], name: str, versions: int = DEFAULT_VERSIONS):
     """Everything the package page, its JSON and its badge show."""
-    name = maintainers.normalise(name)
+    name = canonicalize_name(name)
     changes = yield history.package_changes(master, name, limit=versions * 2)
     builds = yield history.builds_of_changes(master, changes)
     builders = {b["builderid"]: b["name"] for b in (yield master.data.get(("builders",)))}

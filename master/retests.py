@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from buildbot.process.results import RETRY
 from buildbot.util import httpclientservice, service
 from buildbot.util.state import StateMixin
+from packaging.utils import canonicalize_name
 from twisted.internet import defer, reactor, task
 from twisted.python import log
 
@@ -79,17 +80,14 @@ dependencies = sa.Table(
 
 # -- plain functions (no I/O) -------------------------------------------------------------------
 
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
-
 
 def names_of_file(text: str) -> list[str]:
     """The package names of a set file: one a line; blank lines and `#` comments ignored."""
     found = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
-        if line and NAME.match(normalise(line)):
-            found.append(normalise(line))
+        if line and NAME.match(canonicalize_name(line)):
+            found.append(canonicalize_name(line))
     return list(dict.fromkeys(found))
 
 
@@ -119,7 +117,7 @@ def names_of_simple_index(body: bytes, content_type: str) -> list[str]:
         parser = _Anchors()
         parser.feed(body.decode("utf-8", "replace"))
         raw = parser.names
-    return list(dict.fromkeys(n for n in map(normalise, raw) if NAME.match(n)))
+    return list(dict.fromkeys(n for n in (canonicalize_name(r.strip()) for r in raw) if NAME.match(n)))
 
 
 def because_text(dependency: str, version: str, previous: str) -> str:
@@ -486,12 +484,12 @@ class RetestService(service.BuildbotService, StateMixin):
             report = (properties.get("report") or (None,))[0]
             resolved = None
             if isinstance(report, dict) and report.get("phases", {}).get("install", {}).get("status") == "ok":
-                resolved = [(normalise(d["name"]), str(d["version"])) for d in report.get("dependencies") or []
+                resolved = [(canonicalize_name(d["name"]), str(d["version"])) for d in report.get("dependencies") or []
                             if isinstance(d, dict) and d.get("name") and d.get("version")
-                            and normalise(d["name"]) != normalise(package)]
+                            and canonicalize_name(d["name"]) != canonicalize_name(package)]
             request = yield self.master.data.get(("buildrequests", build["buildrequestid"]))
             in_set = yield self.master.db.pool.do_with_transaction(
-                record_build, normalise(package), slot, (properties.get("version") or ("",))[0] or "",
+                record_build, canonicalize_name(package), slot, (properties.get("version") or ("",))[0] or "",
                 request["buildsetid"] if request else None, int(time.time()), resolved,
             )
             if in_set:
@@ -504,7 +502,7 @@ class RetestService(service.BuildbotService, StateMixin):
         try:
             if not self.rolling.dependants or change.get("category") != "release" or not self.tables_ready:
                 return
-            dependency, version = normalise(change.get("project") or ""), change.get("revision") or ""
+            dependency, version = canonicalize_name(change.get("project") or ""), change.get("revision") or ""
             if not dependency or not version:
                 return
             due = yield self.master.db.pool.do_with_transaction(mark_dependants, dependency, version)

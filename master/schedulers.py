@@ -9,12 +9,11 @@ would merge requests for different packages, which all look alike to it. Re-test
 
 from __future__ import annotations
 
-import re
-
-from buildbot.plugins import schedulers, util
 from buildbot.data import resultspec
+from buildbot.plugins import schedulers, util
 from buildbot.process.properties import Properties
 from buildbot.schedulers.base import ReconfigurableBaseScheduler
+from packaging.utils import canonicalize_name
 from twisted.internet import defer
 
 from master import priorities
@@ -59,7 +58,7 @@ class RebuildScheduler(schedulers.ForceScheduler):
     def gatherPropertiesAndChanges(self, collector, **kwargs):
         properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
         if properties.getProperty("package"):
-            properties.setProperty("package", _normalise(properties.getProperty("package")), "Force Build Form")
+            properties.setProperty("package", canonicalize_name(properties.getProperty("package")), "Force Build Form")
         return properties, changeids, sourcestamps
 
     @defer.inlineCallbacks
@@ -120,11 +119,6 @@ def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
             ),
         ],
     )
-
-
-def _normalise(name: str) -> str:
-    """PEP 503 normalisation, so 'Six' and 'six' are one package."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # Buildset properties never change: remember (package, version) of the latest buildsets, so that

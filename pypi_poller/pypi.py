@@ -14,7 +14,7 @@ import re
 import xml.parsers.expat
 import xmlrpc.client
 
-from pypi_poller.settings import normalise
+from packaging.utils import canonicalize_name
 
 MAX_NAME = 200  # longer names are refused: they end up in paths and file names on the workers
 MAX_VERSION = 128
@@ -45,7 +45,7 @@ def valid_name(raw) -> str | None:
     """The normalised name, or None when `raw` is not a project name we will carry."""
     if not isinstance(raw, str) or not 0 < len(raw) <= MAX_NAME or not _NAME.fullmatch(raw):
         return None
-    return normalise(raw)
+    return canonicalize_name(raw)
 
 
 def valid_version(raw) -> str | None:

@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from master.settings import SettingsError
 
 FEEDS = ("auto", "changelog", "simple", "watch", "none")
@@ -79,11 +81,6 @@ def _count(value: int, key: str, error) -> int:
     return value
 
 
-def normalise(name: str) -> str:
-    """PEP 503: runs of -, _ and . become one -, lower case."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def parse(table: dict, source: Path, environ=os.environ) -> PypiSettings:
     """The `[pypi]` table (an empty dict when absent) as settings; FARM_PYPI_URL overrides `url`."""
     if not isinstance(table, dict):
@@ -113,7 +110,7 @@ def parse(table: dict, source: Path, environ=os.environ) -> PypiSettings:
         for item in value:
             if not isinstance(item, str) or not item or (not patterns and not _NAME.fullmatch(item)):
                 raise error(key, f"must list package names like \"requests\"; {item!r} is not one.")
-        return tuple(normalise(item) for item in value)
+        return tuple(canonicalize_name(item) for item in value)
 
     url = get("url", str, PypiSettings.url, "a string")
     url = environ.get("FARM_PYPI_URL") or url
@@ -135,7 +132,7 @@ def parse(table: dict, source: Path, environ=os.environ) -> PypiSettings:
             raise error(f"skip[{position}].name", f"must be a package name, not {name!r}.")
         if not isinstance(reason, str) or not reason.strip():
             raise error(f"skip[{position}].reason", "must say why the package is skipped; the UI shows it.")
-        skip.append(SkipEntry(normalise(name), reason.strip()))
+        skip.append(SkipEntry(canonicalize_name(name), reason.strip()))
 
     settings = PypiSettings(
         url=url.rstrip("/"),
