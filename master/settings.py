@@ -15,6 +15,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from farm_runner import contract
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "farm.toml"
 
@@ -40,23 +42,26 @@ class WorkerSettings:
     pythons: tuple[str, ...] | str
     password_file: Path | None
     password_env: str | None
-    # The interpreter that runs worker/runner.py on the worker (3.9 or newer); "auto" is the
+    # The interpreter that runs the runner (runner.pyz) on the worker (3.9 or newer); "auto" is the
     # master's own interpreter, which is right for the local worker only.
     runner_python: str
     max_builds: int
     local: bool
 
 
+_DEFAULT = contract.DEFAULT_LIMITS  # the runner's own defaults, so farm.toml's match its flags
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one phase of one build may use; passed to worker/runner.py as its flags."""
+    """What one phase of one build may use; passed to the runner as its flags."""
 
-    timeout: int = 900  # seconds of wall time
-    silence_timeout: int = 300  # seconds without output
-    memory_mb: int = 1536
-    processes: int = 256
-    disk_mb: int = 4096  # the build's own folder
-    max_log_mb: int = 5
+    timeout: int = _DEFAULT["timeout"]  # seconds of wall time
+    silence_timeout: int = _DEFAULT["silence_timeout"]  # seconds without output
+    memory_mb: int = _DEFAULT["memory_mb"]
+    processes: int = _DEFAULT["processes"]
+    disk_mb: int = _DEFAULT["disk_mb"]  # the build's own folders
+    max_log_mb: int = _DEFAULT["max_log_mb"]
     # auto: bubblewrap where it works, else refuse; bwrap: bubblewrap or refuse; none: no sandbox.
     sandbox: str = "auto"
 
@@ -71,8 +76,6 @@ class Limits:
             "--sandbox", self.sandbox,
         ]
 
-
-SANDBOX_MODES = ("auto", "bwrap", "none")
 
 ADMIN_USER = "admin"
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -286,8 +289,8 @@ def _limits(table: _Table) -> Limits:
             raise table.error(field.name, f"must be a positive number, not {value}.")
         values[field.name] = value
     sandbox = table.get("sandbox", str, defaults.sandbox)
-    if sandbox not in SANDBOX_MODES:
-        raise table.error("sandbox", f"must be one of {', '.join(SANDBOX_MODES)}, not {sandbox!r}.")
+    if sandbox not in contract.SANDBOX_MODES:
+        raise table.error("sandbox", f"must be one of {', '.join(contract.SANDBOX_MODES)}, not {sandbox!r}.")
     return Limits(sandbox=sandbox, **values)
 
 

@@ -331,7 +331,9 @@ class SdistCheck(RunnerPhase):
         return result
 
 
-def release_steps(sdist_check: bool = False, phase_timeout: int = 900) -> list[RunnerPhase]:
+def release_steps(
+    sdist_check: bool = False, phase_timeout: int = contract.DEFAULT_LIMITS["timeout"]
+) -> list[RunnerPhase]:
     """The build's steps. The runner enforces its own limits per phase; Buildbot's timeouts are
     only a backstop against a runner that hangs, long enough for three whole phases (the install
     step prints nothing while the tests run)."""

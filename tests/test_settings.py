@@ -36,6 +36,15 @@ def test_the_shipped_settings_load():
     assert "--sandbox" in loaded.limits.runner_flags()
 
 
+def test_limits_default_to_the_runners_own(tmp_path):
+    """farm.toml's [limits] and the runner's flags have one set of defaults: the contract's."""
+    from farm_runner import contract
+
+    limits = load_text(tmp_path, LOCAL).limits
+    assert {name: getattr(limits, name) for name in contract.DEFAULT_LIMITS} == contract.DEFAULT_LIMITS
+    assert limits.sandbox in contract.SANDBOX_MODES
+
+
 def test_environment_moves_the_ports_and_the_index(tmp_path):
     loaded = load_text(
         tmp_path, LOCAL, {"FARM_HTTP_PORT": "18010", "FARM_PB_PORT": "19989", "FARM_INDEX_URL": "http://127.0.0.1:1/simple"}
