@@ -30,6 +30,7 @@ from buildbot.reporters import utils as reporter_utils
 from buildbot.reporters.mail import MailNotifier
 from buildbot.util import httpclientservice
 from buildbot.util.state import StateMixin
+from farm_runner import contract
 from twisted.internet import defer, task
 from twisted.python import log
 from zope.interface import implementer
@@ -54,7 +55,7 @@ def classify(results, previous_results) -> str | None:
 
 
 def is_infra(build: dict) -> bool:
-    return build["results"] in (RETRY, EXCEPTION) or history.property_value(build, "outcome") == "infra-error"
+    return build["results"] in (RETRY, EXCEPTION) or history.property_value(build, "outcome") == contract.INFRA_ERROR
 
 
 def package_page_url(base_url: str, package: str) -> str:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from buildbot.data import resultspec
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS, statusToString
 from buildbot.util import service
+from farm_runner import contract
 from flask import Flask, Response, abort, jsonify, render_template, request
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -93,7 +94,7 @@ def outcome_of(build: dict) -> str:
         return "building"
     outcome = history.property_value(build, "outcome")
     if build["results"] in (RETRY, EXCEPTION, CANCELLED):
-        return "infra-error" if outcome == "infra-error" else statusToString(build["results"])
+        return contract.INFRA_ERROR if outcome == contract.INFRA_ERROR else statusToString(build["results"])
     return outcome or statusToString(build["results"])
 
 
@@ -199,16 +200,17 @@ def badge_status(versions: list[dict]) -> dict:
             continue
         version = row["version"]
         verdicts = [c["outcome"] for c in cells]
-        failing = [o for o in verdicts if o in ("install-failed", "tests-failed")]
+        failing = [o for o in verdicts if o in (contract.INSTALL_FAILED, contract.TESTS_FAILED)]
         if failing:
             return {"version": version, "status": "failing", "text": f"{version} failing on {len(failing)}/{len(cells)}"}
         if "building" in verdicts:
             return {"version": version, "status": "building", "text": f"{version} building"}
-        if all(o == "not-applicable" for o in verdicts):
+        if all(o == contract.NOT_APPLICABLE for o in verdicts):
             return {"version": version, "status": "not applicable", "text": f"{version} not applicable"}
-        if all(o in ("passed", "not-applicable") for o in verdicts):
+        if all(o in (contract.PASSED, contract.NOT_APPLICABLE) for o in verdicts):
             return {"version": version, "status": "passed", "text": f"{version} passed"}
-        if all(o in ("passed", "not-applicable", "no-tests", "uninstall-dirty") for o in verdicts):
+        if all(o in (contract.PASSED, contract.NOT_APPLICABLE, contract.NO_TESTS, contract.UNINSTALL_DIRTY)
+               for o in verdicts):
             return {"version": version, "status": "warnings", "text": f"{version} passed with warnings"}
         continue  # only infrastructure errors: look at the release before
     return {"version": "", "status": "unknown", "text": "not tested"}
