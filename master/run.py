@@ -23,6 +23,27 @@ from master.settings import ROOT
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = 30
 
+# What the local worker inherits from `make run`: enough to find interpreters, caches, locale and
+# CA certificates, nothing else. A worker's environment can reach a build's log (which anyone may
+# read) and every command of every package it builds; `make run`'s may hold the farm's secrets
+# (FARM_ADMIN_PASSWORD, an SMTP password, ...), and no FARM_* variable is ever passed on.
+WORKER_ENVIRONMENT = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "PYENV_ROOT", "XDG_CACHE_HOME", "XDG_DATA_HOME", "UV_PYTHON_INSTALL_DIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+)
+
+
+def master_environment(environ=os.environ) -> dict[str, str]:
+    """The master's: its own, which holds the secrets it reads (master/secrets.py, master/access.py)."""
+    return dict(environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+
+
+def worker_environment(environ=os.environ) -> dict[str, str]:
+    """The local worker's: the allowed variables of `environ`, never a FARM_* one."""
+    kept = {name: environ[name] for name in WORKER_ENVIRONMENT if name in environ}
+    return dict(kept, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+
 
 def prepare_master(settings: farm_settings.Settings) -> None:
     basedir = settings.basedir
@@ -68,10 +89,12 @@ def main() -> int:
     except farm_settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    processes = [subprocess.Popen([str(BIN / "buildbot"), "start", "--nodaemon", str(settings.basedir)], env=env)]
+    worker_env = worker_environment()
+    processes = [subprocess.Popen([str(BIN / "buildbot"), "start", "--nodaemon", str(settings.basedir)],
+                                  env=master_environment())]
     if workdir is not None:
-        processes.append(subprocess.Popen([str(BIN / "buildbot-worker"), "start", "--nodaemon", str(workdir)], env=env))
+        processes.append(subprocess.Popen([str(BIN / "buildbot-worker"), "start", "--nodaemon", str(workdir)],
+                                          env=worker_env))
     print(f"The farm is starting: web UI on {settings.buildbot_url} (Ctrl-C stops it).", flush=True)
 
     stopping = False
@@ -90,7 +113,8 @@ def main() -> int:
             # manager would; its lost build is retried.
             print("The local worker stopped; starting it again.", file=sys.stderr, flush=True)
             time.sleep(1)
-            processes[1] = subprocess.Popen([str(BIN / "buildbot-worker"), "start", "--nodaemon", str(workdir)], env=env)
+            processes[1] = subprocess.Popen([str(BIN / "buildbot-worker"), "start", "--nodaemon", str(workdir)],
+                                            env=worker_env)
     for process in reversed(processes):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

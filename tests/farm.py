@@ -101,6 +101,7 @@ max_builds = {max_builds}
         for name in ("FARM_HTTP_PORT", "FARM_PB_PORT", "FARM_INDEX_URL"):
             env.pop(name, None)
         env.update(self.env)
+        self.environment = env  # what master.run starts with; the worker gets only a part of it
         self._admin = None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "master.run"], cwd=ROOT, env=env,
@@ -150,6 +151,11 @@ max_builds = {max_builds}
             if b"buildbot-worker" in b" ".join(argv) and workdir.encode() in argv:
                 return int(entry.name)
         raise AssertionError(f"no worker process runs from {workdir}")
+
+    def worker_environment(self) -> dict[str, str]:
+        """The local worker's environment as its process has it (master/run.py chose it)."""
+        raw = (Path("/proc") / str(self.worker_pid()) / "environ").read_bytes().decode("utf-8", "replace")
+        return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []

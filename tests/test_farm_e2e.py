@@ -1,13 +1,16 @@
 """The whole farm on one machine: a real master and worker as processes, fixture releases served
 over HTTP, builds forced and inspected through the REST API."""
 
+import json
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from master import run
 from master.outcomes import RESULTS
 from tests.farm import Farm, wait_for
 from tests.pkgindex import write_package
@@ -150,3 +153,36 @@ def test_history_survives_a_restart(farm):
     after = len(farm.get("builds")["builds"])
     assert after >= before > 0
     assert time.monotonic() - started < 60
+
+
+def test_no_secret_of_the_farm_reaches_a_builds_logs(package_index, tmp_path):
+    """Whoever starts the farm may hold secrets in their environment: none reaches the worker, and
+    no build log (public: anyone reads /api/v2/logs/N/raw) shows the worker's environment."""
+    farm_canary = f"FARM_CANARY_{secrets.token_hex(4).upper()}"
+    other_canary = f"SOME_TOKEN_{secrets.token_hex(4).upper()}"
+    canaries = {farm_canary: secrets.token_urlsafe(16), other_canary: secrets.token_urlsafe(16)}
+    farm = Farm(tmp_path, package_index.url, pythons=("3.12",), env=canaries).start()
+    try:
+        assert farm.environment["FARM_ADMIN_PASSWORD"] == farm.admin_password
+        worker_env = farm.worker_environment()
+        assert worker_env == run.worker_environment(farm.environment), "the worker gets only the allowed variables"
+        assert not [name for name in worker_env if name.startswith("FARM_") or name in canaries]
+
+        _, [build] = farm.wait_buildset(farm.force("farmfix-pass")[0])
+        assert build["state_string"] == "farmfix-pass 1.0: passed", farm.log_tail()
+        logs = [log for step in farm.steps(build["buildid"]) for log in farm.get(f"steps/{step['stepid']}/logs")["logs"]]
+        texts = {f"{log['slug']} (log {log['logid']})": farm.raw_log(log["logid"]) for log in logs}  # anonymously
+        assert any("runner.pyz" in text for text in texts.values()), texts
+        secret_words = [farm.admin_password, "FARM_ADMIN_PASSWORD", *canaries, *canaries.values()]
+        # buildbot-worker prints "environment:" and then a "  NAME=value" line for each variable.
+        worker_lines = [f"{name}={value}" for name, value in worker_env.items()]
+        for where, text in texts.items():
+            assert "environment:" not in text, where
+            assert not [word for word in secret_words if word in text], where
+            assert not [line for line in worker_lines if line in text], where
+        properties = json.dumps(build["properties"])
+        assert not [word for word in secret_words if word in properties]
+        # The runner that ran is the bundle the master sent.
+        assert build["properties"]["report"][0]["runner"]["sha256"] == build["properties"]["runner_sha256"][0]
+    finally:
+        assert farm.stop() == 0, farm.log_tail()
