@@ -5,6 +5,9 @@ needs a user in the `admins` role, from `[access]` in farm.toml. Passwords live 
 the repo, one `user:password` a line (`access.users_file`, under the git-ignored secrets folder by
 default); the first start creates it with a generated password for `admin` and says where it is.
 `FARM_ADMIN_PASSWORD`, when set, is admin's password (for scripts and tests) and wins over the file.
+
+The session cookie (a signed token of who is logged in) is HttpOnly, so no script on a page can
+read it, and SameSite=Lax, so another site's forms and scripts cannot act with it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from buildbot.plugins import util
 from twisted.python import log
+from twisted.web import server
 
 from master.settings import ADMIN_USER, AccessSettings, SettingsError
 
@@ -78,10 +82,41 @@ def announce(message: str) -> None:
         pass
 
 
+# Cookie names of Buildbot's sessions (buildbot.www.auth.build_cookie_name, twisted's getSession).
+SESSION_COOKIES = (b"TWISTED_SESSION", b"TWISTED_SECURE_SESSION")
+
+
+class SessionCookieRequest(server.Request):
+    """A web request whose session cookies are HttpOnly and SameSite=Lax. Buildbot 4.3 sets them in
+    two places, twisted's Request.getSession (a new, anonymous session) and
+    BuildbotSession.updateSession (a login or logout), both through addCookie."""
+
+    def addCookie(self, k, v, *args, **kwargs):
+        name = k.encode() if isinstance(k, str) else k
+        if name.startswith(SESSION_COOKIES):
+            kwargs.setdefault("httpOnly", True)
+            kwargs.setdefault("sameSite", "lax")
+        return super().addCookie(k, v, *args, **kwargs)
+
+
+class UserPasswordAuth(util.UserPasswordAuth):
+    """Buildbot's user/password login, on a web site whose requests are SessionCookieRequests."""
+
+    def reconfigAuth(self, master, new_config):
+        super().reconfigAuth(master, new_config)
+        # Buildbot makes its site before it reconfigures the auth and listens only after; every
+        # connection takes the site's request factory when it opens.
+        site = master.www.site
+        if site is not None and site.requestFactory in (server.Request, SessionCookieRequest):
+            site.requestFactory = SessionCookieRequest
+        elif site is not None:
+            log.msg(f"access: the web site's requests are {site.requestFactory!r}; session cookies stay as they are")
+
+
 def www_access(access: AccessSettings, environ=os.environ) -> dict:
     """The `auth` and `authz` entries of c['www']."""
     return {
-        "auth": util.UserPasswordAuth(users(access, environ)),
+        "auth": UserPasswordAuth(users(access, environ)),
         "authz": util.Authz(
             allowRules=[util.AnyControlEndpointMatcher(role=ADMINS_ROLE)],
             roleMatchers=[util.RolesFromUsername(roles=[ADMINS_ROLE], usernames=list(access.admins))],

@@ -2,6 +2,7 @@
 file and settings, then through a real master's REST API."""
 
 import base64
+import http.client
 import os
 import stat
 import urllib.error
@@ -101,3 +102,28 @@ def test_an_admin_forces_a_rebuild(farm):
     buildsetid, _ = farm.force("farmfix-pass")  # logs in with FARM_ADMIN_PASSWORD (tests/farm.py)
     _, builds = farm.wait_buildset(buildsetid)
     assert [b["state_string"] for b in builds] == ["farmfix-pass 1.0: passed"]
+
+
+def _session_cookies(farm, path, headers=None):
+    """The Set-Cookie headers of Buildbot's session in the answer to GET `path` (no redirect followed)."""
+    connection = http.client.HTTPConnection("127.0.0.1", farm.http_port, timeout=30)
+    try:
+        connection.request("GET", f"/{path}", headers=headers or {})
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status, [c for c in answer.headers.get_all("Set-Cookie") or [] if c.startswith("TWISTED_")]
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_session_cookies_are_http_only_and_same_site(farm):
+    """Anonymous visitors' and admins' session cookies: no script reads them, no other site sends them."""
+    status, anonymous = _session_cookies(farm, "")
+    assert status == 200 and anonymous, "the UI gives a visitor an (anonymous) session"
+    credentials = base64.b64encode(f"admin:{farm.admin_password}".encode()).decode()
+    status, logged_in = _session_cookies(farm, "auth/login", {"Authorization": f"Basic {credentials}"})
+    assert status == 302 and logged_in, "logging in sets the admin's session"
+    for cookie in anonymous + logged_in:
+        attributes = [part.strip().lower() for part in cookie.split(";")[1:]]
+        assert "httponly" in attributes and "samesite=lax" in attributes, cookie
