@@ -141,7 +141,7 @@ def report_problem(report: dict | None, rc, package: str, version: str, runner_s
 
 
 def _same_name(named, package: str) -> bool:
-    return isinstance(named, str) and canonicalize_name(named) == canonicalize_name(package)
+    return isinstance(named, str) and isinstance(package, str) and canonicalize_name(named) == canonicalize_name(package)
 
 
 def _same_version(named, version: str) -> bool:

@@ -103,10 +103,10 @@ max_builds = {max_builds}
         env.update(self.env)
         self.environment = env  # what master.run starts with; the worker gets only a part of it
         self._admin = None
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "master.run"], cwd=ROOT, env=env,
-            stdout=self.output.open("ab"), stderr=subprocess.STDOUT,
-        )
+        with self.output.open("ab") as output:  # the farm writes to its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "master.run"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )
         if wait_for_worker:
             wait_for(self._worker_connected, timeout, "the master to answer and a worker to connect")
         else:
