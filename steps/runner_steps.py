@@ -117,31 +117,39 @@ def report_problem(report: dict | None, rc, package: str, version: str, runner_s
     if report is None:
         return f"the runner left no readable report (exit status {rc})"
     if report.get("schema") != contract.SCHEMA:
-        return f"the runner's report has schema {report.get('schema')!r}, not {contract.SCHEMA}"
+        return f"the runner's report has schema {_shown(report.get('schema'), repr)}, not {contract.SCHEMA}"
     outcome = report.get("outcome")
     if not isinstance(outcome, str) or outcome not in contract.OUTCOMES:
-        return f"the runner's report gives an unknown outcome {outcome!r}"
+        return f"the runner's report gives an unknown outcome {_shown(outcome, repr)}"
     if rc != contract.EXIT_CODES[outcome]:
         return (f"the runner exited with status {rc} but its report says {outcome} "
                 f"(status {contract.EXIT_CODES[outcome]})")
     if outcome == contract.INFRA_ERROR and report.get("infra") not in contract.INFRA_REASONS:
-        return f"the runner's report gives an unknown infrastructure error {report.get('infra')!r}"
+        return f"the runner's report gives an unknown infrastructure error {_shown(report.get('infra'), repr)}"
     runner = report.get("runner")
     written_by = runner.get("sha256") if isinstance(runner, dict) else None
     if written_by != runner_sha256:
-        return (f"the runner's report comes from the runner {str(written_by)[:12]}, "
+        return (f"the runner's report comes from the runner {_shown(written_by)[:12]}, "
                 f"not from the one sent ({runner_sha256[:12]})")
     named, named_version = report.get("package"), report.get("version")
     if named is None and named_version is None and outcome == contract.INFRA_ERROR:
         return None  # the runner failed before it knew the release; it names none
     if not (_same_name(named, package) and _same_version(named_version, version)):
         requested = f"{package} {version}" if version else f"{package} (latest)"
-        return f"the runner's report names {named} {named_version}, not the requested {requested}"
+        return f"the runner's report names {_shown(named)} {_shown(named_version)}, not the requested {requested}"
     return None
 
 
+def _shown(value, form=str, limit: int = 80) -> str:
+    """A value of the report in a sentence: the report is untrusted, so its length is capped."""
+    text = form(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _same_name(named, package: str) -> bool:
-    return isinstance(named, str) and isinstance(package, str) and canonicalize_name(named) == canonicalize_name(package)
+    if not (isinstance(named, str) and isinstance(package, str)):
+        return False
+    return canonicalize_name(named) == canonicalize_name(package)
 
 
 def _same_version(named, version: str) -> bool:

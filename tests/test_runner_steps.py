@@ -227,6 +227,9 @@ def test_report_problem_accepts_an_infra_error_that_names_no_release():
         "the runner's report names None None, not the requested six 1.17.0")
     assert report_problem(dict(early, infra="gremlins"), 3, "six", "", SHA256) == (
         "the runner's report gives an unknown infrastructure error 'gremlins'")
+    # What the report says is shown, but never at any length.
+    flood = report_problem(report_dict("passed", package="x" * 10_000), 0, "six", "1.17.0", SHA256)
+    assert flood.startswith("the runner's report names xxx") and len(flood) < 200
     # Versions compare as versions: 1.17 is 1.17.0.
     assert report_problem(report_dict("passed", version="1.17"), 0, "six", "1.17.0", SHA256) is None
 
