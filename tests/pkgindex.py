@@ -340,6 +340,18 @@ class PackageIndex:
             with self._lock:
                 self._files[p.name] = (p, normalize(project), requires_python, sha)
 
+    def add_raw(self, path, project, requires_python=None):
+        """Serve `path` as a file of `project` without reading it as a distribution: for files
+        that are not one (garbage bytes named like an sdist) or are too costly to open (a bomb).
+        The index lists its real sha256, as PyPI would for whatever was uploaded."""
+        p = Path(path)
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        with self._lock:
+            self._files[p.name] = (p, normalize(project), requires_python, h.hexdigest())
+
     def projects(self):
         with self._lock:
             return sorted({v[1] for v in self._files.values()})
