@@ -84,7 +84,9 @@ def test_distributions_skip_a_fifo_metadata_and_survive_a_broken_record(tmp_path
     found = {d["dist_info"]: d for d in environment.distributions(str(site))}
     assert time.monotonic() - started < 2
     assert found["good-1.0.dist-info"]["name"] == "good" and found["good-1.0.dist-info"]["requires"] == ["dep>=1"]
-    assert "good/__init__.py" in found["good-1.0.dist-info"]["record"]
+    # A RECORD is read as strictly as installers read it: one bad row and none of it is trusted.
+    assert found["good-1.0.dist-info"]["record"] == [] and "malformed RECORD" in found["good-1.0.dist-info"]["problem"]
+    assert environment.record_paths('a.py,sha256=x,1\n"b c.py",,\n') == ["a.py", "b c.py"]
     assert "not a regular file" in found["fifo-1.0.dist-info"]["problem"]
 
 

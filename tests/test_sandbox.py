@@ -917,10 +917,9 @@ ATTACKS = {
     "record-shipped": Attack(build_shipped_broken_record, "install-failed", "from the wheel"),
     #    In its dependency's RECORD: the environment it leaves holds a distribution no installer can
     #    uninstall any more (uv: "RECORD file is invalid"), uninstall-dirty.
-    "record-dep": Attack(build_broken_record("dep"), "uninstall-dirty", xfail=(
-        "the uninstall audit (inside/environment.py) reads RECORD with importlib.metadata, whose csv "
-        "reader takes a line with an unterminated quote as one file name: the dependency's broken RECORD "
-        "goes unnoticed and the build passes")),
+    #    The audit reads RECORD as strictly as uv does: the dependency's files belong to no readable
+    #    distribution any more, and are left over.
+    "record-dep": Attack(build_broken_record("dep"), "uninstall-dirty"),
     # 4. A forged report: the runner's folder is out of the tests' reach (their assertion that they
     #    wrote there fails: tests-failed) and the report names the package.
     "forged-report": Attack(build_forged_report, "tests-failed", "Tests failed", check=check_forged_report),

@@ -39,9 +39,11 @@ def junit_counts(data):
 def pytest_verdict(rc, counts):
     """(status, outcome, reason) for pytest's exit status `rc`; `counts` only describe it."""
     known = counts is not None
+    if known and rc == 1 and counts["failed"] + counts["errors"] == 0:
+        known = False  # the run's own file says nothing failed while pytest says otherwise: not shown
     counts = counts or ZERO
     summary = ("%(passed)d passed, %(failed)d failed, %(errors)d errors, %(skipped)d skipped" % counts
-               if known else "counts unreadable")
+               if known else "counts unreadable or inconsistent with the exit status")
     if rc == 0:
         if known and counts["passed"] + counts["skipped"] + counts["failed"] + counts["errors"] == 0:
             return "skipped", contract.NO_TESTS, "pytest ran but collected no tests."

@@ -2,6 +2,7 @@
 (read with importlib.metadata). Runs inside the sandbox, after the package's code has had its
 chance to plant links, FIFOs and huge files there: nothing is followed, only regular files of a
 bounded size are read, and the walk stops at MAX_ENTRIES."""
+import csv
 import os
 import stat
 
@@ -76,13 +77,24 @@ def distributions(site):
             continue
         if _regular(os.path.join(folder, "RECORD"), MAX_METADATA):
             try:
-                files = dist.files or []
-                item["record"] = [str(f) for f in files[:MAX_RECORD_LINES]]
-            except Exception as exc:
-                item["problem"] = "unreadable RECORD: %s" % exc
+                item["record"] = record_paths(dist.read_text("RECORD") or "")
+            except (csv.Error, ValueError, UnicodeDecodeError) as exc:
+                item["problem"] = "malformed RECORD: %s" % exc
         elif os.path.lexists(os.path.join(folder, "RECORD")):
             item["problem"] = "RECORD is not a regular file of at most %d bytes" % MAX_METADATA
     return out
+
+
+def record_paths(text):
+    """The paths of a RECORD, read as strictly as installers read it (uv refuses a malformed one):
+    a row that is not three CSV fields makes the whole RECORD untrustworthy."""
+    rows = [row for row in csv.reader(text.splitlines(), strict=True) if row]
+    if len(rows) > MAX_RECORD_LINES:
+        raise ValueError("more than %d lines" % MAX_RECORD_LINES)
+    for number, row in enumerate(rows, 1):
+        if len(row) != 3:
+            raise ValueError("line %d has %d fields, not 3" % (number, len(row)))
+    return [row[0] for row in rows]
 
 
 def audit(env, site, tools_pth):
