@@ -11,6 +11,9 @@ import socket
 import threading
 import urllib.parse
 
+# One copy of the byte pump serves both ends: the forwarder in the sandbox and this proxy.
+from farm_runner.inside.forward import pump
+
 MAX_CONNECTIONS = 32
 IDLE_SECONDS = 60
 MAX_HEAD = 65536
@@ -115,19 +118,3 @@ class IndexProxy:
                 upstream.close()
             self.slots.release()
 
-
-def pump(a, b):
-    """Copy a -> b until either side ends or stays idle past its timeout; then shut both down."""
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
