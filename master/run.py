@@ -33,16 +33,18 @@ WORKER_ENVIRONMENT = (
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
 )
 
+RUN_VARIABLES = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}  # what both processes get from make run
+
 
 def master_environment(environ=os.environ) -> dict[str, str]:
     """The master's: its own, which holds the secrets it reads (master/secrets.py, master/access.py)."""
-    return dict(environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    return dict(environ, **RUN_VARIABLES)
 
 
 def worker_environment(environ=os.environ) -> dict[str, str]:
     """The local worker's: the allowed variables of `environ`, never a FARM_* one."""
     kept = {name: environ[name] for name in WORKER_ENVIRONMENT if name in environ}
-    return dict(kept, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    return dict(kept, **RUN_VARIABLES)
 
 
 def prepare_master(settings: farm_settings.Settings) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 from buildbot.process import buildstep
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
@@ -62,18 +61,12 @@ class RunnerBundle:
 
     def current(self) -> tuple[bytes, str]:
         """The bundle's bytes and sha256, from the sources as they are now."""
-        # bundle._members() lists the files the bundle is built from.
-        fingerprint = tuple((name, *_stamp(path)) for name, path in bundle._members())
+        fingerprint = bundle.fingerprint()
         if fingerprint != self._fingerprint:
             self.data = bundle.build_bytes()
             self.sha256 = hashlib.sha256(self.data).hexdigest()
             self._fingerprint = fingerprint
         return self.data, self.sha256
-
-
-def _stamp(path: str) -> tuple[int, int]:
-    status = os.stat(path)
-    return status.st_mtime_ns, status.st_size
 
 
 RUNNER_BUNDLE = RunnerBundle()

@@ -240,8 +240,8 @@ def test_the_bundle_is_built_once_and_again_when_a_source_changes(monkeypatch):
     cache = runner_steps.RunnerBundle()
     first = cache.current()
     assert cache.current() == first and len(built) == 1
-    members = list(bundle._members())
-    monkeypatch.setattr(bundle, "_members", lambda: members[1:])  # as if a source went away
+    members = list(bundle.sources())
+    monkeypatch.setattr(bundle, "sources", lambda: members[1:])  # as if a source went away
     assert cache.current() != first and len(built) == 2
 
 

@@ -16,7 +16,8 @@ MAIN = b"import sys\nfrom farm_runner.host.cli import main\nsys.exit(main())\n"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _members():
+def sources():
+    """(name in the bundle, path) of every file the bundle is built from."""
     for folder, dirs, files in os.walk(PACKAGE_DIR):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
@@ -29,7 +30,7 @@ def _members():
 def build_bytes():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        entries = [("__main__.py", None)] + sorted(_members())
+        entries = [("__main__.py", None)] + sorted(sources())
         for arcname, path in entries:
             info = zipfile.ZipInfo(arcname, _EPOCH)
             info.external_attr = 0o644 << 16
@@ -41,6 +42,11 @@ def build_bytes():
                     data = fh.read()
             zf.writestr(info, data)
     return buffer.getvalue()
+
+
+def fingerprint():
+    """What changes when a source changes (names, mtimes, sizes): cheap to take before each build."""
+    return tuple((name, os.stat(path).st_mtime_ns, os.stat(path).st_size) for name, path in sources())
 
 
 def build(dest):

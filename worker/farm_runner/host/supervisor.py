@@ -25,7 +25,7 @@ import time
 import traceback
 import urllib.request
 
-from farm_runner import contract, untrusted
+from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner.host import audit, index, limits as limits_, report as report_, sandbox as sandbox_, verdict
@@ -81,7 +81,6 @@ class Runner:
         self.report_path = os.path.abspath(args.report or os.path.join(self.workdir, "report.json"))
         self.limits = limits_.Limits(args.timeout, args.silence_timeout, args.memory, args.processes, args.disk,
                                      args.max_log)
-        from farm_runner import bundle
         self.identity = bundle.identity()
         self.t0 = time.monotonic()
         self.report = None
