@@ -3,16 +3,47 @@
 The bundle is built byte for byte the same from the same sources (sorted members, fixed times and
 modes), so its sha256 names the runner's code: the master sends it with each build, the runner
 puts it in its report, and a checkout computes the same hash for the same code.
+
+Run, the bundle unpacks itself once per content and interpreter beside itself
+(`runner.pyz.d/<sha256>-<cache tag>/`, in the worker's own build folder, which no sandbox sees),
+compiled, and runs from there: importing from the zip would compile every module on every run, in
+the supervisor and again in each command the sandbox runs it for.
 """
 
 import hashlib
 import io
 import os
-import sys
 import zipfile
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-MAIN = b"import sys\nfrom farm_runner.host.cli import main\nsys.exit(main())\n"
+MAIN = b'''"""The shipped runner (farm_runner/bundle.py): unpack once, compiled, then run from there."""
+import compileall, hashlib, os, shutil, sys, tempfile, zipfile
+
+archive = os.path.dirname(os.path.abspath(__file__))
+with open(archive, "rb") as fh:
+    digest = hashlib.sha256(fh.read()).hexdigest()
+cache = archive + ".d"
+lib = os.path.join(cache, "%s-%s" % (digest, sys.implementation.cache_tag))
+if not os.path.isdir(lib):
+    os.makedirs(cache, exist_ok=True)
+    new = tempfile.mkdtemp(dir=cache, prefix=".new-")
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(new, [n for n in zf.namelist() if n.startswith("farm_runner/")])
+    compileall.compile_dir(new, quiet=2)
+    try:
+        os.rename(new, lib)
+    except OSError:  # another run made it first
+        shutil.rmtree(new, ignore_errors=True)
+    for old in os.listdir(cache):
+        if old != os.path.basename(lib) and not old.startswith("."):
+            shutil.rmtree(os.path.join(cache, old), ignore_errors=True)
+sys.path[0] = lib
+from farm_runner import bundle
+bundle.UNPACKED = {"sha256": digest, "lib": lib}
+from farm_runner.host.cli import main
+sys.exit(main())
+'''
+UNPACKED = None  # set by MAIN: the bundle's sha256 and the folder it runs from
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -66,17 +97,9 @@ def build(dest):
     return digest
 
 
-def running_from_bundle():
-    """The bundle this code was imported from, or None in a checkout."""
-    archive = getattr(sys.modules["farm_runner"].__loader__, "archive", None)
-    return archive if archive and os.path.isfile(archive) else None
-
-
 def identity():
     """{"sha256", "source", "lib"}: the code that runs, and what the sandbox binds as LIB."""
-    archive = running_from_bundle()
-    if archive:
-        with open(archive, "rb") as fh:
-            return {"sha256": hashlib.sha256(fh.read()).hexdigest(), "source": "bundle", "lib": archive}
+    if UNPACKED:
+        return dict(UNPACKED, source="bundle")
     return {"sha256": hashlib.sha256(build_bytes()).hexdigest(), "source": "checkout",
             "lib": os.path.dirname(PACKAGE_DIR)}
