@@ -26,7 +26,7 @@ from pathlib import Path
 import master  # noqa: F401  (puts the runner's package, farm_runner, on the path)
 from bench.corpus import pip_environment
 from farm_runner._vendor.packaging.utils import canonicalize_name
-from farm_runner.host.audit import import_names
+from farm_runner.inside.environment import import_names
 from farm_runner.host.interpreters import find_interpreters
 from farm_runner.inside import discover
 from farm_runner.inside.unpack import unpack

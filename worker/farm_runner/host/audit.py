@@ -36,21 +36,6 @@ def checked_dists(listing):
     return out
 
 
-def import_names(record):
-    names = set()
-    for p in record:
-        parts = p.replace("\\", "/").split("/")
-        top = parts[0]
-        if top in ("..", "") or top.endswith((".dist-info", ".data", ".pth")) or top == "__pycache__":
-            continue
-        if len(parts) == 1:
-            if top.endswith(".py") or re.search(r"\.(so|pyd)$", top):
-                names.add(top.split(".")[0])
-        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", top):
-            names.add(top)
-    return sorted(names)
-
-
 def requirement_closure(dists, root, environment=None):
     """The installed distributions `root` needs, directly or not, without root itself.
     Requirements for an extra are left out; other markers are evaluated for `environment`."""

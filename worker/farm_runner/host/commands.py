@@ -36,7 +36,42 @@ def child_env(extra=None):
     return env
 
 
-def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), shown=None, cgroups=True):
+class AnswerPipe:
+    """The channel of the runner's own code in the sandbox back to the supervisor: a pipe whose
+    write end only that process holds (passed to it alone, closed before it starts anything of the
+    package's), read while the command runs, at most `limit` bytes."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._read_end, self.fd = os.pipe()
+        self.data, self.too_big = b"", False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def started(self):
+        os.close(self.fd)  # the command has its copy
+        self._thread.start()
+
+    def _read(self):
+        chunks, size = [], 0
+        while True:
+            data = os.read(self._read_end, 65536)
+            if not data:
+                break
+            size += len(data)
+            if size <= self.limit:
+                chunks.append(data)
+            else:
+                self.too_big = True
+        os.close(self._read_end)
+        self.data = b"" if self.too_big else b"".join(chunks)
+
+    def finish(self):
+        self._thread.join(5)
+        return self.data
+
+
+def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), shown=None, cgroups=True,
+                answer=None):
     """Run `cmd` within `limits`; returns (returncode, the output's last 256 KB as text).
 
     Output (stdout and stderr together) streams to `log`, cut after limits.max_log bytes. The
@@ -44,6 +79,7 @@ def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), s
     long, when it uses too much memory, when `watch_dirs` grow past the disk limit, or when it hits
     the process limit: LimitHit says which. `shown` is what the log says was run.
     `cgroups`: False where this host has none (the report says so); the rlimits still apply.
+    `answer`: an AnswerPipe whose write end the command gets (as the same descriptor number).
     """
     if log is not None:
         log.write("$ " + " ".join(shlex.quote(str(c)) for c in (shown or cmd)) + "\n")
@@ -59,11 +95,13 @@ def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), s
     try:
         proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env if env is not None else child_env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                **kwargs)
+                                pass_fds=(answer.fd,) if answer else (), **kwargs)
     except OSError as exc:
         if cgroup:
             cgroup.remove()
         raise InfraError("could not start %s: %s" % (cmd[0], exc))
+    if answer is not None:
+        answer.started()
     chunks = queue.Queue()
 
     def read():

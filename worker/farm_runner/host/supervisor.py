@@ -29,13 +29,14 @@ from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner.host import audit, index, limits as limits_, report as report_, sandbox as sandbox_, verdict
-from farm_runner.host.commands import child_env, run_command
+from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
 from farm_runner.inside import environment
-from farm_runner.inside.import_check import CODE as IMPORT_CHECK
+from farm_runner.inside.discover import is_test_name
+from farm_runner.inside.stage import pytest_command
 
 LOG_EXCERPT_BYTES = 4096
 TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
@@ -195,7 +196,8 @@ class Runner:
         os.makedirs(root, exist_ok=True)
         return tempfile.mkdtemp(dir=root)
 
-    def boxed(self, cmd, cwd, deadline, log, env=None, network=False, out_dir=None, extra_ro=(), shown=None):
+    def boxed(self, cmd, cwd, deadline, log, env=None, network=False, out_dir=None, extra_ro=(), shown=None,
+              answer=None):
         """A command that runs the package's code or reads its trees: in the sandbox. With
         `network`, the package index (and only it) is reachable through the runner's proxy."""
         st, sb = self.report["_state"], self.sandbox
@@ -213,7 +215,7 @@ class Runner:
             rc, out = run_command(argv, deadline, self.limits, cwd=cwd if sb.mode == "none" else self.workdir,
                                   env=run_env, log=log, watch_dirs=[self.box],
                                   shown=["[%s%s]" % (sb.mode, " +index" if network else "")] + list(shown or cmd),
-                                  cgroups="processes" not in self.report["sandbox"]["missing"])
+                                  cgroups="processes" not in self.report["sandbox"]["missing"], answer=answer)
             if sb.mode == "bwrap" and rc > 128:
                 rc = 128 - rc  # bwrap reports a command killed by signal N as 128 + N
             return rc, out
@@ -232,25 +234,22 @@ class Runner:
                               % (proxy.refused_over_cap, MAX_CONNECTIONS))
                     network_report["refused_over_cap"] += proxy.refused_over_cap
 
-    def inside(self, task, args, deadline, log, request=None, extra_ro=()):
-        """Run a task of farm_runner.inside in the sandbox and return its answer (untrusted data)."""
-        out_dir = self.new_out_dir()
-        if request is not None:
-            untrusted.write_new(os.path.join(out_dir, "request.json"), json.dumps(request))
-        out = self.sandbox.out_path(out_dir)
-        cmd = self.sandbox.inside_command(task, *[out if a is OUT else a for a in args])
-        rc, output = self.boxed(cmd, self.box, deadline, log, out_dir=out_dir, extra_ro=extra_ro,
-                                shown=["farm-runner-inside", task])
+    def inside(self, task, args, deadline, log, out_dir=None, extra_ro=()):
+        """Run a task of farm_runner.inside in the sandbox: (its answer, read from the pipe only
+        the runner's code held, untrusted data all the same; the command's exit status; the end
+        of its output). `out_dir`: a folder made for this command, bound at /run/farm/out."""
+        pipe = AnswerPipe(MAX_RESULT)
+        cmd = self.sandbox.inside_command(task, pipe.fd, *args)
+        rc, output = self.boxed(cmd, self.box, deadline, log, out_dir=out_dir, extra_ro=extra_ro, answer=pipe,
+                                shown=["farm-runner-inside", task] + list(args))
         try:
-            if rc != 0:
-                raise untrusted.Untrusted("exit status %d" % rc)
-            answer = untrusted.read_json(out_dir, "result.json", MAX_RESULT)
-            if not isinstance(answer, dict):
-                raise untrusted.Untrusted("result.json is not an object")
-            return answer
-        except untrusted.Untrusted as exc:
-            raise InfraError("the runner's %s step in the sandbox failed (%s): %s" % (task, exc, _last_line(output)),
-                             kind="runner-fault")
+            answer = json.loads(pipe.finish().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            answer = None
+        if not isinstance(answer, dict):
+            raise InfraError("the runner's %s step in the sandbox gave no answer (exit status %d%s): %s" % (
+                task, rc, ", too long" if pipe.too_big else "", _last_line(output)), kind="runner-fault")
+        return answer, rc, output
 
     def sandbox_path(self, host_path, inside_path):
         return inside_path if self.sandbox.mode == "bwrap" else host_path
@@ -325,17 +324,6 @@ class Runner:
                 raise InfraError("the index could not be reached during the install: %s" % _last_line(out), kind="index")
             return "failed", contract.INSTALL_FAILED, "Installing %s %s from the %s %s failed: %s" % (
                 r["package"], r["version"], chosen["kind"], chosen["filename"], report_.sentence(_error_line(out)))
-        dists = audit.checked_dists(self.inside("dists", [layout["site_packages"], OUT], deadline, log).get("dists"))
-        me = dists.get(canonicalize_name(r["package"]))
-        if me is None:
-            return "failed", contract.INSTALL_FAILED, "uv reported success but %s has no metadata in the environment." % (
-                r["package"])
-        st["import_names"] = audit.import_names(me["record"])
-        st["provides_extras"] = me["extras"]
-        st["record"] = me["record"]
-        closure = audit.requirement_closure(dists, canonicalize_name(r["package"]), audit.marker_environment(self.py_info))
-        r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]} for k in closure),
-                                   key=lambda d: canonicalize_name(d["name"]))
         return "ok", contract.PASSED, "Installed %s %s from %s." % (r["package"], r["version"], chosen["filename"])
 
     def choose_distribution(self, ranks, pyver):
@@ -428,10 +416,28 @@ class Runner:
             sdist = self.sandbox_path(host_path, SDIST_IN_SANDBOX + "/" + name)
             extra_ro = [(host_path, SDIST_IN_SANDBOX + "/" + name)]
         src_dir, run_dir = os.path.join(self.box, "src"), os.path.join(self.box, "run")
-        staged = self.inside("stage", [OUT], deadline, log, extra_ro=extra_ro, request={
-            "sdist": sdist, "src": src_dir, "run": run_dir, "names": st.get("import_names", []),
-            "site_packages": st["site_packages"], "extras": st.get("provides_extras", []),
-            "max_bytes": self.limits.disk})
+        # One command stages the tests and, when nothing is to install first, runs them (its exit
+        # status is then pytest's): a sandbox start less for most releases.
+        out_dir = self.new_out_dir()
+        out = self.sandbox.out_path(out_dir)
+        pytest_env = {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
+                      "FARM_IMPORT_REPORT": out + "/imports.json"}
+        untrusted.write_new(os.path.join(out_dir, "request.json"), json.dumps({
+            "package": r["package"], "sdist": sdist, "src": src_dir, "run": run_dir,
+            "site_packages": st["site_packages"], "max_bytes": self.limits.disk,
+            "test": {"python": st["env_python"], "out": out, "env": pytest_env}}))
+        staged, rc, output = self.inside("stage", [out], deadline, log, out_dir=out_dir, extra_ro=extra_ro)
+        ran = staged.get("ran_tests") is True
+        if rc != 0 and not ran:
+            raise InfraError("the runner's stage step in the sandbox failed (exit status %d): %s" % (
+                rc, _last_line(output)), kind="runner-fault")
+        if not self.take_installed(staged):
+            # uv said yes, but nothing of the release is in the environment: the install failed.
+            r["phases"]["install"]["status"] = "failed"
+            st["phase_outcomes"]["install"] = contract.INSTALL_FAILED
+            st["phase_reasons"]["install"] = "uv reported success but %s has no metadata in the environment." % (
+                r["package"])
+            return "skipped", None, "Not tested: the install left no metadata."
         if isinstance(staged.get("refused"), str):
             r["tests"] = dict(verdict.ZERO, command=[])
             return "failed", contract.TESTS_FAILED, report_.sentence("The tests could not be prepared: %s" % staged["refused"])
@@ -441,25 +447,21 @@ class Runner:
             r["tests"] = dict(verdict.ZERO, command=[])
             return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
                 r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
-        log.write("tests: %s -> %s\n" % (plan["how"], " ".join(plan["paths"])))
-        reqs = self.test_requirements(staged.get("deps"), staged.get("src"))
-        if reqs:  # pytest itself is in the shared tools
-            rc, out = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
-            if rc != 0:
-                if _network_trouble(out):
-                    raise InfraError("the index could not be reached for the test dependencies: %s" % _last_line(out),
-                                     kind="index")
-                r["tests"] = dict(verdict.ZERO, command=[])
-                return "failed", contract.TESTS_FAILED, "Could not install the test dependencies: %s" % report_.sentence(
-                    _error_line(out))
-        out_dir = self.new_out_dir()
-        out = self.sandbox.out_path(out_dir)
-        pytest_cmd = [st["env_python"], "-m", "pytest", "-p", "_farm_probe", "-p", "no:cacheprovider",
-                      "--junitxml", out + "/junit.xml", "-o", "junit_family=xunit2"]
-        pytest_cmd += (["--pyargs"] if plan["pyargs"] else []) + plan["paths"]
-        env = {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
-               "FARM_IMPORT_REPORT": out + "/imports.json", "FARM_IMPORT_NAMES": json.dumps(st.get("import_names", []))}
-        rc, _ = self.boxed(pytest_cmd, run_dir, deadline, log, env=env, out_dir=out_dir)
+        pytest_cmd = pytest_command(st["env_python"], plan, out)
+        if not ran:
+            log.write("tests: %s -> %s\n" % (plan["how"], " ".join(plan["paths"])))
+            reqs = self.test_requirements(staged.get("deps"), staged.get("src"))
+            if reqs:  # pytest itself is in the shared tools
+                rc, output = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
+                if rc != 0:
+                    if _network_trouble(output):
+                        raise InfraError("the index could not be reached for the test dependencies: %s"
+                                         % _last_line(output), kind="index")
+                    r["tests"] = dict(verdict.ZERO, command=[])
+                    return "failed", contract.TESTS_FAILED, "Could not install the test dependencies: %s" % (
+                        report_.sentence(_error_line(output)))
+            env = dict(pytest_env, FARM_IMPORT_NAMES=json.dumps(st.get("import_names", [])))
+            rc, _ = self.boxed(pytest_cmd, run_dir, deadline, log, env=env, out_dir=out_dir)
         try:
             counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))
         except untrusted.Untrusted as exc:
@@ -479,6 +481,22 @@ class Runner:
                 ", ".join("%s from %s" % kv for kv in sorted(wrong.items())))
         return verdict.pytest_verdict(rc, counts)
 
+    def take_installed(self, staged):
+        """What the environment says of the release (from the stage step's listing, as the install
+        left it): its import names, extras and RECORD, and the dependencies it resolved."""
+        r, st = self.report, self.report["_state"]
+        dists = audit.checked_dists(staged.get("dists"))
+        me = next((d for d in dists.values() if d["dist_info"] == staged.get("me")), None)
+        if me is None:
+            return False
+        st["import_names"] = environment.import_names(me["record"])
+        st["provides_extras"] = me["extras"]
+        st["record"] = me["record"]
+        closure = audit.requirement_closure(dists, canonicalize_name(me["name"]), audit.marker_environment(st["interpreter"]))
+        r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]} for k in closure),
+                                   key=lambda d: canonicalize_name(d["name"]))
+        return True
+
     def download_sdist(self, sdist):
         """The release's sdist, fetched into a folder the runner made and checked against the index's hash."""
         dl = os.path.join(self.workdir, "dl")
@@ -490,14 +508,12 @@ class Runner:
         return path
 
     def test_requirements(self, deps, src):
-        """uv arguments for the test dependencies the stage step found, after checking each one:
-        extras the release declares, and files inside its unpacked sdist."""
+        """uv arguments for the test dependencies: the release's test extras, and the test groups
+        and requirement files the stage step found, each checked to lie inside the unpacked sdist."""
         r, st = self.report, self.report["_state"]
         if not isinstance(deps, dict):
             return []
-        declared = {canonicalize_name(e): e for e in st.get("provides_extras", [])}
-        extras = [declared[canonicalize_name(e)] for e in deps.get("extras") or []
-                  if isinstance(e, str) and canonicalize_name(e) in declared]
+        extras = [e for e in st.get("provides_extras", []) if is_test_name(e)]
         reqs = []
         if extras:
             if self.spec[0] == "path":
@@ -510,7 +526,8 @@ class Runner:
             return inside_src and isinstance(path, str) and path.startswith(src + "/") and ".." not in path.split("/")
 
         for group in deps.get("groups") or []:
-            if isinstance(group, list) and len(group) == 2 and in_src(group[0]) and isinstance(group[1], str):
+            if (isinstance(group, list) and len(group) == 2 and in_src(group[0]) and isinstance(group[1], str)
+                    and is_test_name(group[1])):
                 reqs += ["--group", "%s:%s" % (group[0], group[1])]
         for path in deps.get("requirement_files") or []:
             if in_src(path):
@@ -521,12 +538,16 @@ class Runner:
     def phase_uninstall(self, deadline, log):
         r, st = self.report, self.report["_state"]
         site, env_dir = st["site_packages"], st["env"]
-        rc, out = self.boxed([st["uv"], "pip", "uninstall", "--no-config", "--python", st["env_python"],
-                              "--cache-dir", st["box_cache"], r["package"]], self.box, deadline, log)
-        if rc != 0:
+        # One command: uv's uninstall runs none of the package's code, so the listing after it sees
+        # the environment exactly as the uninstall left it; the import check comes last.
+        uninstall = [st["uv"], "pip", "uninstall", "--no-config", "--python", st["env_python"], "--cache-dir",
+                     st["box_cache"], r["package"]]
+        listing, rc, out = self.inside("audit", [env_dir, site, TOOLS_PTH, st["env_python"],
+                                                 json.dumps(st.get("import_names", [])), "--"] + uninstall,
+                                       deadline, log)
+        if listing.get("uninstall_returncode") != 0:
             return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s failed: %s" % (
                 r["package"], report_.sentence(_error_line(out)))
-        listing = self.inside("audit", [env_dir, site, TOOLS_PTH, OUT], deadline, log)
         after = [p for p in listing.get("files") or [] if isinstance(p, str)]
         if listing.get("complete") is not True:
             r["leftovers"] = after[:100]
@@ -536,17 +557,15 @@ class Runner:
         for d in audit.checked_dists(listing.get("dists")).values():
             claimed.add(audit.site_relative(env_dir, site, d["dist_info"]) + "/")
             claimed.update(audit.site_relative(env_dir, site, p) for p in d["record"])
-            other_names.update(audit.import_names(d["record"]))
+            other_names.update(environment.import_names(d["record"]))
         with open(os.path.join(self.workdir, "snapshot-before.json")) as fh:
             before = json.load(fh)
         removed = [audit.site_relative(env_dir, site, p) for p in st.get("record", [])]
         left = audit.leftovers(after, before, claimed, removed)
         names = [n for n in st.get("import_names", []) if n not in other_names]
         still = []
-        if names:
-            rc, out = self.boxed([st["env_python"], "-I", "-c", IMPORT_CHECK] + names, self.box, deadline, log,
-                                 shown=[st["env_python"], "-I", "-c", "<import check>"] + names)
-            if rc != 0:
+        if names:  # the command ended as the import check (inside/environment.py): its status and output
+            if rc != 0 or not set(names) <= set(listing.get("checked") or []):
                 raise InfraError("the import check could not run: %s" % _last_line(out))
             try:
                 still = [n for n in json.loads(out.strip().splitlines()[-1]) if n in names]
@@ -564,9 +583,6 @@ class Runner:
             return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s was not clean: %s." % (
                 r["package"], "; ".join(parts))
         return "ok", contract.PASSED, "Uninstalled %s cleanly." % r["package"]
-
-
-OUT = object()  # stands for the command's answer folder, as the sandbox sees it
 
 
 def _checked_plan(plan):

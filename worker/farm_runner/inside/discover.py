@@ -8,14 +8,18 @@ import re
 import shlex
 import stat
 
-from farm_runner._vendor.packaging.utils import canonicalize_name
-
 try:
     import tomllib
 except ImportError:  # Python < 3.11
     from farm_runner._vendor import tomli as tomllib
 
 TEST_EXTRAS = ("test", "tests", "testing")
+
+
+def is_test_name(name):
+    """Is an extra or a dependency group named for tests? For these names, all letters,
+    lower-casing decides exactly as PEP 503/685 normalisation would (a separator never matches)."""
+    return isinstance(name, str) and name.lower() in TEST_EXTRAS
 TEST_DIRS = ("tests", "test", "testing")
 TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "test-requirements.txt",
                           "requirements-test.txt", "requirements-tests.txt", "requirements/test.txt",
@@ -173,15 +177,15 @@ def _plan(src, how, paths, names):
     return {"how": how, "paths": copy, "pyargs": False, "copy": copy, "config": config}
 
 
-def test_dependencies(src, provides_extras):
-    """What the project declares for its tests: {"extras", "groups", "requirement_files"} (paths
-    inside the sandbox; the host checks them before it passes them to the installer)."""
-    extras = [e for e in provides_extras if canonicalize_name(e) in TEST_EXTRAS]
+def test_dependencies(src):
+    """What the sdist declares for its tests: {"groups": [[pyproject, name]...], "requirement_files"}
+    (every dependency group: the host picks the test ones, as it picks the release's test extras,
+    and checks each path before it passes it to the installer)."""
     groups, files = [], []
     if src:
         pyproject = os.path.join(src, "pyproject.toml")
         declared = load_toml(pyproject).get("dependency-groups") or {}
         if isinstance(declared, dict):
-            groups = [[pyproject, g] for g in declared if isinstance(g, str) and canonicalize_name(g) in TEST_EXTRAS]
+            groups = [[pyproject, g] for g in declared if isinstance(g, str)]
         files = [os.path.join(src, f) for f in TEST_REQUIREMENT_FILES if _text(os.path.join(src, f)) is not None]
-    return {"extras": extras, "groups": groups, "requirement_files": files}
+    return {"groups": groups, "requirement_files": files}

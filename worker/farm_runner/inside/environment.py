@@ -4,7 +4,12 @@ chance to plant links, FIFOs and huge files there: nothing is followed, only reg
 bounded size are read, and the walk stops at MAX_ENTRIES."""
 import csv
 import os
+import re
 import stat
+import subprocess
+import sys
+
+from farm_runner.inside import import_check
 
 MAX_ENTRIES = 200000
 MAX_METADATA = 4 << 20  # bytes of METADATA or RECORD
@@ -97,10 +102,55 @@ def record_paths(text):
     return [row[0] for row in rows]
 
 
-def audit(env, site, tools_pth):
-    """After the uninstall: take the test tools out of the environment, then list what is left."""
+def import_names(record):
+    names = set()
+    for p in record:
+        parts = p.replace("\\", "/").split("/")
+        top = parts[0]
+        if top in ("..", "") or top.endswith((".dist-info", ".data", ".pth")) or top == "__pycache__":
+            continue
+        if len(parts) == 1:
+            if top.endswith(".py") or re.search(r"\.(so|pyd)$", top):
+                names.add(top.split(".")[0])
+        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", top):
+            names.add(top)
+    return sorted(names)
+
+
+def installed(site, package):
+    """The dist-info folder of `package` in `site`, found by importlib.metadata's own name matching
+    (PEP 503), or None."""
+    from importlib.metadata import distributions
+
+    for dist in distributions(name=package, path=[site]):
+        folder = getattr(dist, "_path", None)
+        if folder is not None:
+            return os.path.basename(str(folder))
+    return None
+
+
+def audit(env, site, tools_pth, python, names, uninstall, write_answer):
+    """The uninstall (`uninstall`: uv's command; it runs none of the package's code), then the
+    environment without the test tools, listed and answered; last, this process becomes the
+    package's interpreter checking which of its import `names` that no other distribution provides
+    can still be found. That check may run code a leftover .pth file names: it comes after the
+    answer, and its own output (a JSON list on the last line) is the command's."""
+    sys.stdout.flush()
+    returncode = subprocess.call(uninstall)
+    if returncode != 0:
+        return write_answer({"uninstall_returncode": returncode})
     pth = os.path.join(site, tools_pth)
     if os.path.lexists(pth) and not os.path.isdir(pth):
         os.unlink(pth)
     files, complete = list_files(env)
-    return {"files": files, "complete": complete, "dists": distributions(site)}
+    dists = distributions(site)
+    provided = set(n for d in dists for n in import_names(d["record"]))
+    checked = [n for n in names if n not in provided]
+    write_answer({"uninstall_returncode": 0, "files": files, "complete": complete, "dists": dists,
+                  "checked": checked})
+    if not checked:
+        return 0
+    command = [python, "-I", "-c", import_check.CODE] + checked
+    print("$ %s -I -c '<import check>' %s" % (python, " ".join(checked)))
+    sys.stdout.flush()
+    os.execv(command[0], command)

@@ -1,11 +1,16 @@
-"""Entry of the work done inside the sandbox: `python -I -S -c BOOTSTRAP LIB TASK ARGS...`
-(host/sandbox.py). Each task writes its answer as JSON to OUT/result.json, a file in a folder the
-runner made for this command alone; the host reads it as untrusted data.
+"""Entry of the work done inside the sandbox: `python -I -S -c BOOTSTRAP LIB TASK FD ARGS...`
+(host/sandbox.py). Each task writes its answer as JSON to FD, a pipe to the supervisor that no
+other process holds, and closes it before anything of the package's runs; the supervisor still
+reads the answer as untrusted data (it describes the package's trees).
 
-    forward SOCKET PORT -- CMD...   the network forwarder, in front of an install command
-    dists SITE OUT                  the distributions installed in an environment
-    stage OUT                       unpack the sdist, find the tests, stage them (request in OUT/request.json)
-    audit ENV SITE PTH OUT          after the uninstall: the environment's files and distributions
+    forward SOCKET PORT -- CMD...   the network forwarder, in front of an install command (no FD)
+    stage OUT                       the installed distributions; unpack the sdist, find the tests, stage
+                                    them (its request in OUT/request.json); then, when nothing is to
+                                    install first, run them (exec: the exit status is pytest's)
+    audit ENV SITE PTH PYTHON NAMES -- CMD
+                                    run the uninstall CMD, list the environment's files and
+                                    distributions, then become the check of which of NAMES (JSON)
+                                    PYTHON still finds (exec: its output is the command's)
 """
 import json
 import os
@@ -18,25 +23,24 @@ def main(argv=None):
     if task == "forward":
         from farm_runner.inside import forward
         return forward.main(args)
-    if task == "dists":
-        from farm_runner.inside import environment
-        site, out = args
-        return answer(out, {"dists": environment.distributions(site)})
+    fd, args = int(args[0]), args[1:]
     if task == "audit":
         from farm_runner.inside import environment
-        env, site, pth, out = args
-        return answer(out, environment.audit(env, site, pth))
+        env, site, pth, python, names, separator = args[:6]
+        assert separator == "--"
+        return environment.audit(env, site, pth, python, json.loads(names), args[6:], lambda result: answer(fd, result))
     if task == "stage":
         from farm_runner.inside import stage
         (out,) = args
         with open(os.path.join(out, "request.json"), encoding="utf-8") as fh:
             request = json.load(fh)
-        return answer(out, stage.stage(request))
+        return stage.run_tests(request, stage.stage(request), lambda result: answer(fd, result))
     sys.stderr.write("unknown task %r\n" % task)
     return 2
 
 
-def answer(out, result):
-    with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as fh:
+def answer(fd, result):
+    """Send the answer and close the pipe: whatever runs after this cannot speak for the runner."""
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(result, fh)
     return 0
