@@ -9,8 +9,9 @@ cleared environment; everything dies with the command. What the sandbox sees:
                                HOME and the uv cache. The only folder that outlives a command.
     /tmp                       a fresh tmpfs for each command (nothing planted there survives)
     /run/farm/runner           the runner itself, read-only (its inside/ code runs from here)
-    /run/farm/out              read-write, for some commands: a folder the runner made for this
-                               command alone, where it finds what the command reports
+    /run/farm/out              read-write, for the test run: a folder the runner made for it
+                               alone, where pytest writes its JUnit XML (the runner's own tasks
+                               answer through a pipe instead: host/commands.py AnswerPipe)
     /run/farm/proxy.sock       during installs: the index proxy (host/proxy.py)
 
 Every bind source is a path the package cannot rename: the box's parent, the runner's own files

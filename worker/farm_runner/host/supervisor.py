@@ -6,7 +6,7 @@ The build's folder (WORKDIR) is the runner's own; the package never sees it:
     snapshot-before.json         the environment's files before anything was installed
     etc/                         the sandbox's passwd, group and hosts
     dl/                          the sdist, downloaded and hash-checked before it is unpacked
-    out/<n>/                     one folder per command that reports back (read as untrusted data)
+    out/<n>/                     the test run's junit.xml and imports (read as untrusted data)
     box/                         the sandbox's only lasting writable folder: env/, src/, run/, home/
 
 Everything that touches what the package's code could have written (box/, out/) happens inside
@@ -191,7 +191,7 @@ class Runner:
                            cgroups="processes" not in self.report["sandbox"]["missing"])
 
     def new_out_dir(self):
-        """A folder made now, for one command's answer (bound at /run/farm/out)."""
+        """A folder made now, for what one command writes back (bound at /run/farm/out)."""
         root = os.path.join(self.workdir, "out")
         os.makedirs(root, exist_ok=True)
         return tempfile.mkdtemp(dir=root)
