@@ -6,7 +6,6 @@ import csv
 import os
 import re
 import stat
-import subprocess
 import sys
 
 from farm_runner.inside import import_check
@@ -135,6 +134,8 @@ def audit(env, site, tools_pth, python, names, uninstall, write_answer):
     package's interpreter checking which of its import `names` that no other distribution provides
     can still be found. That check may run code a leftover .pth file names: it comes after the
     answer, and its own output (a JSON list on the last line) is the command's."""
+    import subprocess
+
     sys.stdout.flush()
     returncode = subprocess.call(uninstall)
     if returncode != 0:

@@ -3,8 +3,6 @@ counted and their sizes added up against the disk limit first, and a member that
 outside the folder (an absolute path, `..`, a link pointing out, a device) refuses the sdist."""
 import errno
 import os
-import tarfile
-import zipfile
 import zlib
 
 MAX_MEMBERS = 100000
@@ -17,12 +15,16 @@ class Refused(Exception):
 def unpack(archive, dest, max_bytes, max_members=MAX_MEMBERS):
     """Unpack `archive` into the new folder `dest`; returns the source root (its one top folder)."""
     os.makedirs(dest)
+    # Only the module the archive's format needs (each costs milliseconds to import).
+    if archive.lower().endswith(".zip"):
+        import zipfile
+        extract, format_error = _unzip, zipfile.BadZipFile
+    else:
+        import tarfile
+        extract, format_error = _untar, tarfile.TarError
     try:
-        if archive.lower().endswith(".zip"):
-            _unzip(archive, dest, max_bytes, max_members)
-        else:
-            _untar(archive, dest, max_bytes, max_members)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+        extract(archive, dest, max_bytes, max_members)
+    except (format_error, EOFError, OSError, ValueError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise  # the build's disk, not the archive
         raise Refused("%s: %s" % (type(exc).__name__, exc))
@@ -45,6 +47,8 @@ def _safe_name(name):
 
 
 def _unzip(archive, dest, max_bytes, max_members):
+    import zipfile
+
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         _check_totals(len(infos), sum(i.file_size for i in infos), max_bytes, max_members)
@@ -55,6 +59,8 @@ def _unzip(archive, dest, max_bytes, max_members):
 
 
 def _untar(archive, dest, max_bytes, max_members):
+    import tarfile
+
     with tarfile.open(archive) as tf:
         members, size = [], 0
         for member in tf:
