@@ -1,11 +1,12 @@
 """The two procedures the farm is measured against, as shell scripts run on the same slot:
 
 - raw: what a maintainer does by hand with uv (the physical limit): `uv venv`, `uv pip install`
-  pytest and the release, run its tests the way the runner does (tests copied out of the sdist, or
-  `--pyargs` against the installed copy), `uv pip uninstall`. Warm shared cache, no sandbox.
+  pytest, the release and its test dependencies, run its tests the way the runner does (the project's
+  own command from the unpacked sdist with the package's source taken out, or `--pyargs` against the
+  installed copy), `uv pip uninstall`. Warm shared cache, no sandbox.
 - naive: the same with `python -m venv` and pip.
 
-The test plan (which paths, copied or --pyargs, test extras and groups) is worked out once before the
+The test plan (the command, its folder, test extras, groups and requirements) is worked out once before the
 timing, with the runner's own functions, so both scripts run the very tests the farm runs.
 """
 
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import master  # noqa: F401  (puts the runner's package, farm_runner, on the path)
 from bench.corpus import pip_environment
+from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner.inside.environment import import_names
 from farm_runner.host.interpreters import find_interpreters
-from farm_runner.inside import discover
+from farm_runner.inside import discover, stage
 from farm_runner.inside.unpack import unpack
 
 # The runner's own test discovery is the reference.
@@ -44,12 +46,12 @@ class Plan:
     version: str
     sdist: Path
     top: str  # the sdist's top folder
-    paths: list[str]
-    pyargs: bool
-    copy: list[str] = field(default_factory=list)  # relative to the sdist's top folder
+    args: list[str]  # the test command's arguments; empty with `tool` None: no tests
+    tool: str | None = "pytest"  # pytest | unittest | None
+    cwd: str | None = ""  # relative to the top folder; None: an empty folder (tests run with --pyargs)
+    set_aside: list[str] = field(default_factory=list)  # the package's own import packages, taken out
     extras: list[str] = field(default_factory=list)
-    requirements: list[str] = field(default_factory=list)  # from dependency groups
-    requirement_files: list[str] = field(default_factory=list)  # relative to the top folder
+    requirements: list[str] = field(default_factory=list)  # from dependency groups and requirement lines
 
 
 def _files_of(index_dir: Path, name: str, version: str):
@@ -85,25 +87,28 @@ def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
     site = scratch / f"site-{normalise(name)}"  # the wheel unpacked: what the runner sees installed
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
-    plan = discover.discover_tests(src, names, str(site))
-    if plan is None:  # the runner installs and uninstalls, and runs no pytest: so do the scripts
-        plan = {"paths": [], "pyargs": False, "copy": [], "config": None}
-    copy = []
-    if not plan["pyargs"]:
-        copy = list(plan["copy"]) + [p for p in ("conftest.py", plan.get("config") or "") if p and os.path.exists(os.path.join(src, p))]
-    extras = [e for e in metadata.get_all("Provides-Extra") or [] if normalise(e) in discover.TEST_EXTRAS]
-    requirements = []
-    pyproject = os.path.join(src, "pyproject.toml")
-    if os.path.isfile(pyproject):
-        groups = discover.load_toml(pyproject).get("dependency-groups") or {}
-        for group, entries in groups.items():
-            if normalise(group) in discover.TEST_EXTRAS:
-                requirements += [entry for entry in entries if isinstance(entry, str)]
-    files = [f for f in discover.TEST_REQUIREMENT_FILES if os.path.isfile(os.path.join(src, f))]
-    if not plan["paths"]:
-        extras, requirements, files = [], [], []  # no tests: the runner installs no test dependencies
-    return Plan(name, version, sdist, os.path.basename(src), list(plan["paths"]), bool(plan["pyargs"]),
-                list(dict.fromkeys(copy)), extras, requirements, files)
+    plan = stage.plan_run(src, names, str(site), sys.version_info[:2], "cpython")
+    if plan is None:  # the runner installs and uninstalls, and runs no tests: so do the scripts
+        return Plan(name, version, sdist, os.path.basename(src), [], None)
+    deps = plan.get("deps") or {}
+    provided = metadata.get_all("Provides-Extra") or []
+    extras = list(deps.get("extras") or [])
+    if deps.get("test_extras_wanted"):
+        extras += [e for e in provided if discover.is_test_name(e)] or [e for e in provided if discover.is_dev_name(e)]
+    extras = [e for e in dict.fromkeys(extras) if normalise(e) in {normalise(p) for p in provided}]
+    requirements = [r for r, _ in deps.get("requirements") or [] if _requirement_name(r) not in (None, normalise(name))]
+    for pyproject, group in deps.get("groups") or []:
+        entries = (discover.load_toml(pyproject).get("dependency-groups") or {}).get(group) or []
+        requirements += [entry for entry in entries if isinstance(entry, str)]
+    return Plan(name, version, sdist, os.path.basename(src), list(plan["args"]), plan["tool"], plan["cwd"],
+                list(plan.get("set_aside") or []), extras, requirements)
+
+
+def _requirement_name(text: str) -> str | None:
+    try:
+        return normalise(Requirement(text).name)
+    except InvalidRequirement:
+        return None
 
 
 def _q(value) -> str:
@@ -115,43 +120,41 @@ def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: s
     env_python = work / "env" / "bin" / "python"
     spec = f"{plan.name}[{','.join(plan.extras)}]=={plan.version}" if plan.extras else f"{plan.name}=={plan.version}"
     packages = " ".join(_q(p) for p in [spec, *plan.requirements])
-    requirement_files = " ".join(f"-r {_q(work / 'src' / plan.top / f)}" for f in plan.requirement_files)
     if kind == "raw":
         uv_pip = f"{_q(uv)} pip %s -q --no-config --python {_q(env_python)} --cache-dir {_q(cache)}"
         make_env = f"{_q(uv)} venv -q --no-config --python {_q(python)} --cache-dir {_q(cache)} {_q(work / 'env')}"
         install_tools = (uv_pip % "install") + f" --index-url {_q(index_url)} pytest"
-        install = (uv_pip % "install") + f" --index-url {_q(index_url)} {packages} {requirement_files}"
+        install = (uv_pip % "install") + f" --index-url {_q(index_url)} {packages}"
         uninstall = (uv_pip % "uninstall") + f" {_q(plan.name)}"
     elif kind == "naive":
         pip = f"{_q(env_python)} -m pip %s -q --disable-pip-version-check --cache-dir {_q(cache)}"
         make_env = f"{_q(python)} -m venv {_q(work / 'env')}"
         install_tools = ":"
-        install = (pip % "install") + f" --index-url {_q(index_url)} pytest {packages} {requirement_files}"
+        install = (pip % "install") + f" --index-url {_q(index_url)} pytest {packages}"
         uninstall = (pip % "uninstall") + f" -y {_q(plan.name)}"
     else:
         raise ValueError(kind)
-    if not plan.paths:
-        prepare_tests = ":"
-    elif plan.pyargs:
-        prepare_tests = f"mkdir -p {_q(work / 'run')}"
+    top = work / "src" / plan.top
+    set_aside = " ".join(_q(top / p) for p in plan.set_aside)
+    run_dir = top / plan.cwd if plan.cwd is not None else work / "run"
+    if plan.tool is None:
+        test = ":"
+    elif plan.tool == "unittest":
+        test = f"{_q(env_python)} -m unittest {' '.join(_q(a) for a in plan.args)}"
     else:
-        copies = " ".join(_q(p) for p in plan.copy)
-        prepare_tests = (f"mkdir -p {_q(work / 'run')} && (cd {_q(work / 'src' / plan.top)} && "
-                         f"cp -r --parents {copies} {_q(work / 'run')}/)")
-    paths = " ".join(_q(p) for p in plan.paths)
+        test = f"{_q(env_python)} -m pytest -q -p no:cacheprovider {' '.join(_q(a) for a in plan.args)}"
     return "\n".join([
         "set -e",
-        f"rm -rf {_q(work)} && mkdir -p {_q(work / 'src')}",
+        f"rm -rf {_q(work)} && mkdir -p {_q(work / 'src')} {_q(work / 'run')}",
         make_env,
         install_tools,
-        # The sdist's tests are unpacked while the install runs, as the runner does after it.
         install,
         f"tar xzf {_q(plan.sdist)} -C {_q(work / 'src')}" if str(plan.sdist).endswith(".tar.gz")
         else f"cd {_q(work / 'src')} && {_q(sys.executable)} -m zipfile -e {_q(plan.sdist)} .",
-        prepare_tests,
+        # The package's own source taken out of the tree, so that the installed copy is tested.
+        f"rm -rf {set_aside}" if set_aside else ":",
         "status=0",
-        f"cd {_q(work / 'run')} && {_q(env_python)} -m pytest -q -p no:cacheprovider {'--pyargs ' if plan.pyargs else ''}"
-        f"{paths} >{_q(work / 'pytest.log')} 2>&1 || status=$?" if plan.paths else ":",
+        f"cd {_q(run_dir)} && {test} >{_q(work / 'tests.log')} 2>&1 || status=$?",
         uninstall,
         "exit $status",
     ]) + "\n"

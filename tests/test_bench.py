@@ -68,14 +68,15 @@ def test_the_corpus_is_pinned_and_about_thirty_releases(tmp_path):
 
 
 def test_scripts_run_the_runner_s_tests_and_uninstall(tmp_path):
-    plan = Plan("six", "1.17.0", tmp_path / "six-1.17.0.tar.gz", "six-1.17.0", ["test_six.py"], False,
-                ["test_six.py", "setup.cfg"])
+    plan = Plan("six", "1.17.0", tmp_path / "six-1.17.0.tar.gz", "six-1.17.0", ["test_six.py"], "pytest", "",
+                ["six.py"])
     raw = script(plan, "raw", "/usr/bin/python3.12", tmp_path / "w", "http://127.0.0.1:1/simple", "uv", tmp_path / "c")
     assert "uv venv" in raw and "pip install" in raw and "pip uninstall" in raw and "six==1.17.0" in raw
     assert "--no-config" in raw and "-m pytest -q -p no:cacheprovider test_six.py" in raw
+    assert "rm -rf %s" % (tmp_path / "w" / "src" / "six-1.17.0" / "six.py") in raw  # the installed copy is tested
     naive = script(plan, "naive", "/usr/bin/python3.12", tmp_path / "w", "http://127.0.0.1:1/simple", "uv",
                    tmp_path / "c")
     assert "-m venv" in naive and "-m pip" in naive and "uninstall -q --disable-pip-version-check" in naive
-    no_tests = Plan("tomli", "2.5.0", tmp_path / "tomli-2.5.0.tar.gz", "tomli-2.5.0", [], False)
+    no_tests = Plan("tomli", "2.5.0", tmp_path / "tomli-2.5.0.tar.gz", "tomli-2.5.0", [], None)
     assert "-m pytest" not in script(no_tests, "raw", "python3", tmp_path / "w", "http://127.0.0.1:1/simple", "uv",
                                      tmp_path / "c")

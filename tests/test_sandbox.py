@@ -149,9 +149,11 @@ HOSTILE = {
         lambda h: hostile_tests(f"socket.create_connection(('127.0.0.1', {h.port}), timeout=3)"),
         "tests-failed", "",
     ),
+    # The connection fails (no network in the sandbox): the test needed the network, which is the
+    # farm's environment, not the package's failure.
     "outside": (
         lambda h: hostile_tests("socket.create_connection(('pypi.org', 443), timeout=3)"),
-        "tests-failed", "",
+        "passed", "needed the network",
     ),
     "secrets": (
         lambda h: {"setup.py.prelude": (
@@ -532,9 +534,10 @@ def build_planted_links(plant=("probe", "folders"), swap_tests=True):
         setup = ("from setuptools import setup\n\n"
                  "setup(name=%r, version='1.0', packages=[%r]%s)\n"
                  % (b.name, b.module, ", extras_require={'test': ['%s==1.0']}" % swapper if swap_tests else ""))
-        files = {"setup.py": setup}
-        if not swap_tests:  # then nothing fails by itself: the package fails its tests on purpose
-            files["tests/test_planted.py"] = hostile_test_module("assert False, 'hostile: fails on purpose'")
+        # The package fails its tests on purpose: its tests still run from the tree after the swaps
+        # (moved aside, not lost), and no attack may turn into a pass.
+        files = {"setup.py": setup,
+                 "tests/test_planted.py": hostile_test_module("assert False, 'hostile: fails on purpose'")}
         b.package(kind="sdist", setup_prelude=prelude, extra_files=files)
         if swap_tests:
             b.package(name=swapper, kind="sdist", setup_prelude=hostile_code(h, SWAP_TESTS))
@@ -607,7 +610,7 @@ def forging_conftest(write):
 
 
         def forge():
-            for path in (junit_path(), os.environ.get("FARM_IMPORT_REPORT")):
+            for path in (junit_path(), os.environ.get("FARM_PROBE_REPORT")):
                 if path and os.path.exists(os.path.dirname(path)):
                     try:
         """) + textwrap.indent(textwrap.dedent(write).strip() + "\n", " " * 16) + textwrap.dedent("""
@@ -819,9 +822,9 @@ def check_planted_links(planted=True, swapped=True):
         box = run.workdir / "box"
         if planted:  # by the install
             assert (box / "plugin" / "_farm_probe.py").is_symlink()
-        if swapped:  # the staged tests, by the test dependency
-            assert (box / "run" / "tests").is_symlink()
-            assert "file or directory not found: tests" in (run.workdir / "test.log").read_text(errors="replace")
+        if swapped:  # the tests in the unpacked sdist, by the test dependency
+            assert [p for p in (box / "src").glob("*/tests") if p.is_symlink()]
+            assert "hostile: fails on purpose" in (run.workdir / "test.log").read_text(errors="replace")
     return check
 
 

@@ -5,13 +5,12 @@ Those listings are untrusted data: `checked_dists` keeps only well-formed entrie
 The audit: the environment is listed right after `uv venv`, before anything is installed. After
 uninstalling the package under test (only it: dependencies and test tools stay), a file is left
 behind when it is in neither that first listing nor the RECORD of a distribution still
-installed. `__pycache__/*.pyc` files are forgiven only when their `.py` source is in such a
-RECORD, the first listing, or the removed package's own RECORD (the installer removes those). The
-package's import names must no longer be importable.
+installed, and is not one of the things `leftovers` forgives (bytecode caches, files inside
+other distributions' folders, empty folders). The package's import names must no longer be
+importable.
 """
 
 import posixpath
-import re
 
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
 from farm_runner._vendor.packaging.utils import canonicalize_name
@@ -70,21 +69,27 @@ def site_relative(env_dir, site, record_path):
     return posixpath.normpath(posixpath.join(rel_site, record_path.replace("\\", "/")))
 
 
-def leftovers(after, before, claimed, removed_record):
-    """Paths in `after` explained neither by `before` nor by a RECORD (see the module docstring)."""
+def leftovers(after, before, claimed, removed_record, site_prefix=""):
+    """Paths in `after` explained neither by `before` nor by a RECORD (see the module docstring).
+    Not the release's: bytecode caches (`__pycache__`, pytest's rewritten `*-pytest-*.pyc` among
+    them), files inside the folders of other distributions still installed, and empty folders that
+    held the release's own files (uv leaves some that pip removes, such as `*.libs/`)."""
     before, claimed, removed = set(before), set(claimed), set(removed_record)
+    removed_dirs = {p.rsplit("/", i)[0] + "/" for p in removed for i in range(1, p.count("/") + 1)}
+    removed_tops = {p[len(site_prefix):].split("/", 1)[0] for p in removed if p.startswith(site_prefix)}
+    other_tops = {p[len(site_prefix):].split("/", 1)[0] for p in claimed
+                  if p.startswith(site_prefix) and "/" in p[len(site_prefix):]} - removed_tops
     left = []
     for p in after:
         if p in before or p in claimed or p in INSTALLER_FILES:
             continue
-        if p.endswith("/"):
-            if p.rstrip("/").rsplit("/", 1)[-1] == "__pycache__" or any(c.startswith(p) for c in claimed):
-                continue
-        m = re.match(r"^(.*/)?__pycache__/([^/]+?)\.[^/.]+(\.opt-\d)?\.pyc$", p)
-        if m:
-            src = (m.group(1) or "") + m.group(2) + ".py"
-            if src in before or src in claimed or src in removed:
-                continue
+        if "/__pycache__/" in "/" + p and (p.endswith((".pyc", "/")) or p.rstrip("/").endswith("__pycache__")):
+            continue
+        if p.endswith("/") and (p in removed_dirs or any(c.startswith(p) for c in claimed)):
+            continue
+        if site_prefix and p.startswith(site_prefix) and p[len(site_prefix):].split("/", 1)[0] in other_tops \
+                and "/" in p[len(site_prefix):]:
+            continue
         left.append(p)
     return left
 

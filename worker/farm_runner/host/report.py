@@ -68,10 +68,16 @@ def _reason(r):
     t = r.get("tests") or {}
     done = [p for p in contract.PHASES if r["phases"][p]["status"] == "ok"]
     what = "%s %s on Python %s" % (r["package"], r["version"], r["python"]["version"])
+    excused = []  # failures that were the environment's, said every time the outcome is given
+    if t.get("needs_network"):
+        excused.append("%d needed the network, which the sandbox does not give" % len(t["needs_network"]))
+    if t.get("flaky"):
+        excused.append("%d failed once and passed when run again (flaky)" % len(t["flaky"]))
+    note = " Not counted: %s." % "; ".join(excused) if excused else ""
     if "uninstall" in done:
-        return "%s installed, passed %d tests and uninstalled cleanly." % (what, t.get("passed", 0))
+        return "%s installed, passed %d tests and uninstalled cleanly.%s" % (what, t.get("passed", 0), note)
     if "test" in done:
-        return "%s installed and passed %d tests (uninstall not run yet)." % (what, t.get("passed", 0))
+        return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
     return "%s installed (tests not run yet)." % what
 
 

@@ -28,22 +28,23 @@ import urllib.request
 from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
-from farm_runner.host import audit, index, limits as limits_, report as report_, sandbox as sandbox_, verdict
+from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
+from farm_runner.host import audit, index, limits as limits_, missing, report as report_, sandbox as sandbox_, verdict
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
 from farm_runner.inside import environment
-from farm_runner.inside.discover import is_test_name
-from farm_runner.inside.stage import pytest_command
+from farm_runner.inside.discover import is_dev_name, is_test_name
+from farm_runner.inside.stage import test_command
 
 LOG_EXCERPT_BYTES = 4096
 TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
 TOOLS_PTH = "_farm_test_tools.pth"
 MAX_RESULT = 64 << 20  # bytes of one inside task's answer
 MAX_JUNIT = 64 << 20
-MAX_IMPORTS = 1 << 20
+MAX_PROBE = 4 << 20
 SDIST_IN_SANDBOX = "/run/farm/sdist"
 
 
@@ -417,15 +418,15 @@ class Runner:
             extra_ro = [(host_path, SDIST_IN_SANDBOX + "/" + name)]
         src_dir, run_dir = os.path.join(self.box, "src"), os.path.join(self.box, "run")
         # One command stages the tests and, when nothing is to install first, runs them (its exit
-        # status is then pytest's): a sandbox start less for most releases.
+        # status is then the test command's): a sandbox start less for most releases.
         out_dir = self.new_out_dir()
         out = self.sandbox.out_path(out_dir)
-        pytest_env = {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
-                      "FARM_IMPORT_REPORT": out + "/imports.json"}
+        info = st["interpreter"]
         untrusted.write_new(os.path.join(out_dir, "request.json"), json.dumps({
             "package": r["package"], "sdist": sdist, "src": src_dir, "run": run_dir,
             "site_packages": st["site_packages"], "max_bytes": self.limits.disk,
-            "test": {"python": st["env_python"], "out": out, "env": pytest_env}}))
+            "python_version": list(info["version_info"][:2]), "implementation": info["implementation"],
+            "test": {"python": st["env_python"], "out": out, "env": self.test_env(out)}}))
         staged, rc, output = self.inside("stage", [out], deadline, log, out_dir=out_dir, extra_ro=extra_ro)
         ran = staged.get("ran_tests") is True
         if rc != 0 and not ran:
@@ -441,45 +442,101 @@ class Runner:
         if isinstance(staged.get("refused"), str):
             r["tests"] = dict(verdict.ZERO, command=[])
             return "failed", contract.TESTS_FAILED, report_.sentence("The tests could not be prepared: %s" % staged["refused"])
-        plan = _checked_plan(staged.get("plan"))
+        plan = _checked_plan(staged.get("plan"), staged.get("src"), src_dir, run_dir)
         if plan is None:
             log.write("no tests found (sdist: %s)\n" % ("yes" if sdist else "no"))
             r["tests"] = dict(verdict.ZERO, command=[])
             return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
                 r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
-        pytest_cmd = pytest_command(st["env_python"], plan, out)
-        if not ran:
-            log.write("tests: %s -> %s\n" % (plan["how"], " ".join(plan["paths"])))
-            reqs = self.test_requirements(staged.get("deps"), staged.get("src"))
-            if reqs:  # pytest itself is in the shared tools
-                rc, output = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
-                if rc != 0:
-                    if _network_trouble(output):
-                        raise InfraError("the index could not be reached for the test dependencies: %s"
-                                         % _last_line(output), kind="index")
-                    r["tests"] = dict(verdict.ZERO, command=[])
-                    return "failed", contract.TESTS_FAILED, "Could not install the test dependencies: %s" % (
-                        report_.sentence(_error_line(output)))
-            env = dict(pytest_env, FARM_IMPORT_NAMES=json.dumps(st.get("import_names", [])))
-            rc, _ = self.boxed(pytest_cmd, run_dir, deadline, log, env=env, out_dir=out_dir)
-        try:
-            counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))
-        except untrusted.Untrusted as exc:
-            log.write("[farm: the test counts are unknown: %s]\n" % exc)
-            counts = None
-        try:
-            imported = untrusted.read_json(out_dir, "imports.json", MAX_IMPORTS)
-        except untrusted.Untrusted:
-            imported = {}
-        r["tests"] = dict(verdict.ZERO if counts is None else counts, command=pytest_cmd, how=plan["how"],
-                          returncode=rc, counts_known=counts is not None,
-                          imported_from={str(k)[:200]: str(v)[:500] for k, v in imported.items()}
-                          if isinstance(imported, dict) else {})
-        wrong = verdict.imported_elsewhere(imported, st["site_packages"])
+        tests = r["tests"] = dict(verdict.ZERO, how=plan["how"], tool=plan["tool"], set_aside=plan["set_aside"],
+                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[])
+        if ran:
+            tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
+        else:
+            log.write("tests: %s\n" % plan["how"])
+            tests["deps"] = self.install_test_dependencies(plan["deps"], staged.get("src"), deadline, log)
+            rc, output, out_dir = self.run_tests(plan, deadline, log)
+        counts, probe = self.read_run(out_dir, plan["tool"])
+        if plan["tool"] == "pytest" and rc == 5 and plan["fallback"]:
+            log.write("pytest collected nothing; the tests are run with unittest discovery\n")
+            plan = dict(plan, tool="unittest", args=plan["fallback"], how=plan["how"] + "; then unittest discovery, "
+                        "as pytest collected nothing")
+            tests.update(how=plan["how"], tool="unittest")
+            rc, output, out_dir = self.run_tests(plan, deadline, log)
+            counts, probe = self.read_run(out_dir, plan["tool"])
+        if rc in (1, 2, 4):  # a module plainly missing: install it once and run again
+            known = set(st.get("import_names", [])) | set(st.get("installed_import_names", []))
+            wanted = missing.missing_modules([output] + [f["message"] for f in probe["failures"]],
+                                             st.get("import_names", []), known)
+            if wanted:
+                reqs = [dist for _, dist in wanted]
+                log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
+                    ", ".join(m for m, _ in wanted), ", ".join(reqs)))
+                irc, iout = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
+                if irc == 0:
+                    tests["inferred"] = [{"module": m, "requirement": d} for m, d in wanted]
+                    rc, output, out_dir = self.run_tests(plan, deadline, log)
+                    counts, probe = self.read_run(out_dir, plan["tool"])
+                else:
+                    log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(iout)))
+        network = probe["network"]
+        failures = probe["failures"]
+        flaky = []
+        again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
+        if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
+                all(verdict.rerunnable(t) for t in again) and len(again) == len(failures) - sum(
+                    1 for f in failures if f["test"] in network):
+            log.write("[farm: running the %d failed test(s) again, each once, in a fresh process]\n" % len(again))
+            rerun_rc, _, rerun_dir = self.run_tests(dict(plan, args=again), deadline, log)
+            if rerun_rc == 0:  # observed by the host: all of them passed the second time
+                flaky = again
+        failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
+        tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
+                     imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
+                     needs_network=[{"test": t, "tried": w} for t, w in network.items()
+                                    if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky)
+        tests.setdefault("command", [])
+        wrong = verdict.imported_elsewhere(probe["imports"], st["site_packages"])
         if wrong:
             return "error", contract.INFRA_ERROR, "The tests imported %s instead of the installed copy." % (
                 ", ".join("%s from %s" % kv for kv in sorted(wrong.items())))
-        return verdict.pytest_verdict(rc, counts)
+        if verdict.excused(rc, counts, failures, network, flaky):
+            return "ok", contract.PASSED, "Tests passed: %d passed; the failures were the environment's." % (
+                counts["passed"])
+        return verdict.pytest_verdict(rc, counts, plan["tool"])
+
+    def test_env(self, out):
+        return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
+                "FARM_PROBE_REPORT": out + "/probe.json",
+                "FARM_IMPORT_NAMES": json.dumps(self.report["_state"].get("import_names", []))}
+
+    def run_tests(self, plan, deadline, log):
+        """Run the plan's test command in the sandbox: (exit status, output, its out folder)."""
+        st = self.report["_state"]
+        out_dir = self.new_out_dir()
+        out = self.sandbox.out_path(out_dir)
+        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"))
+        os.makedirs(os.path.join(self.box, "run"), exist_ok=True)
+        self.report["tests"]["command"] = command
+        rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out), out_dir=out_dir)
+        return rc, output, out_dir
+
+    def read_run(self, out_dir, tool):
+        """(counts or None, the probe's answer) of one test run, read as untrusted data."""
+        try:
+            if tool == "unittest":
+                data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
+                counts = verdict.unittest_counts(data)
+                probe = verdict.probe_answer({"failures": data.get("failures") if isinstance(data, dict) else []})
+                return counts, probe
+            counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))
+        except untrusted.Untrusted:
+            counts = None
+        try:
+            probe = verdict.probe_answer(untrusted.read_json(out_dir, "probe.json", MAX_PROBE))
+        except untrusted.Untrusted:
+            probe = verdict.probe_answer({})
+        return counts, probe
 
     def take_installed(self, staged):
         """What the environment says of the release (from the stage step's listing, as the install
@@ -490,11 +547,13 @@ class Runner:
         if me is None:
             return False
         st["import_names"] = environment.import_names(me["record"])
+        st["installed_import_names"] = sorted({n for d in dists.values() for n in environment.import_names(d["record"])})
         st["provides_extras"] = me["extras"]
         st["record"] = me["record"]
         closure = audit.requirement_closure(dists, canonicalize_name(me["name"]), audit.marker_environment(st["interpreter"]))
         r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]} for k in closure),
                                    key=lambda d: canonicalize_name(d["name"]))
+        st["installed_names"] = sorted(dists)
         return True
 
     def download_sdist(self, sdist):
@@ -507,32 +566,75 @@ class Runner:
         index.download(sdist["url"], path, sdist.get("sha256"), self.limits.disk)
         return path
 
-    def test_requirements(self, deps, src):
-        """uv arguments for the test dependencies: the release's test extras, and the test groups
-        and requirement files the stage step found, each checked to lie inside the unpacked sdist."""
+    def install_test_dependencies(self, deps, src, deadline, log):
+        """Install what the project declares for its tests (the stage step's findings, each checked
+        here): [{"requirement", "source"}] of what was asked for. A failed install is said in the
+        log and the report; the tests run all the same (a missing one shows as their error)."""
+        out_dir = self.new_out_dir()
+        args, shown = self.test_requirements(deps, src, out_dir)
+        if not args:
+            return shown
+        rc, output = self.boxed(self.uv_install(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        if rc != 0:
+            if _network_trouble(output):
+                raise InfraError("the index could not be reached for the test dependencies: %s"
+                                 % _last_line(output), kind="index")
+            self.report["tests"]["deps_error"] = report_.sentence(_error_line(output))[:500]
+            log.write("[farm: the test dependencies could not be installed; the tests run without them]\n")
+        return shown
+
+    def test_requirements(self, deps, src, out_dir):
+        """(uv arguments, [{"requirement", "source"}]) for the test dependencies: the release's
+        extras, the test groups of its pyproject.toml (checked to lie inside the unpacked sdist),
+        and requirement lines, each parsed as a PEP 508 requirement, never passed as an option."""
         r, st = self.report, self.report["_state"]
         if not isinstance(deps, dict):
-            return []
-        extras = [e for e in st.get("provides_extras", []) if is_test_name(e)]
-        reqs = []
+            return [], []
+        me = canonicalize_name(r["package"])
+        provided = [e for e in st.get("provides_extras", []) if isinstance(e, str)]
+        wanted = [e for e in deps.get("extras") or [] if isinstance(e, str)]
+        requirements, constraints, shown = [], [], []
+        for text, source in _pairs(deps.get("requirements")):
+            req = _requirement(text)
+            if req is None:
+                continue
+            if canonicalize_name(req.name) == me:  # the release itself, perhaps with extras
+                wanted += sorted(req.extras)
+                continue
+            requirements.append(str(req))
+            shown.append({"requirement": str(req), "source": source})
+        if deps.get("test_extras_wanted"):
+            wanted += [e for e in provided if is_test_name(e)] or [e for e in provided if is_dev_name(e)]
+        extras = [e for e in dict.fromkeys(wanted) if canonicalize_name(e) in {canonicalize_name(p) for p in provided}]
+        args = []
         if extras:
             if self.spec[0] == "path":
-                reqs.append("%s[%s] @ %s" % (r["package"], ",".join(extras), r["installed_from"]["url"]))
+                spec = "%s[%s] @ %s" % (r["package"], ",".join(extras), r["installed_from"]["url"])
             else:
-                reqs.append("%s[%s]==%s" % (r["package"], ",".join(extras), r["version"]))
+                spec = "%s[%s]==%s" % (r["package"], ",".join(extras), r["version"])
+            args.append(spec)
+            shown.insert(0, {"requirement": spec, "source": "the release's extras"})
         inside_src = isinstance(src, str) and src.startswith(self.box + "/src/")
-
-        def in_src(path):
-            return inside_src and isinstance(path, str) and path.startswith(src + "/") and ".." not in path.split("/")
-
         for group in deps.get("groups") or []:
-            if (isinstance(group, list) and len(group) == 2 and in_src(group[0]) and isinstance(group[1], str)
-                    and is_test_name(group[1])):
-                reqs += ["--group", "%s:%s" % (group[0], group[1])]
-        for path in deps.get("requirement_files") or []:
-            if in_src(path):
-                reqs += ["-r", path]
-        return reqs
+            if (isinstance(group, list) and len(group) == 2 and inside_src and isinstance(group[0], str)
+                    and group[0] == src + "/pyproject.toml" and isinstance(group[1], str)):
+                args += ["--group", "%s:%s" % (group[0], group[1])]
+                shown.append({"requirement": "group " + group[1], "source": "pyproject.toml [dependency-groups]"})
+        installed = set(st.get("installed_names", []))
+        for text, source in _pairs(deps.get("constraints")):
+            req = _requirement(text)
+            # Pins for what the tests add; what the install resolved stays as it is.
+            if req is not None and canonicalize_name(req.name) not in installed | {me}:
+                constraints.append(str(req))
+        if not (args or requirements):
+            return [], shown
+        if requirements:
+            untrusted.write_new(os.path.join(out_dir, "requirements.txt"), "\n".join(requirements) + "\n")
+            args += ["-r", self.sandbox_path(os.path.join(out_dir, "requirements.txt"), sandbox_.OUT + "/requirements.txt")]
+        if constraints:
+            untrusted.write_new(os.path.join(out_dir, "constraints.txt"), "\n".join(constraints) + "\n")
+            args += ["-c", self.sandbox_path(os.path.join(out_dir, "constraints.txt"), sandbox_.OUT + "/constraints.txt")]
+        return args, shown
 
     # -- uninstall ---------------------------------------------------------------------------------
     def phase_uninstall(self, deadline, log):
@@ -561,7 +663,7 @@ class Runner:
         with open(os.path.join(self.workdir, "snapshot-before.json")) as fh:
             before = json.load(fh)
         removed = [audit.site_relative(env_dir, site, p) for p in st.get("record", [])]
-        left = audit.leftovers(after, before, claimed, removed)
+        left = audit.leftovers(after, before, claimed, removed, audit.site_relative(env_dir, site, "x")[:-1])
         names = [n for n in st.get("import_names", []) if n not in other_names]
         still = []
         if names:  # the command ended as the import check (inside/environment.py): its status and output
@@ -585,14 +687,50 @@ class Runner:
         return "ok", contract.PASSED, "Uninstalled %s cleanly." % r["package"]
 
 
-def _checked_plan(plan):
-    """The stage step's plan, if it is well-formed; else None (no tests the host can run)."""
-    if not isinstance(plan, dict) or not isinstance(plan.get("paths"), list) or not plan["paths"]:
+def _checked_plan(plan, src, src_dir, run_dir):
+    """The stage step's plan, if it is well-formed; else None (no tests the host can run). Its
+    words go to the test command as arguments inside the sandbox, never to a shell."""
+    if not isinstance(plan, dict) or plan.get("tool") not in ("pytest", "unittest"):
         return None
-    paths = [p for p in plan["paths"] if isinstance(p, str) and p and not p.startswith("-")]
-    if len(paths) != len(plan["paths"]):
+
+    def words(value, limit=200):
+        if not isinstance(value, list) or len(value) > limit or not all(isinstance(w, str) and len(w) <= 1000
+                                                                          and "\0" not in w for w in value):
+            return None
+        return list(value)
+
+    args, fallback = words(plan.get("args")), words(plan.get("fallback") or [])
+    cwd = plan.get("cwd")
+    if args is None or fallback is None:
         return None
-    return {"how": str(plan.get("how"))[:200], "paths": paths, "pyargs": plan.get("pyargs") is True}
+    if cwd is not None:
+        inside = isinstance(src, str) and src.startswith(src_dir + "/") and ".." not in src.split("/")
+        if not (inside and isinstance(cwd, str) and ".." not in cwd.split("/") and not cwd.startswith("/")):
+            return None
+    return {"how": str(plan.get("how"))[:300], "tool": plan["tool"], "args": args, "fallback": fallback,
+            "cwd": cwd, "root": src if cwd is not None else run_dir, "deps": plan.get("deps"),
+            "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
+            if isinstance(plan.get("set_aside"), list) else []}
+
+
+def _pairs(value):
+    """[(text, source)] from the stage step's [[text, source]...], malformed entries dropped."""
+    if not isinstance(value, list):
+        return []
+    return [(v[0], str(v[1])[:200]) for v in value[:2000]
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and len(v[0]) <= 500]
+
+
+def _requirement(text):
+    """A PEP 508 requirement from the project's files, or None (options, paths and URLs are not)."""
+    text = text.strip()
+    if not text or text.startswith("-"):
+        return None
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        return None
+    return None if req.url else req
 
 
 def fresh_workdir(workdir):

@@ -36,8 +36,22 @@ def junit_counts(data):
     return counts
 
 
-def pytest_verdict(rc, counts):
-    """(status, outcome, reason) for pytest's exit status `rc`; `counts` only describe it."""
+def unittest_counts(data):
+    """Counts from the farm's unittest runner's answer; None when they cannot be read."""
+    if not isinstance(data, dict):
+        return None
+    counts = {}
+    for key in ZERO:
+        value = data.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None
+        counts[key] = value
+    return counts
+
+
+def pytest_verdict(rc, counts, tool="pytest"):
+    """(status, outcome, reason) for the test command's exit status `rc` (pytest's, or the farm's
+    unittest runner's, which speaks pytest's codes 0, 1 and 5); `counts` only describe it."""
     known = counts is not None
     if known and rc == 1 and counts["failed"] + counts["errors"] == 0:
         known = False  # the run's own file says nothing failed while pytest says otherwise: not shown
@@ -46,17 +60,17 @@ def pytest_verdict(rc, counts):
                if known else "counts unreadable or inconsistent with the exit status")
     if rc == 0:
         if known and counts["passed"] + counts["skipped"] + counts["failed"] + counts["errors"] == 0:
-            return "skipped", contract.NO_TESTS, "pytest ran but collected no tests."
+            return "skipped", contract.NO_TESTS, "%s ran but collected no tests." % tool
         return "ok", contract.PASSED, "Tests passed: %s." % summary
     if rc == 5:
-        return "skipped", contract.NO_TESTS, "pytest collected no tests (exit status 5)."
+        return "skipped", contract.NO_TESTS, "%s collected no tests (exit status 5)." % tool
     if rc < 0:
         return "failed", contract.TESTS_FAILED, "The test run was killed by signal %d (%s)." % (-rc, summary)
     if rc == 1:
         return "failed", contract.TESTS_FAILED, "Tests failed: %s." % summary
     what = {2: "interrupted or hit collection errors", 3: "hit an internal error",
             4: "was called wrongly (usage error)"}.get(rc, "ended with status %d" % rc)
-    return "failed", contract.TESTS_FAILED, "pytest %s (exit status %d; %s)." % (what, rc, summary)
+    return "failed", contract.TESTS_FAILED, "%s %s (exit status %d; %s)." % (tool, what, rc, summary)
 
 
 def imported_elsewhere(imported, site_packages):
@@ -66,3 +80,39 @@ def imported_elsewhere(imported, site_packages):
     prefix = site_packages.rstrip("/") + "/"
     return {str(n)[:200]: str(p)[:500] for n, p in imported.items()
             if isinstance(p, str) and p and not p.startswith("!") and not p.startswith(prefix)}
+
+
+MAX_SHOWN = 20  # failing tests the report lists
+MAX_RERUN = 20  # failed tests run again to tell a flaky test from a broken one
+
+
+def probe_answer(data):
+    """The probe plugin's (or the unittest runner's) answer, kept to well-formed, bounded parts:
+    {"imports": {name: path}, "network": {test: [what...]}, "failures": [{"test", "message", "when"}]}."""
+    data = data if isinstance(data, dict) else {}
+    imports = data.get("imports") if isinstance(data.get("imports"), dict) else {}
+    network = data.get("network") if isinstance(data.get("network"), dict) else {}
+    failures = data.get("failures") if isinstance(data.get("failures"), list) else []
+    return {
+        "imports": {str(k)[:200]: str(v)[:500] for k, v in list(imports.items())[:50]},
+        "network": {str(k)[:500]: [str(w)[:200] for w in v[:5]] if isinstance(v, list) else []
+                    for k, v in list(network.items())[:200]},
+        "failures": [{"test": f["test"][:500], "message": str(f.get("message") or "")[:300],
+                      "when": str(f.get("when") or "call")[:10]}
+                     for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],
+    }
+
+
+def rerunnable(test):
+    """A test id the host may pass to pytest as an argument: a path-like node id, never an option."""
+    return bool(test) and not test.startswith("-") and "\0" not in test and len(test) <= 500 and "::" in test
+
+
+def excused(rc, counts, failures, network, flaky):
+    """Are all of a failed run's failures the environment's (the network) or flaky? Only for a run
+    that pytest itself ended with "tests failed" (1), whose counts agree with the failures listed."""
+    if rc != 1 or counts is None or not failures:
+        return False
+    if counts["failed"] + counts["errors"] != len(failures):
+        return False
+    return all(f["test"] in network or f["test"] in flaky for f in failures)

@@ -1,34 +1,75 @@
-"""Which tests to run and which test dependencies the project declares, read from the unpacked
-sdist and the installed package. Runs inside the sandbox: every file here is the package's."""
-import configparser
-import fnmatch
-import glob
+"""How the project tests itself, read from its unpacked sdist: the command its CI runs (the tox env
+for this interpreter, nox's session, or pytest with the project's own configuration), the folder
+it runs from, and the test dependencies it declares, wherever it declares them. Runs inside the
+sandbox: every file here is the package's. Only regular files of a sane size are read, no link is
+followed, and every path handed on stays inside the tree.
+
+The plan this module returns:
+    {"how": a sentence, "tool": "pytest" | "unittest", "args": [...], "cwd": folder relative to the
+     tree ("" for its root), "deps": {"extras": [...], "groups": [[pyproject, name]...],
+     "requirements": [[requirement, source]...], "constraints": [[requirement, source]...]}}
+"""
 import os
 import re
-import shlex
 import stat
 
-try:
-    import tomllib
-except ImportError:  # Python < 3.11
-    from farm_runner._vendor import tomli as tomllib
-
 TEST_EXTRAS = ("test", "tests", "testing")
+DEV_EXTRAS = ("dev", "develop", "development")  # used when the project names no test extra or group
+TEST_DIRS = ("tests", "test", "testing")
+TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "test-requirements.txt",
+                          "test_requirements.txt", "requirements-test.txt", "requirements-tests.txt",
+                          "requirements-testing.txt", "requirements/test.txt", "requirements/tests.txt",
+                          "requirements/testing.txt", "requirements_test.txt", "requirements_tests.txt")
+DEV_REQUIREMENT_FILES = ("requirements-dev.txt", "requirements_dev.txt", "dev-requirements.txt",
+                         "requirements/dev.txt", "requirements/development.txt")
+MAX_CONFIG = 1 << 20  # bytes of a configuration file worth reading
+MAX_REQUIREMENTS = 500  # lines kept from all requirement files together
+MAX_INCLUDE_DEPTH = 5
+
+# tox env factors that name a task other than the tests (lint, docs, packaging...).
+NOT_TEST_FACTORS = frozenset((
+    "lint", "linting", "linters", "flake8", "pylint", "ruff", "black", "isort", "style", "format", "fmt",
+    "pre-commit", "precommit", "mypy", "pyright", "type", "types", "typing", "typecheck", "docs", "doc",
+    "docs-linkcheck", "linkcheck", "spelling", "readme", "build", "pkg", "package", "packaging", "dist",
+    "release", "publish", "manifest", "check-manifest", "clean", "coverage", "coverage-report", "cov-report",
+    "report", "bench", "benchmark", "benchmarks", "notebook", "notebooks", "nb", "examples", "security",
+    "safety", "bandit", "audit", "changelog", "towncrier", "dev", "devenv", "venv", "upload", "codecov",
+    "mutmut", "pyupgrade", "cog", "compile", "fix", "autofix", "stubtest", "pyright-verifytypes", "lock", "upgrade", "integration", "e2e",
+    "functional", "slow", "network", "online"))
+# pytest options that only shape the report or the run's speed: left out of the project's command
+# (a plugin the farm does not install would make them usage errors). (option, takes a value)
+DROPPED_PYTEST_OPTIONS = {
+    "-n": True, "--numprocesses": True, "--dist": True, "--maxprocesses": True, "--junitxml": True,
+    "--junit-xml": True, "--tb": True, "--color": True, "--durations": True, "--durations-min": True,
+    "--basetemp": True, "--html": True, "-c": True, "--config-file": True, "--rootdir": True,
+    "--confcutdir": True, "--cov": False, "--cov-report": True, "--cov-config": True, "--cov-fail-under": True,
+    "--cov-context": True, "--cov-append": False, "--cov-branch": False, "--no-cov": False, "-v": False,
+    "-vv": False, "-q": False, "--verbose": False, "--quiet": False, "--cache-clear": False, "-s": False,
+    "--capture": True, "--timeout": True, "--reruns": True, "--reruns-delay": True, "--benchmark-skip": False,
+    "--benchmark-disable": False, "--benchmark-only": False, "--lf": False, "--ff": False, "-x": False,
+    "--exitfirst": False, "--maxfail": True, "--setup-show": False, "--showlocals": False, "-l": False,
+    "--instafail": False, "--pdb": False, "--looponfail": False, "-f": False, "--result-log": True,
+    "--report-log": True, "--alluredir": True, "--json-report": False, "--json-report-file": True,
+    "--md-report": False, "--codeblocks": False, "--mypy": False, "--flake8": False, "--pylint": False,
+    "--black": False, "--isort": False, "--ruff": False, "--ruff-format": False, "--doctest-cython": False,
+}
+# pytest options that take a value as the next word (kept with it).
+VALUE_OPTIONS = ("-k", "-m", "-p", "-W", "-o", "--ignore", "--ignore-glob", "--deselect", "--doctest-glob",
+                 "--import-mode", "--override-ini", "--pythonwarnings", "--log-level", "--strict-markers")
 
 
 def is_test_name(name):
     """Is an extra or a dependency group named for tests? For these names, all letters,
     lower-casing decides exactly as PEP 503/685 normalisation would (a separator never matches)."""
     return isinstance(name, str) and name.lower() in TEST_EXTRAS
-TEST_DIRS = ("tests", "test", "testing")
-TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "test-requirements.txt",
-                          "requirements-test.txt", "requirements-tests.txt", "requirements/test.txt",
-                          "requirements/tests.txt", "requirements_test.txt")
-MAX_CONFIG = 1 << 20  # bytes of a configuration file worth reading
+
+
+def is_dev_name(name):
+    return isinstance(name, str) and name.lower() in DEV_EXTRAS
 
 
 def _text(path):
-    """A configuration file's text, or None: regular files of a sane size only."""
+    """A file's text, or None: regular files of a sane size only (lstat: a link is not followed)."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -44,15 +85,19 @@ def load_toml(path):
     if text is None:
         return {}
     try:
-        return tomllib.loads(text)
+        import tomllib
+    except ImportError:  # Python < 3.11
+        from farm_runner._vendor import tomli as tomllib
+    try:
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _ini(path):
-    text = _text(path)
-    if text is None:
-        return None
+def _ini_text(text):
+    import configparser
+
     cp = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         cp.read_string(text)
@@ -61,131 +106,468 @@ def _ini(path):
     return cp
 
 
-def _split_paths(value):
+def _ini(path):
+    text = _text(path)
+    return None if text is None else _ini_text(text)
+
+
+def _inside(root, rel):
+    """`rel` as a clean path inside the tree, or None (absolute, `..`, or leaving through a link)."""
+    rel = rel.strip().replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    rel = rel.rstrip("/") or "."
+    if not rel or os.path.isabs(rel) or ".." in rel.split("/") or "\0" in rel:
+        return None
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, rel))
+    if real != real_root and not real.startswith(real_root + os.sep):
+        return None
+    return rel
+
+
+# -- the pytest configuration -----------------------------------------------------------------------
+
+def pytest_config(root):
+    """(config file name or None, its [pytest] options as a dict), in pytest's own order."""
+    for name in ("pytest.ini", ".pytest.ini"):
+        if os.path.isfile(os.path.join(root, name)):
+            cp = _ini(os.path.join(root, name))
+            return name, dict(cp.items("pytest")) if cp and cp.has_section("pytest") else {}
+    if os.path.isfile(os.path.join(root, "pyproject.toml")):
+        opts = load_toml(os.path.join(root, "pyproject.toml")).get("tool", {})
+        opts = opts.get("pytest", {}) if isinstance(opts, dict) else {}
+        if isinstance(opts, dict) and isinstance(opts.get("ini_options"), dict):
+            return "pyproject.toml", opts["ini_options"]
+    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
+        if os.path.isfile(os.path.join(root, name)):
+            cp = _ini(os.path.join(root, name))
+            if cp and cp.has_section(section):
+                return name, dict(cp.items(section))
+    return None, {}
+
+
+def _words(value):
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
     return (value if isinstance(value, str) else "").split()
 
 
-def _existing(src, candidates):
+# -- tox ----------------------------------------------------------------------------------------------
+
+def tox_config(root):
+    """tox's configuration as {section: {key: text}} (tox.ini, setup.cfg's [tox:tox], pyproject's
+    legacy_tox_ini), or as tox 4's TOML tables ("toml": True), or None."""
+    cp = _ini(os.path.join(root, "tox.ini"))
+    if cp is not None and cp.sections():
+        return {s: dict(cp.items(s)) for s in cp.sections()}
+    pyproject = load_toml(os.path.join(root, "pyproject.toml"))
+    tool = pyproject.get("tool") if isinstance(pyproject.get("tool"), dict) else {}
+    tox = tool.get("tox") if isinstance(tool.get("tox"), dict) else None
+    if tox is None:
+        data = load_toml(os.path.join(root, "tox.toml"))
+        tox = data or None
+    if isinstance(tox, dict) and isinstance(tox.get("legacy_tox_ini"), str):
+        cp = _ini_text(tox["legacy_tox_ini"])
+        return {s: dict(cp.items(s)) for s in cp.sections()} if cp else None
+    if isinstance(tox, dict):
+        return {"toml": True, "tox": tox}
+    cp = _ini(os.path.join(root, "setup.cfg"))
+    if cp is not None and cp.has_section("tox:tox"):
+        return {("tox" if s == "tox:tox" else s): dict(cp.items(s)) for s in cp.sections()
+                if s == "tox:tox" or s.startswith("testenv")}
+    return None
+
+
+def expand_envlist(text):
+    """tox's env list, with generative names expanded: py{38,39}-django{4,5} gives four envs."""
     out = []
-    for c in candidates:
-        c = c.strip().rstrip("/")
-        if not c or c.startswith("-") or "{" in c or os.path.isabs(c) or ".." in c.split("/"):
+    for item in re.split(r",(?![^{]*\})|\n", text or ""):
+        item = item.strip()
+        if not item or item.startswith("#"):
             continue
-        c = c.split("::")[0]
-        for hit in sorted(glob.glob(os.path.join(glob.escape(src), c))):
-            rel = os.path.relpath(hit, src).replace(os.sep, "/")
-            if rel not in out:
-                out.append(rel)
+        names = [""]
+        for part in re.split(r"(\{[^}]*\})", item):
+            if part.startswith("{") and part.endswith("}"):
+                choices = []
+                for choice in part[1:-1].split(","):
+                    span = re.match(r"^\s*(\d+)-(\d+)\s*$", choice)  # tox 4's ranges: py3{9-14}
+                    if span and int(span.group(2)) - int(span.group(1)) < 50:
+                        choices += [str(n) for n in range(int(span.group(1)), int(span.group(2)) + 1)]
+                    else:
+                        choices.append(choice.strip())
+                names = [n + choice for n in names for choice in choices]
+            else:
+                names = [n + part for n in names]
+        out += [n for n in names if n]
     return out
 
 
-def _pytest_args_from_command(line):
-    try:
-        tokens = shlex.split(line)
-    except ValueError:
-        return None
-    for i, t in enumerate(tokens):
-        base = t.rsplit("/", 1)[-1]
-        if base in ("pytest", "py.test"):
-            return tokens[i + 1:]
-        if t == "-m" and i + 1 < len(tokens) and tokens[i + 1] == "pytest":
-            return tokens[i + 2:]
+def python_factor(factor):
+    """(implementation, (major, minor) or None) when a tox factor names an interpreter, else None."""
+    m = re.match(r"^(py|pypy|cpython)(\d)\.?(\d*)t?$", factor) or re.match(r"^()(\d)\.(\d+)t?$", factor)
+    if m:
+        minor = int(m.group(3)) if m.group(3) else None
+        return ("pypy" if m.group(1) == "pypy" else "cpython"), (int(m.group(2)), minor)
+    if factor in ("py", "pypy"):
+        return ("pypy" if factor == "pypy" else "cpython"), None
     return None
 
 
-def pytest_config_testpaths(src):
-    """(config file name or None, testpaths list) following pytest's own config order."""
-    for name in ("pytest.ini", ".pytest.ini"):
-        p = os.path.join(src, name)
-        if os.path.isfile(p):
-            cp = _ini(p)
-            return name, _split_paths(cp.get("pytest", "testpaths", fallback="") if cp else "")
-    pp = os.path.join(src, "pyproject.toml")
-    if os.path.isfile(pp):
-        opts = load_toml(pp).get("tool", {}).get("pytest", {})
-        if isinstance(opts, dict) and isinstance(opts.get("ini_options"), dict):
-            return "pyproject.toml", _split_paths(opts["ini_options"].get("testpaths"))
-    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
-        p = os.path.join(src, name)
-        if os.path.isfile(p):
-            cp = _ini(p)
-            if cp and cp.has_section(section):
-                return name, _split_paths(cp.get(section, "testpaths", fallback=""))
-    return None, []
-
-
-def discover_tests(src, names, site_packages):
-    """Decide what pytest runs: {"how", "paths", "pyargs", "copy", "config"} or None (no tests)."""
-    if src and os.path.isdir(src):
-        # 1. declared commands: tox, then nox
-        cp = _ini(os.path.join(src, "tox.ini"))
-        if cp:
-            for section in cp.sections():
-                if section == "testenv" or section.startswith("testenv:"):
-                    for line in cp.get(section, "commands", fallback="").splitlines():
-                        paths = _existing(src, _pytest_args_from_command(line) or [])
-                        if paths:
-                            return _plan(src, "tox.ini [%s] commands" % section, paths, names)
-        text = _text(os.path.join(src, "noxfile.py"))
-        if text:
-            for m in re.finditer(r"session\.run\(\s*(['\"])(?:pytest|py\.test)\1((?:\s*,\s*(['\"])[^'\"]*\3)*)", text):
-                paths = _existing(src, re.findall(r"['\"]([^'\"]*)['\"]", m.group(2)))
-                if paths:
-                    return _plan(src, "noxfile.py session.run('pytest', ...)", paths, names)
-        # 2. pytest configuration
-        config, testpaths = pytest_config_testpaths(src)
-        paths = _existing(src, testpaths)
-        if paths:
-            return _plan(src, "testpaths in %s" % config, paths, names)
-        # 3. conventional places
-        paths = [d for d in TEST_DIRS if os.path.isdir(os.path.join(src, d))]
-        paths += sorted(f for f in os.listdir(src) if fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py"))
-        if paths:
-            return _plan(src, "test files in the sdist", paths, names)
-    # 4. tests shipped inside the installed package
-    for name in names:
-        pkg = os.path.join(site_packages, name)
-        if not os.path.isdir(pkg) or os.path.islink(pkg):
+def choose_tox_env(envs, version, implementation="cpython"):
+    """The env tox would run the tests in on this interpreter: one whose interpreter factor names
+    it (pyXY, pyX.Y, py3, py), or one naming none; never an env for another interpreter or for
+    another task (lint, docs, a notebook...)."""
+    best, best_rank = None, None
+    for env in envs:
+        factors = env.lower().split("-")
+        if env.lower() in NOT_TEST_FACTORS or any(f in NOT_TEST_FACTORS for f in factors):
             continue
-        for d in TEST_DIRS:
-            if os.path.isfile(os.path.join(pkg, d, "__init__.py")):
-                return {"how": "tests inside the installed package", "paths": ["%s.%s" % (name, d)],
-                        "pyargs": True, "copy": [], "config": None}
-        for _root, _dirs, files in os.walk(pkg):
-            if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") for f in files):
-                return {"how": "tests inside the installed package", "paths": [name], "pyargs": True,
-                        "copy": [], "config": None}
+        rank = 2
+        for f in factors:
+            named = python_factor(f)
+            if named is None:
+                continue
+            impl, (major, minor) = named[0], named[1] or (None, None)
+            if impl != implementation or (major is not None and major != version[0]) or (
+                    minor is not None and minor != version[1]):
+                rank = None
+                break
+            rank = 0 if minor is not None else 1
+        if rank is not None and (best_rank is None or rank < best_rank):
+            best, best_rank = env, rank
+    return best
+
+
+def _factor_lines(text, factors):
+    """The lines of a tox setting that apply to an env with these factors (`py312,lint: x`, `!pypy: x`)."""
+    out = []
+    for line in (text or "").replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([\w.!,{}-]+):\s+(.*)$", line)
+        if m and not re.match(r"^\w+://", line):
+            conditions, rest = m.group(1), m.group(2)
+            if not any(all((f[1:] not in factors) if f.startswith("!") else (f in factors)
+                           for f in alternative.split("-") if f)
+                       for alternative in expand_envlist(conditions.replace(",", "\n"))):
+                continue
+            line = rest
+        out.append(line)
+    return out
+
+
+def _substitute(text, config, section):
+    """tox's substitutions the farm can know: {posargs[:default]}, {toxinidir}, {[section]key},
+    {env:NAME:default}; other {...} become nothing."""
+    def one(m):
+        inner = m.group(1)
+        if inner.startswith("posargs"):
+            return inner.split(":", 1)[1] if ":" in inner else ""
+        if inner in ("toxinidir", "tox_root"):
+            return "."
+        if inner.startswith("["):
+            ref = re.match(r"^\[([^\]]*)\]\s*(\S+)$", inner)
+            if ref:
+                sec = ref.group(1) or section
+                return str((config.get(sec) or {}).get(ref.group(2), ""))
+        if inner.startswith("env:"):
+            parts = inner.split(":", 2)
+            return parts[2] if len(parts) == 3 else ""
+        if inner in ("envpython", "env_python"):
+            return "python"
+        return ""
+    for _ in range(3):  # references may nest a little
+        text = re.sub(r"\{([^{}]*)\}", one, text)
+    return text
+
+
+def tox_env_settings(config, env):
+    """{"commands": [[word...]...], "deps": [line...], "extras": [...], "changedir": str} of `env`."""
+    if config.get("toml"):
+        tox = config["tox"]
+        base = tox.get("env_run_base") if isinstance(tox.get("env_run_base"), dict) else {}
+        envs = tox.get("env") if isinstance(tox.get("env"), dict) else {}
+        own = envs.get(env) if isinstance(envs.get(env), dict) else {}
+        merged = dict(base, **own)
+
+        def words(cmd):
+            return [w if isinstance(w, str) else "" for w in cmd] if isinstance(cmd, list) else []
+        commands = [words(c) for c in merged.get("commands") or [] if isinstance(c, list)]
+        commands = [[_substitute(w, {}, "") for w in c] for c in commands]
+        return {"commands": commands, "deps": [d for d in merged.get("deps") or [] if isinstance(d, str)],
+                "extras": [e for e in merged.get("extras") or [] if isinstance(e, str)],
+                "groups": [g for g in merged.get("dependency_groups") or [] if isinstance(g, str)],
+                "changedir": merged.get("change_dir") if isinstance(merged.get("change_dir"), str) else ""}
+    factors = set(env.lower().split("-"))
+    section = "testenv:" + env if "testenv:" + env in config else "testenv"
+    own, base = config.get(section) or {}, config.get("testenv") or {}
+
+    def setting(key, alt=None):
+        for source in (own, base):
+            for k in (key, alt):
+                if k and k in source:
+                    return _substitute(source[k], config, section)
+        return ""
+    import shlex
+
+    commands = []
+    for line in _factor_lines(setting("commands"), factors):
+        try:
+            commands.append(shlex.split(line))
+        except ValueError:
+            continue
+    return {"commands": commands, "deps": _factor_lines(setting("deps"), factors),
+            "extras": [e.strip() for line in _factor_lines(setting("extras"), factors)
+                       for e in line.split(",") if e.strip()],
+            "groups": [g.strip() for line in _factor_lines(setting("dependency_groups"), factors)
+                       for g in re.split(r"[,\s]+", line) if g.strip()],
+            "changedir": setting("changedir", "change_dir").strip()}
+
+
+def tox_plan(root, version, implementation):
+    config = tox_config(root)
+    if not config:
+        return None
+    if config.get("toml"):
+        envs = [e for e in config["tox"].get("env_list") or config["tox"].get("envlist") or [] if isinstance(e, str)]
+        envs = envs or list((config["tox"].get("env") or {}).keys())
+    else:
+        tox = config.get("tox") or {}
+        envs = expand_envlist(tox.get("envlist") or tox.get("env_list") or "")
+        envs += [s.split(":", 1)[1] for s in config if s.startswith("testenv:") and ":" in s]
+    env = choose_tox_env(envs, version, implementation) if envs else None
+    if env is None:
+        if config.get("toml") or "testenv" not in config:
+            return None
+        env = "py%d%d" % tuple(version[:2])  # tox runs [testenv] for an env named after the interpreter
+    settings = tox_env_settings(config, env)
+    for words in settings["commands"]:
+        found = _test_command(words)
+        if found:
+            tool, args = found
+            return {"how": "tox env %s (%s)" % (env, "tox.ini" if not config.get("toml") else "tox TOML"),
+                    "tool": tool, "args": args, "cwd": settings["changedir"], "tox": settings}
+    return {"how": None, "tox": settings}
+
+
+def _test_command(words):
+    """("pytest" | "unittest", its arguments) when a command runs the tests, else None."""
+    words = [w for w in words if w]
+    for i, w in enumerate(words):
+        base = w.rsplit("/", 1)[-1]
+        if base in ("pytest", "py.test"):
+            return "pytest", words[i + 1:]
+        if w == "-m" and i + 1 < len(words) and words[i + 1] in ("pytest", "py.test", "unittest"):
+            if i > 0 and words[i - 1].rsplit("/", 1)[-1] not in ("python", "python3") and \
+                    not re.match(r"^python[\d.]*$", words[i - 1].rsplit("/", 1)[-1]) and \
+                    "coverage" not in words[:i] and words[i - 1] != "run":
+                continue
+            return ("unittest" if words[i + 1] == "unittest" else "pytest"), words[i + 2:]
+        if base in ("trial", "nosetests", "nose2", "green", "ward", "stestr"):
+            return None
     return None
 
 
-def _plan(src, how, paths, names):
-    """Tests inside an import package of the sdist run from the installed copy via --pyargs."""
-    pyargs, copy = [], []
-    for p in paths:
-        parts = p.split("/")
-        if parts[0] == "src":
-            parts = parts[1:]
-        if parts and parts[0] in names and len(parts) > 1:
-            pyargs.append(".".join(x[:-3] if x.endswith(".py") else x for x in parts))
-        else:
-            copy.append(p)
-    config, _ = pytest_config_testpaths(src)
-    if pyargs and not copy:
-        return {"how": how, "paths": pyargs, "pyargs": True, "copy": [], "config": config}
-    return {"how": how, "paths": copy, "pyargs": False, "copy": copy, "config": config}
+# -- nox -----------------------------------------------------------------------------------------------
+
+def nox_plan(root):
+    text = _text(os.path.join(root, "noxfile.py"))
+    if not text:
+        return None
+    for m in re.finditer(r"session\.run\(\s*((?:(['\"])[^'\"]*\2\s*,?\s*)+)", text):
+        words = re.findall(r"['\"]([^'\"]*)['\"]", m.group(1))
+        found = _test_command(words)
+        if found:
+            installs = []
+            for im in re.finditer(r"session\.install\(\s*((?:(['\"])[^'\"]*\2\s*,?\s*)+)", text):
+                installs += re.findall(r"['\"]([^'\"]*)['\"]", im.group(1))
+            return {"how": "noxfile.py session.run(%r...)" % words[0], "tool": found[0], "args": found[1],
+                    "cwd": "", "nox_installs": installs}
+    return None
 
 
-def test_dependencies(src):
-    """What the sdist declares for its tests: {"groups": [[pyproject, name]...], "requirement_files"}
-    (every dependency group: the host picks the test ones, as it picks the release's test extras,
-    and checks each path before it passes it to the installer)."""
-    groups, files = [], []
-    if src:
-        pyproject = os.path.join(src, "pyproject.toml")
-        declared = load_toml(pyproject).get("dependency-groups") or {}
-        if isinstance(declared, dict):
-            groups = [[pyproject, g] for g in declared if isinstance(g, str)]
-        files = [os.path.join(src, f) for f in TEST_REQUIREMENT_FILES if _text(os.path.join(src, f)) is not None]
-    return {"groups": groups, "requirement_files": files}
+# -- the plan ----------------------------------------------------------------------------------------------
+
+def pytest_args(root, cwd, words):
+    """The project's pytest words, for the farm: paths that exist inside the tree and the options
+    that select tests (kept with their values); options that only shape reports or speed (coverage,
+    xdist, colours) are left out. An option's value is never taken for a test path."""
+    out, i = [], 0
+    base = os.path.join(root, cwd) if cwd else root
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if w.startswith("-"):
+            name = w.split("=", 1)[0]
+            if name in DROPPED_PYTEST_OPTIONS or name.startswith(("--cov", "--benchmark", "--hypothesis-show")):
+                if DROPPED_PYTEST_OPTIONS.get(name) and "=" not in w and i < len(words):
+                    i += 1
+                continue
+            if re.match(r"^-[vqrs]+\w*$", w) or w.startswith(("-r", "--tb=")):
+                continue
+            out.append(w)
+            if (name in VALUE_OPTIONS or re.match(r"^-[kmpWo]$", name)) and "=" not in w and i < len(words):
+                out.append(words[i])
+                i += 1
+            continue
+        path = w.split("::", 1)[0]
+        rel = _inside(base, path)
+        if rel is not None and os.path.lexists(os.path.join(base, rel)):
+            out.append(w)
+    return out
+
+
+def plan_tests(root, names, version, implementation="cpython"):
+    """What the project runs, from its tree (see the module docstring), or None without a tree."""
+    if not root or not os.path.isdir(root):
+        return None
+    plan = tox_plan(root, version, implementation) or {}
+    tox = plan.pop("tox", None)
+    if not plan.get("how"):
+        plan = nox_plan(root) or {}
+    if plan.get("how"):
+        cwd = _inside(root, plan.get("cwd") or ".") or "."
+        cwd = "" if cwd == "." else cwd
+        if not os.path.isdir(os.path.join(root, cwd)):
+            cwd = ""
+        args = pytest_args(root, cwd, plan["args"]) if plan["tool"] == "pytest" else unittest_args(plan["args"])
+        plan.update(cwd=cwd, args=args)
+    else:
+        config, _ = pytest_config(root)
+        plan = {"how": "pytest with the project's configuration (%s)" % config if config else
+                "pytest from the sdist's root", "tool": "pytest", "args": [], "cwd": ""}
+    plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"))
+    plan.pop("nox_installs", None)
+    return plan
+
+
+def unittest_args(words):
+    """`python -m unittest` arguments the farm passes on: discover's -s/-p/-t, or test names."""
+    out, i = [], 0
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if w in ("-s", "--start-directory", "-p", "--pattern", "-t", "--top-level-directory") and i < len(words):
+            out += [w, words[i]]
+            i += 1
+        elif w == "discover" or re.match(r"^[A-Za-z_][\w.]*$", w):
+            out.append(w)
+    return out
+
+
+# -- test dependencies -------------------------------------------------------------------------------
+
+def requirement_lines(root, rel, source, depth=0, seen=None):
+    """([requirement, source]..., [constraint, source]...) of a requirement file inside the tree,
+    with its -r and -c includes; options, editables, paths and URLs are left out (the farm
+    installs the release from the index, never the tree)."""
+    seen = set() if seen is None else seen
+    rel = _inside(root, rel)
+    if rel is None or rel in seen or depth > MAX_INCLUDE_DEPTH:
+        return [], []
+    seen.add(rel)
+    text = _text(os.path.join(root, rel))
+    if text is None:
+        return [], []
+    reqs, cons = [], []
+    here = os.path.dirname(rel)
+    for line in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if not line:
+            continue
+        m = re.match(r"^(-r|--requirement|-c|--constraint)[\s=]\s*(\S+)$", line)
+        if m:
+            r, c = requirement_lines(root, os.path.join(here, m.group(2)), source, depth + 1, seen)
+            if m.group(1) in ("-c", "--constraint"):
+                cons += r + c
+            else:
+                reqs += r
+                cons += c
+            continue
+        if line.startswith("-") or line.startswith(".") or "/" in line.split(";")[0].split("@")[0] or "://" in line:
+            continue
+        reqs.append([line.split(" --")[0].strip(), source])
+    return reqs[:MAX_REQUIREMENTS], cons[:MAX_REQUIREMENTS]
+
+
+def test_dependencies(root, tox=None, nox_installs=None):
+    """What the project installs for its tests: the tox env's deps and extras when a tox env was
+    chosen, nox's installs, then the test extras, PEP 735 groups, pdm/hatch/poetry dev
+    dependencies and test requirement files (dev ones when none is named for tests); uv.lock's
+    versions as constraints (pins win)."""
+    deps = {"extras": [], "groups": [], "requirements": [], "constraints": []}
+    pyproject_path = os.path.join(root, "pyproject.toml")
+    pyproject = load_toml(pyproject_path)
+    if tox:
+        deps["extras"] += tox["extras"]
+        deps["groups"] += [[pyproject_path, g] for g in tox["groups"]]
+        for line in tox["deps"]:
+            m = re.match(r"^(-r|-c)\s*(\S+)$", line)
+            if m:
+                r, c = requirement_lines(root, m.group(2), "tox deps %s %s" % (m.group(1), m.group(2)))
+                if m.group(1) == "-r":
+                    deps["requirements"] += r
+                    deps["constraints"] += c
+                else:
+                    deps["constraints"] += r + c
+            elif not line.startswith(("-", ".")) and "/" not in line.split(";")[0].split("@")[0]:
+                deps["requirements"].append([line, "tox deps"])
+    for word in nox_installs or []:
+        m = re.match(r"^\.\[([^\]]+)\]$", word)
+        if m:
+            deps["extras"] += [e.strip() for e in m.group(1).split(",")]
+        elif not word.startswith(("-", ".")) and "/" not in word:
+            deps["requirements"].append([word, "noxfile.py session.install"])
+    if not tox:
+        groups = pyproject.get("dependency-groups")
+        groups = [g for g in groups if isinstance(g, str)] if isinstance(groups, dict) else []
+        chosen = [g for g in groups if is_test_name(g)] or [g for g in groups if is_dev_name(g)]
+        deps["groups"] = [[pyproject_path, g] for g in chosen]
+        tool = pyproject.get("tool") if isinstance(pyproject.get("tool"), dict) else {}
+        deps["requirements"] += _tool_dev_dependencies(tool)
+        files = [f for f in TEST_REQUIREMENT_FILES if _text(os.path.join(root, f)) is not None]
+        files = files or [f for f in DEV_REQUIREMENT_FILES if _text(os.path.join(root, f)) is not None]
+        for f in files:
+            r, c = requirement_lines(root, f, f)
+            deps["requirements"] += r
+            deps["constraints"] += c
+        deps["test_extras_wanted"] = True  # the host adds the release's test (or dev) extras
+    deps["constraints"] += uv_lock_pins(root)
+    return deps
+
+
+def _tool_dev_dependencies(tool):
+    out = []
+    pdm = tool.get("pdm") if isinstance(tool.get("pdm"), dict) else {}
+    dev = pdm.get("dev-dependencies") if isinstance(pdm.get("dev-dependencies"), dict) else {}
+    for group in [g for g in dev if is_test_name(g)] or [g for g in dev if is_dev_name(g)]:
+        out += [[r, "[tool.pdm.dev-dependencies] %s" % group] for r in dev[group] or [] if isinstance(r, str)]
+    hatch = tool.get("hatch") if isinstance(tool.get("hatch"), dict) else {}
+    envs = hatch.get("envs") if isinstance(hatch.get("envs"), dict) else {}
+    for name in [n for n in envs if is_test_name(n)] or [n for n in envs if n in ("default",) + DEV_EXTRAS]:
+        env = envs[name] if isinstance(envs[name], dict) else {}
+        for key in ("dependencies", "extra-dependencies"):
+            out += [[r, "[tool.hatch.envs.%s] %s" % (name, key)] for r in env.get(key) or [] if isinstance(r, str)]
+    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
+    groups = poetry.get("group") if isinstance(poetry.get("group"), dict) else {}
+    for name in [n for n in groups if is_test_name(n)] or [n for n in groups if is_dev_name(n)]:
+        table = groups[name].get("dependencies") if isinstance(groups[name], dict) else None
+        if isinstance(table, dict):
+            out += [[n, "[tool.poetry.group.%s]" % name] for n in table if isinstance(n, str) and n != "python"]
+    return [r for r in out if not r[0].startswith(("-", "."))]
+
+
+def uv_lock_pins(root):
+    """[["name==version", "uv.lock"]...] for the registry packages uv.lock pins."""
+    data = load_toml(os.path.join(root, "uv.lock"))
+    versions = {}
+    for package in data.get("package") or []:
+        if not isinstance(package, dict):
+            continue
+        name, version, source = package.get("name"), package.get("version"), package.get("source")
+        if isinstance(name, str) and isinstance(version, str) and isinstance(source, dict) and "registry" in source:
+            versions.setdefault(name, set()).add(version)
+    # A package locked at several versions (one per Python range) is left to the resolver.
+    return [["%s==%s" % (n, next(iter(v))), "uv.lock"] for n, v in sorted(versions.items()) if len(v) == 1][:5000]

@@ -1,20 +1,23 @@
-"""The test phase's preparation, inside the sandbox: unpack the sdist, find the tests and the test
-dependencies, and stage the tests in a folder of their own so that they run against the
-installed copy, not the source tree."""
+"""The test phase's preparation, inside the sandbox: unpack the sdist, set the package's own import
+packages aside in it (so `import pkg` finds the installed copy while conftest.py, data files and
+requirement files stay where the tests expect them), and work out the project's own test command
+and test dependencies (discover.py)."""
+import fnmatch
 import json
 import os
-import shutil
 import sys
 
 from farm_runner.inside import discover, environment
 from farm_runner.inside.unpack import Refused, unpack
 
+MAX_WALK = 20000  # entries looked at when asking "does this tree hold tests at all?"
+
 
 def stage(request):
-    """request: {"package", "sdist", "src", "run", "site_packages", "max_bytes"} (paths as the
-    sandbox sees them). Returns {"dists", "me", "plan", "deps", "src"}, with "refused" (a sentence)
-    in place of the plan when the sdist cannot be unpacked, and none when the package is not
-    installed. The install's code has ended: the environment is listed as the install left it."""
+    """request: {"package", "sdist", "src", "site_packages", "max_bytes", "python_version",
+    "implementation"} (paths as the sandbox sees them). Returns {"dists", "me", "plan", "src"}, with
+    "refused" (a sentence) in place of the plan when the sdist cannot be unpacked, and no plan when
+    the package is not installed. The environment is listed as the install left it."""
     site = request["site_packages"]
     dists = environment.distributions(site)
     me = environment.installed(site, request["package"])
@@ -22,71 +25,199 @@ def stage(request):
     result = {"dists": dists, "me": me}
     if me is None:
         return result
-    for folder in (request["src"], request["run"]):
-        clear(folder)  # the install's code may have put something there first
-    src = None
+    clear(request["src"])  # the install's code may have put something there first
+    root = None
     if request.get("sdist"):
         try:
-            src = unpack(request["sdist"], request["src"], request["max_bytes"])
+            root = unpack(request["sdist"], request["src"], request["max_bytes"])
         except Refused as exc:
             return dict(result, refused="the sdist %s cannot be unpacked: %s" % (
                 os.path.basename(request["sdist"]), exc))
-    plan = discover.discover_tests(src, names, site)
-    run = request["run"]
-    os.makedirs(run)
-    if plan is not None and not plan["pyargs"]:
-        copy_tests_out(src, plan, run)
-    return dict(result, plan=plan, deps=discover.test_dependencies(src), src=src)
+    plan = plan_run(root, names, site, tuple(request.get("python_version") or sys.version_info[:2]),
+                    request.get("implementation") or "cpython")
+    return dict(result, plan=plan, src=root)
 
 
-def pytest_command(python, plan, out):
-    """The test run: the package's interpreter, the shared pytest, the probe plugin, JUnit XML in
-    OUT. One definition for the supervisor and for `run_tests` below."""
+def plan_run(root, names, site, version, implementation):
+    """The plan (discover.py) with the tree made ready, or None when there are no tests at all."""
+    pyargs = []
+    if root:
+        set_aside, pyargs = set_aside_packages(root, names, site)
+        plan = discover.plan_tests(root, names, version, implementation)
+        plan["set_aside"] = set_aside
+        if plan["tool"] == "pytest":
+            plan["args"] = translate_paths(plan["args"], root, plan["cwd"], names, site)
+            if not plan["args"] and pyargs and not configured_testpaths(root):
+                plan["args"] = ["--pyargs"] + pyargs + ["."]
+        plan["fallback"] = unittest_fallback(root, plan["cwd"]) if plan["tool"] == "pytest" else []
+        if has_tests(root) or "--pyargs" in plan["args"]:
+            return plan
+    installed = installed_tests(names, site)
+    if installed:
+        return {"how": "tests inside the installed package", "tool": "pytest", "args": ["--pyargs"] + installed,
+                "cwd": None, "deps": discover.test_dependencies(root) if root else {}, "set_aside": []}
+    return None
+
+
+def set_aside_packages(root, names, site):
+    """Take the package's own import packages out of the tree (at its root and under src/). A test
+    folder inside one is kept only when the installed copy lacks it (tests the sdist alone holds);
+    those the installed copy has run from it (--pyargs). Returns (what was set aside, modules to
+    run with --pyargs)."""
+    removed, pyargs = [], []
+    for base in ("", "src"):
+        folder = os.path.join(root, base) if base else root
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            path = os.path.join(folder, entry)
+            rel = (base + "/" + entry) if base else entry
+            stem = entry.split(".", 1)[0]
+            if stem not in names:
+                continue
+            if os.path.islink(path) or os.path.isfile(path):
+                if entry.endswith((".py", ".so", ".pyd")) or os.path.islink(path):
+                    os.unlink(path)
+                    removed.append(rel)
+                continue
+            if entry != stem or not os.path.isdir(path):
+                continue
+            keep = []
+            for sub in sorted(os.listdir(path)):
+                if sub in discover.TEST_DIRS and os.path.isdir(os.path.join(path, sub)) and \
+                        not os.path.islink(os.path.join(path, sub)):
+                    if os.path.isdir(os.path.join(site, entry, sub)):
+                        pyargs.append("%s.%s" % (entry, sub))
+                    else:
+                        keep.append(sub)
+            for sub in os.listdir(path):
+                if sub not in keep:
+                    clear(os.path.join(path, sub))
+            if not keep:
+                os.rmdir(path)
+            removed.append(rel + "/")
+    return removed, sorted(set(pyargs))
+
+
+def translate_paths(args, root, cwd, names, site):
+    """Test paths inside a package set aside become its installed modules (--pyargs)."""
+    out, modules = [], []
+    for word in args:
+        parts = word.split("::", 1)[0].strip("/").split("/")
+        if cwd:
+            parts = cwd.split("/") + parts
+        if parts and parts[0] == "src":
+            parts = parts[1:]
+        if not word.startswith("-") and parts and parts[0] in names and len(parts) > 1 and \
+                not os.path.lexists(os.path.join(root, cwd or "", word.split("::", 1)[0])):
+            module = ".".join(p[:-3] if p.endswith(".py") else p for p in parts if p)
+            if os.path.exists(os.path.join(site, *parts)):
+                modules.append(module)
+            continue
+        out.append(word)
+    if modules:
+        return ["--pyargs"] + modules + out
+    return out
+
+
+def unittest_fallback(root, cwd):
+    """unittest discovery's arguments for a tree where pytest collects nothing (tests named
+    `test*.py`, `tests/test.py`): its test folder, or the run's folder."""
+    base = os.path.join(root, cwd) if cwd else root
+    for name in discover.TEST_DIRS:
+        folder = os.path.join(base, name)
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            if os.path.isfile(os.path.join(folder, "__init__.py")):
+                return ["discover", "-s", name, "-t", "."]
+            return ["discover", "-s", name]
+    return ["discover"]
+
+
+def configured_testpaths(root):
+    _, options = discover.pytest_config(root)
+    return bool(discover._words(options.get("testpaths")))
+
+
+def is_test_file(name):
+    return fnmatch.fnmatch(name, "test*.py") or fnmatch.fnmatch(name, "*_test.py") or \
+        fnmatch.fnmatch(name, "*_tests.py")
+
+
+def has_tests(root):
+    """Does the tree hold a test file anywhere (bounded walk, links not followed)?"""
+    seen = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(folder, d))]
+        seen += len(dirs) + len(files)
+        if any(is_test_file(f) for f in files):
+            return True
+        if seen > MAX_WALK:
+            return False
+    return False
+
+
+def installed_tests(names, site):
+    """Modules of the installed package that hold tests, for --pyargs."""
+    for name in names:
+        pkg = os.path.join(site, name)
+        if not os.path.isdir(pkg) or os.path.islink(pkg):
+            continue
+        for d in discover.TEST_DIRS:
+            if os.path.isfile(os.path.join(pkg, d, "__init__.py")):
+                return ["%s.%s" % (name, d)]
+        for _root, _dirs, files in os.walk(pkg):
+            if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") for f in files):
+                return [name]
+    return []
+
+
+def test_command(python, plan, out, run_dir):
+    """The test run: the package's interpreter and the project's own command, with the farm's
+    probe plugin and JUnit XML in OUT. (argv, cwd). One definition for the supervisor and for
+    `run_tests` below."""
+    cwd = run_dir if plan.get("cwd") is None else plan["root"] + ("/" + plan["cwd"] if plan["cwd"] else "")
+    if plan["tool"] == "unittest":
+        return [python, "-m", "_farm_unittest", out + "/unittest.json"] + list(plan["args"]), cwd
     return ([python, "-m", "pytest", "-p", "_farm_probe", "-p", "no:cacheprovider", "--junitxml", out + "/junit.xml",
-             "-o", "junit_family=xunit2"] + (["--pyargs"] if plan["pyargs"] else []) + list(plan["paths"]))
+             "-o", "junit_family=xunit2"] + list(plan["args"])), cwd
 
 
 def needs_dependencies(result):
-    """Does the release declare test dependencies (test extras, groups or requirement files)?"""
+    """Are test dependencies to install before the tests run?"""
+    plan = result.get("plan") or {}
+    deps = plan.get("deps") or {}
     me = next((d for d in result["dists"] if d["dist_info"] == result["me"]), None)
-    deps = result.get("deps") or {}
-    return bool((me and any(discover.is_test_name(e) for e in me["extras"]))
-                or any(discover.is_test_name(g) for _, g in deps.get("groups") or [])
-                or deps.get("requirement_files"))
+    extras = (me or {}).get("extras") or []
+    return bool(deps.get("extras") or deps.get("groups") or deps.get("requirements")
+                or (deps.get("test_extras_wanted") and any(
+                    discover.is_test_name(e) or discover.is_dev_name(e) for e in extras)))
 
 
 def run_tests(request, result, write_answer):
-    """When the tests are staged and nothing is to install first, become the test run (exec): the
-    supervisor then sees pytest's own exit status as this command's. The answer goes first, saying
-    so, and the pipe is closed: nothing of the package's can speak for the runner."""
+    """When the tests are planned and nothing is to install first, become the test run (exec): the
+    supervisor then sees the test command's own exit status as this command's. The answer goes
+    first, saying so, and the pipe is closed: nothing of the package's can speak for the runner."""
     test, plan = request.get("test"), result.get("plan")
     if not test or not plan or needs_dependencies(result) or not os.access(test["python"], os.X_OK):
         return write_answer(result)
-    command = pytest_command(test["python"], plan, test["out"])
+    plan = dict(plan, root=result.get("src"))
+    command, cwd = test_command(test["python"], plan, test["out"], request["run"])
     me = next(d for d in result["dists"] if d["dist_info"] == result["me"])
-    env = dict(os.environ, FARM_IMPORT_NAMES=json.dumps(environment.import_names(me["record"])), **test["env"])
+    env = dict(os.environ, **test["env"])
+    env["FARM_IMPORT_NAMES"] = json.dumps(environment.import_names(me["record"]))
     write_answer(dict(result, ran_tests=True))
-    sys.stdout.write("tests: %s -> %s\n$ %s\n" % (plan["how"], " ".join(plan["paths"]), " ".join(command)))
+    sys.stdout.write("tests: %s\n$ %s\n" % (plan["how"], " ".join(command)))
     sys.stdout.flush()
-    os.chdir(request["run"])
+    if not os.path.isdir(cwd):
+        os.makedirs(cwd)
+    os.chdir(cwd)
     os.execve(command[0], command, env)
 
 
 def clear(path):
     if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
-
-
-def copy_tests_out(src, plan, dest):
-    """Copy the test paths, the root conftest.py and the pytest configuration out of the source tree."""
-    for rel in list(plan["copy"]) + ["conftest.py", plan.get("config") or ""]:
-        if not rel:
-            continue
-        s, d = os.path.join(src, rel), os.path.join(dest, rel)
-        if os.path.isdir(s) and not os.path.islink(s):
-            shutil.copytree(s, d, symlinks=True, dirs_exist_ok=True)
-        elif os.path.isfile(s) and not os.path.islink(s):
-            os.makedirs(os.path.dirname(d), exist_ok=True)
-            shutil.copy2(s, d)

@@ -1,14 +1,149 @@
-"""Loaded into the package's own test run (`-p _farm_probe`, from LIB/farm_runner/inside/pytest_plugin):
-records where the package under test was imported from. It runs in the package's interpreter,
-any version the farm serves, so it keeps to what every Python has. What it writes is the
-package's to forge; the host only shows it and checks that it names the installed copy."""
+"""Loaded into the package's own test run (`-p _farm_probe`, from LIB/farm_runner/inside/pytest_plugin).
+It runs in the package's interpreter, any version the farm serves, so it keeps to what every
+Python has. It:
+
+- records where the package under test was imported from, and each failed test with its one-line error;
+- records which tests tried to reach the network: a connection to an address that is not
+  loopback, or a host name looked up; the sandbox has no network, so such
+  a test fails for the farm's reasons, not the package's;
+- accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
+  timeouts), so that a project's `addopts = --cov` is not a usage error.
+
+What it writes is the package's to forge; the host only shows it and checks it.
+"""
 import importlib
+import importlib.util
 import json
 import os
+import socket
 import sys
+
+MAX_TESTS = 200  # tests recorded as needing the network
+MAX_FAILURES = 200
+_current = {"test": None}
+_network = {}
+_failures = []
+
+
+def _loopback(host):
+    if host is None:
+        return True
+    host = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+    host = host.strip("[]").lower()
+    return host in ("", "localhost", "localhost.localdomain", "ip6-localhost", "::1", "0.0.0.0", "::") or \
+        host.startswith("127.") or host.startswith("::ffff:127.") or host.endswith(".localhost")
+
+
+def _numeric(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, str(host).strip("[]"))
+            return True
+        except (OSError, ValueError, TypeError):
+            continue
+    return False
+
+
+def _note(what):
+    test = _current["test"] or "(collection)"
+    if test in _network or len(_network) < MAX_TESTS:
+        _network.setdefault(test, [])
+        if len(_network[test]) < 5 and what not in _network[test]:
+            _network[test].append(what)
+
+
+def _wrap_connect(original):
+    def connect(self, address, *args, **kwargs):
+        try:
+            if self.family in (socket.AF_INET, getattr(socket, "AF_INET6", None)) and \
+                    isinstance(address, tuple) and not _loopback(address[0]):
+                _note("connect %s:%s" % (address[0], address[1]))
+        except Exception:
+            pass
+        return original(self, address, *args, **kwargs)
+    return connect
+
+
+def _wrap_lookup(original):
+    def lookup(host, *args, **kwargs):
+        try:
+            if not _loopback(host) and not _numeric(host):
+                _note("lookup %s" % (host.decode("ascii", "replace") if isinstance(host, bytes) else host))
+        except Exception:
+            pass
+        return original(host, *args, **kwargs)
+    return lookup
+
+
+def _install_network_watch():
+    socket.socket.connect = _wrap_connect(socket.socket.connect)
+    socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex)
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
+        if hasattr(socket, name):
+            setattr(socket, name, _wrap_lookup(getattr(socket, name)))
+
+
+def _missing(module):
+    try:
+        return importlib.util.find_spec(module) is None
+    except Exception:
+        return True
+
+
+def pytest_addoption(parser):
+    """Reporting-only options of plugins that are not installed: accepted and ignored."""
+    group = parser.getgroup("farm", "options of plugins the farm does not install (ignored)")
+    if _missing("pytest_cov"):
+        group.addoption("--cov", action="append", nargs="?", const=True, default=[], dest="farm_cov")
+        for option in ("--cov-report", "--cov-config", "--cov-fail-under", "--cov-context"):
+            group.addoption(option, action="append", default=[], dest="farm_" + option.strip("-").replace("-", "_"))
+        for option in ("--cov-append", "--cov-branch", "--no-cov", "--no-cov-on-fail"):
+            group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
+    if _missing("xdist"):
+        group._addoption("-n", "--numprocesses", action="store", dest="farm_numprocesses")  # as xdist does
+        group.addoption("--dist", action="store", dest="farm_dist")
+        group.addoption("--maxprocesses", action="store", dest="farm_maxprocesses")
+    if _missing("pytest_timeout"):
+        group.addoption("--timeout", action="store", dest="farm_timeout")
+    if _missing("pytest_benchmark"):
+        for option in ("--benchmark-skip", "--benchmark-disable", "--benchmark-only", "--benchmark-autosave"):
+            group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
+
+
+def pytest_configure(config):
+    _install_network_watch()
+
+
+def pytest_runtest_setup(item):
+    _current["test"] = item.nodeid
+
+
+def pytest_runtest_teardown(item):
+    _current["test"] = item.nodeid
+
+
+def pytest_runtest_logreport(report):
+    if report.failed and len(_failures) < MAX_FAILURES:
+        _failures.append({"test": report.nodeid, "when": report.when, "message": _one_line(report)})
+
+
+def pytest_collectreport(report):
+    if report.failed and len(_failures) < MAX_FAILURES:
+        _failures.append({"test": report.nodeid, "when": "collect", "message": _one_line(report)})
+
+
+def _one_line(report):
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    text = getattr(crash, "message", None) or str(getattr(report, "longrepr", "") or "")
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    if not lines:
+        return ""
+    missing = [l for l in lines if "No module named" in l]  # a collection error's cause, not its first line
+    return (missing[-1] if missing else lines[-1] if getattr(crash, "message", None) is None else lines[0])[:300]
 
 
 def pytest_sessionfinish(session):
+    """One answer file (FARM_PROBE_REPORT): {"imports", "network", "failures"}."""
     out = {}
     for name in json.loads(os.environ.get("FARM_IMPORT_NAMES", "[]")):
         try:
@@ -16,5 +151,5 @@ def pytest_sessionfinish(session):
             out[name] = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [None])[0]
         except Exception as exc:
             out[name] = "!" + repr(exc)
-    with open(os.environ["FARM_IMPORT_REPORT"], "w") as fh:
-        json.dump(out, fh)
+    with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
+        json.dump({"imports": out, "network": _network, "failures": _failures}, fh)

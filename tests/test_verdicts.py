@@ -1,0 +1,270 @@
+"""Truthful verdicts: each release is tested the way its own project tests itself. One fixture
+package per way the runner used to blame a package for the farm's own way of testing, each served
+by a real local index and run through the real runner (worker/runner.py), each asserting the
+outcome and the report's explanation of it."""
+import textwrap
+
+import pytest
+
+from tests.pkgindex import PackageIndex, ensure_wheelhouse, write_package
+from tests.test_runner import MAIN_PY, run_cli
+
+VERSION = "1.0"
+
+
+def dedent(text):
+    return textwrap.dedent(text).lstrip()
+
+
+# name: (files of the project's tree, its dependencies, the outcome a maintainer sees)
+FIXTURES = {
+    # The uninstall audit blamed the release for what test tools wrote in their own folders.
+    "vfix-audit": ({
+        "tox.ini": "[testenv]\ndeps = vfix-cachedep\ncommands = pytest tests\n",
+        "tests/test_cache.py": dedent("""
+            import vfix_cachedep
+
+
+            def test_the_tool_writes_its_cache_in_its_own_folder():
+                assert vfix_cachedep.touch().endswith("cache.db")
+            """),
+    }, (), "passed"),
+    # Tests pytest does not collect (unittest names): unittest discovery finds them.
+    "vfix-unittest": ({
+        "tests/__init__.py": "",
+        "tests/test.py": dedent("""
+            import unittest
+
+            import vfix_unittest
+
+
+            class Checks(unittest.TestCase):
+                def test_version(self):
+                    self.assertEqual(vfix_unittest.__version__, "1.0")
+
+                def test_more(self):
+                    self.assertTrue(True)
+            """),
+    }, (), "passed"),
+    # tox's env for this interpreter, never the pypy one or lint; an option's value is no test path.
+    "vfix-toxenv": ({
+        "tox.ini": dedent("""
+            [tox]
+            envlist = lint, pypy3-tests, py3{8,9,10,11,12,13}-tests
+
+            [testenv]
+            commands = pytest --ignore tests/broken {posargs:tests}
+
+            [testenv:pypy3-tests]
+            commands = pytest tests/pypy_only.py
+
+            [testenv:lint]
+            commands = flake8 --max-line-length 120
+            """),
+        "tests/pypy_only.py": "import platform\n\n\ndef test_pypy():\n    assert platform.python_implementation() == 'PyPy'\n",
+        "tests/broken/test_broken.py": "def test_not_run_by_the_project():\n    assert False\n",
+    }, (), "passed"),
+    # The tests need the source tree: a root conftest.py, data beside the tests, files they read.
+    "vfix-tree": ({
+        "conftest.py": dedent("""
+            import pathlib
+
+            import pytest
+
+
+            @pytest.fixture
+            def sample():
+                return (pathlib.Path(__file__).parent / "data" / "sample.txt").read_text()
+            """),
+        "data/sample.txt": "hello from the sdist\n",
+        "examples/demo.py": "print('demo')\n",
+        "requirements-dev.txt": "# nothing to install\n",
+        "tests/test_tree.py": dedent("""
+            import pathlib
+
+            ROOT = pathlib.Path(__file__).parent.parent
+
+
+            def test_data(sample):
+                assert sample == "hello from the sdist\\n"
+
+
+            def test_files_the_tests_read():
+                assert (ROOT / "examples" / "demo.py").is_file()
+                assert (ROOT / "requirements-dev.txt").is_file()
+            """),
+    }, (), "passed"),
+    # Test dependencies declared through tox's `deps = -r requirements-dev.txt` (an editable line
+    # and another index in it are left out: the release comes from the farm's index, installed).
+    "vfix-deps": ({
+        "tox.ini": "[testenv]\ndeps = -r requirements-dev.txt\ncommands = pytest tests\n",
+        "requirements-dev.txt": "vfix-helper>=1.0\n-e .\n--index-url https://example.invalid/simple\n",
+        "tests/test_helper.py": "import vfix_helper\n\n\ndef test_helper():\n    assert vfix_helper.__version__\n",
+    }, (), "passed"),
+    # Reporting-only options of plugins the farm does not install are no usage error.
+    "vfix-cov": ({
+        "pyproject.toml": dedent("""
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+
+            [tool.pytest.ini_options]
+            addopts = "--cov=vfix_cov --cov-report=term-missing -n 2 --timeout 30"
+            testpaths = ["tests"]
+            """),
+    }, (), "passed"),
+    # The sandbox's environment: services a system has, the network it lacks, a flaky test.
+    "vfix-env": ({
+        "tests/test_env.py": dedent("""
+            import pathlib
+            import socket
+            import urllib.request
+
+
+            def test_services_and_protocols():
+                assert socket.getservbyname("http", "tcp") == 80
+                assert socket.getprotobyname("tcp") == 6
+
+
+            def test_needs_the_network():
+                urllib.request.urlopen("http://example.org/", timeout=5)
+
+
+            def test_flaky():
+                marker = pathlib.Path(__file__).with_name(".ran-once")
+                if not marker.exists():
+                    marker.write_text("x")
+                    raise AssertionError("fails the first time only")
+            """),
+    }, (), "passed"),
+    # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
+    "vfix-infer": ({
+        "tests/test_infer.py": "import vfix_undeclared\n\n\ndef test_it():\n    assert vfix_undeclared.__version__\n",
+    }, (), "passed"),
+    # A real failure stays a failure, next to a test that needed the network.
+    "vfix-realfail": ({
+        "tests/test_real.py": dedent("""
+            import socket
+
+
+            def test_broken():
+                assert 1 + 1 == 3, "a real bug"
+
+
+            def test_needs_the_network():
+                socket.create_connection(("pypi.org", 443), timeout=5)
+            """),
+    }, (), "tests-failed"),
+}
+
+TOOLS = {
+    "vfix-cachedep": {"vfix_cachedep/__init__.py": dedent("""
+        import os
+
+        __version__ = "1.0"
+
+
+        def touch():
+            # like hypothesis or a plugin writing a cache beside itself at run time
+            path = os.path.join(os.path.dirname(__file__), "cache.db")
+            with open(path, "w") as fh:
+                fh.write("cache")
+            return path
+        """)},
+    "vfix-helper": {},
+    "vfix-undeclared": {},
+}
+
+
+@pytest.fixture(scope="module")
+def verdict_reports(tmp_path_factory):
+    dists = tmp_path_factory.mktemp("vdists")
+    for name, files in TOOLS.items():
+        write_package(dists, name, VERSION, "notests", extra_files=files, kind="wheel")
+    for name, (files, deps, _) in FIXTURES.items():
+        # vfix-unittest has no pytest-style test file at all
+        write_package(dists, name, VERSION, "notests" if name == "vfix-unittest" else "pass", dependencies=deps,
+                      extra_files=files)
+    out = {}
+    with PackageIndex(dists, ensure_wheelhouse()) as index:
+        for name in FIXTURES:
+            proc, report = run_cli(name, tmp_path_factory.mktemp(name), index.url)
+            out[name] = (proc, report)
+    return out
+
+
+def check(reports, name):
+    proc, report = reports[name]
+    expected = FIXTURES[name][2]
+    assert report["outcome"] == expected, (report["reason"], report.get("tests"), proc.stdout[-3000:])
+    return report, report["tests"]
+
+
+@pytest.mark.slow
+def test_tools_writing_in_their_own_folders_are_not_the_release_s_leftovers(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-audit")
+    assert report["leftovers"] == [] and tests["passed"] == 3
+    assert {"requirement": "vfix-cachedep", "source": "tox deps"} in tests["deps"]
+
+
+@pytest.mark.slow
+def test_unittest_style_tests_run_with_unittest(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-unittest")
+    assert tests["tool"] == "unittest" and "unittest" in tests["how"]
+    assert (tests["passed"], tests["failed"]) == (2, 0)
+
+
+@pytest.mark.slow
+def test_the_tox_env_for_this_interpreter_is_run(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-toxenv")
+    assert tests["how"].startswith("tox env py3%s-tests" % MAIN_PY.split(".")[1]), tests["how"]
+    assert tests["passed"] == 2 and tests["failed"] == 0
+    # the option's value stays an option's value
+    assert tests["command"][-3:] == ["--ignore", "tests/broken", "tests"]
+
+
+@pytest.mark.slow
+def test_tests_run_from_the_whole_sdist_against_the_installed_copy(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-tree")
+    assert tests["passed"] == 4
+    assert tests["set_aside"] == ["vfix_tree/"]  # the package's own source, so the installed copy is imported
+    assert "site-packages" in tests["imported_from"]["vfix_tree"]
+
+
+@pytest.mark.slow
+def test_test_dependencies_from_tox_requirement_files(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-deps")
+    assert tests["deps"] == [{"requirement": "vfix-helper>=1.0", "source": "tox deps -r requirements-dev.txt"}]
+    assert tests["passed"] == 3
+
+
+@pytest.mark.slow
+def test_reporting_options_of_missing_plugins_are_neutralised(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-cov")
+    assert tests["passed"] == 2 and "configuration" in tests["how"]
+
+
+@pytest.mark.slow
+def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-env")
+    assert [n["test"] for n in tests["needs_network"]] == ["tests/test_env.py::test_needs_the_network"]
+    assert any(w.startswith("lookup example.org") for w in tests["needs_network"][0]["tried"])
+    assert tests["flaky"] == ["tests/test_env.py::test_flaky"]
+    assert tests["failures"] == []
+    assert "needed the network" in report["reason"] and "flaky" in report["reason"]
+
+
+@pytest.mark.slow
+def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-infer")
+    assert tests["inferred"] == [{"module": "vfix_undeclared", "requirement": "vfix-undeclared"}]
+    assert tests["passed"] == 3
+
+
+@pytest.mark.slow
+def test_a_real_failure_stays_the_package_s(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-realfail")
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken"]
+    assert "a real bug" in tests["failures"][0]["message"]
+    assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
+    assert tests["flaky"] == []

@@ -1,0 +1,37 @@
+"""A module plainly missing from a test run: named in a "No module named 'x'" error, no part of the
+package, not in the standard library. The farm installs the distribution that provides it, once,
+and says so in the report (inferred, never declared). The text it reads is the package's output:
+at worst a package makes the farm install something from the index into its own sandbox."""
+
+import re
+import sys
+
+# Import names whose distribution is named otherwise (the common ones; any other name is tried as is).
+IMPORT_TO_DIST = {
+    "yaml": "PyYAML", "PIL": "pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn",
+    "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil", "attr": "attrs",
+    "google": "protobuf", "OpenSSL": "pyOpenSSL", "Crypto": "pycryptodome", "jwt": "PyJWT", "magic": "python-magic",
+    "serial": "pyserial", "usb": "pyusb", "zmq": "pyzmq", "git": "GitPython", "dotenv": "python-dotenv",
+    "docx": "python-docx", "pptx": "python-pptx", "multipart": "python-multipart", "jose": "python-jose",
+    "slugify": "python-slugify", "socks": "PySocks", "nacl": "PyNaCl", "gi": "PyGObject", "wx": "wxPython",
+    "Levenshtein": "python-Levenshtein", "fitz": "PyMuPDF", "win32api": "pywin32", "kafka": "kafka-python",
+    "ldap": "python-ldap", "mpl_toolkits": "matplotlib", "pkg_resources": "setuptools", "_pytest": "pytest",
+    "typing_extensions": "typing-extensions", "importlib_metadata": "importlib-metadata",
+    "importlib_resources": "importlib-resources",
+}
+MAX_INFERRED = 5
+_MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
+
+
+def missing_modules(texts, own_names, known):
+    """[(module, distribution)] named as missing in `texts`, excluding the package's own import
+    names, `known` ones (already tried or installed) and the standard library."""
+    out = []
+    for text in texts:
+        for module in _MISSING.findall(text or ""):
+            if module in own_names or module in known or module in _STDLIB or module.startswith("_farm"):
+                continue
+            if module not in [m for m, _ in out]:
+                out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
+    return out[:MAX_INFERRED]
