@@ -475,3 +475,25 @@ def test_latest_iniconfig_from_pypi(python, tmp_path):
     assert r["outcome"] == "passed", (r["reason"], proc.stdout[-3000:])
     assert r["tests"]["passed"] > 10
     assert r["dependencies"] == []
+
+
+def test_the_pytest_a_release_could_know():
+    from farm_runner.host import instrument
+
+    # pytest's releases as PyPI's JSON index lists them (upload-time, requires-python)
+    releases = [("7.4.4", "2023-12-31T11:35:56Z", ">=3.7"), ("8.0.0", "2024-01-27T10:11:12Z", ">=3.8"),
+                ("8.3.5", "2025-03-02T12:00:00Z", ">=3.8"), ("9.0.0rc1", "2025-11-01T00:00:00Z", ">=3.10"),
+                ("9.0.0", "2025-11-08T00:00:00Z", ">=3.10"), ("9.2.0", "2026-06-01T00:00:00Z", ">=3.10")]
+    # A release of mid-2024 on 3.11: the newest pytest before it.
+    limit = instrument.cutoff("2024-06-01T00:00:00Z", (3, 11, 7))
+    assert instrument.choose(releases, limit, "3.11.7") == "8.0.0"
+    # The same release on 3.13: never a pytest from before that Python was supported (3.13.0 + 90 days).
+    limit = instrument.cutoff("2024-06-01T00:00:00Z", (3, 13, 0))
+    assert limit.date().isoformat() == "2025-01-05"
+    assert instrument.choose(releases, limit, "3.13.0") == "8.0.0"
+    # A release of 2026: the newest final pytest; pre-releases never; Requires-Python as pip decides.
+    assert instrument.choose(releases, instrument.cutoff("2026-07-01T00:00:00Z", (3, 12)), "3.12.1") == "9.2.0"
+    assert instrument.choose(releases, instrument.cutoff("2026-07-01T00:00:00Z", (3, 9)), "3.9.18") == "8.3.5"
+    # No upload time (an HTML index, a local file), or an interpreter newer than the table: no cutoff.
+    assert instrument.cutoff(None, (3, 12)) is None and instrument.cutoff("2024-06-01T00:00:00Z", (3, 15)) is None
+    assert instrument.parse_time("not a time") is None

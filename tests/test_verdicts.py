@@ -101,6 +101,11 @@ FIXTURES = {
         "requirements-dev.txt": "vfix-helper>=1.0\n-e .\n--index-url https://example.invalid/simple\n",
         "tests/test_helper.py": "import vfix_helper\n\n\ndef test_helper():\n    assert vfix_helper.__version__\n",
     }, (), "passed"),
+    # The project pins the pytest it knows (here 8, where the farm's shared one is 9): the pin wins.
+    "vfix-pin": ({
+        "requirements-test.txt": "pytest==8.3.5\n",
+        "tests/test_pin.py": "import pytest\n\n\ndef test_the_project_s_pytest():\n    assert pytest.__version__ == '8.3.5'\n",
+    }, (), "passed"),
     # Reporting-only options of plugins the farm does not install are no usage error.
     "vfix-cov": ({
         "pyproject.toml": dedent("""
@@ -239,6 +244,13 @@ def test_test_dependencies_from_tox_requirement_files(verdict_reports):
 
 
 @pytest.mark.slow
+def test_the_project_s_pinned_pytest_wins(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-pin")
+    assert tests["deps"] == [{"requirement": "pytest==8.3.5", "source": "requirements-test.txt"}]
+    assert tests["passed"] == 3
+
+
+@pytest.mark.slow
 def test_reporting_options_of_missing_plugins_are_neutralised(verdict_reports):
     report, tests = check(verdict_reports, "vfix-cov")
     assert tests["passed"] == 2 and "configuration" in tests["how"]
@@ -268,3 +280,43 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     assert "a real bug" in tests["failures"][0]["message"]
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
     assert tests["flaky"] == []
+
+
+# -- the pieces, without a runner ---------------------------------------------------------------------
+
+def test_tox_env_lists_and_the_env_for_this_interpreter():
+    from farm_runner.inside import discover
+
+    envs = discover.expand_envlist("pre-commit,\n py3{9-14}-tests,\n # a comment\n pypy3-tests, docs-{build,lint}")
+    assert envs == ["pre-commit", "py39-tests", "py310-tests", "py311-tests", "py312-tests", "py313-tests",
+                    "py314-tests", "pypy3-tests", "docs-build", "docs-lint"]
+    assert discover.choose_tox_env(envs, (3, 12)) == "py312-tests"
+    assert discover.choose_tox_env(envs, (3, 8)) is None  # no env for 3.8, and never pypy's or lint's
+    # tox 4's TOML env names are interpreter versions
+    assert discover.choose_tox_env(["3.15", "3.12", "type", "fix", "docs"], (3, 12)) == "3.12"
+    assert discover.choose_tox_env(["lint", "py3", "notebooks"], (3, 11)) == "py3"
+
+
+def test_the_project_s_pytest_words_for_the_farm(tmp_path):
+    from farm_runner.inside import discover
+
+    (tmp_path / "tests" / "broken").mkdir(parents=True)
+    words = ["--ignore", "tests/broken", "-n", "auto", "--cov=pkg", "--cov-report", "xml", "-m", "not slow",
+             "-p", "no:randomly", "tests", "docs/missing", "-W", "error", "-v", "--color=yes"]
+    assert discover.pytest_args(str(tmp_path), "", words) == [
+        "--ignore", "tests/broken", "-m", "not slow", "-p", "no:randomly", "tests", "-W", "error"]
+    assert discover.pytest_args(str(tmp_path), "", ["--pyargs", "pkg.tests", "../outside"]) == ["--pyargs", "pkg.tests"]
+
+
+def test_requirement_files_are_read_as_requirements_only(tmp_path):
+    from farm_runner.inside import discover
+
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements-dev.txt").write_text(
+        "-r requirements/base.txt\n-c constraints.txt\n-e .\n.[test]\n--index-url https://example.invalid/simple\n"
+        "pytest>=7  # the runner\nhttps://example.invalid/x.whl\n./local\nhypothesis --hash=sha256:00\n")
+    (tmp_path / "requirements" / "base.txt").write_text("attrs==23.1\n-r ../../outside.txt\n")
+    (tmp_path / "constraints.txt").write_text("urllib3<3\n")
+    reqs, cons = discover.requirement_lines(str(tmp_path), "requirements-dev.txt", "requirements-dev.txt")
+    assert [r for r, _ in reqs] == ["attrs==23.1", "pytest>=7", "hypothesis"]
+    assert [c for c, _ in cons] == ["urllib3<3"]

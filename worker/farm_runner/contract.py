@@ -70,11 +70,12 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
                  "runner_seconds", "runner", "sandbox")
 
 # The report's "tests" fields: the counts, how the project's tests were run (its own command, the
-# folder it runs from), the test dependencies installed and where each came from, and what the
+# folder it runs from), the test dependencies installed and where each came from, the farm's pytest
+# and why that one (host/instrument.py), and what the
 # package page shows of a failure: the first failing tests (up to 20, with their one-line errors),
 # and the failures that were the environment's, not counted against the package.
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
-               "inferred", "failures", "needs_network", "flaky", "set_aside", "returncode", "counts_known",
+               "inferred", "failures", "needs_network", "flaky", "set_aside", "pytest", "returncode", "counts_known",
                "imported_from")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.

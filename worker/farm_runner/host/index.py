@@ -163,7 +163,8 @@ def _http_get(url, accept=None, timeout=60):
 
 
 def fetch_project_files(index_url, name):
-    """Files of a project: [{filename, url, sha256, requires_python, yanked, version}]."""
+    """Files of a project: [{filename, url, sha256, requires_python, yanked, upload_time, version}]
+    (upload_time: PEP 700's, from a JSON index; None from an HTML one)."""
     url = index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
     try:
         with _http_get(url, "application/vnd.pypi.simple.v1+json, text/html;q=0.1") as resp:
@@ -187,7 +188,8 @@ def fetch_project_files(index_url, name):
         for f in listed:
             files.append({"filename": str(f["filename"]), "url": urllib.parse.urljoin(final_url, f["url"]),
                           "sha256": (f.get("hashes") or {}).get("sha256"),
-                          "requires_python": f.get("requires-python"), "yanked": bool(f.get("yanked"))})
+                          "requires_python": f.get("requires-python"), "yanked": bool(f.get("yanked")),
+                          "upload_time": f.get("upload-time") if isinstance(f.get("upload-time"), str) else None})
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
@@ -196,7 +198,8 @@ def fetch_project_files(index_url, name):
             frag = urllib.parse.urlparse(full).fragment
             files.append({"filename": urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(full).path)),
                           "url": full.split("#")[0], "sha256": frag[len("sha256="):] if frag.startswith("sha256=") else None,
-                          "requires_python": a.get("data-requires-python"), "yanked": "data-yanked" in a})
+                          "requires_python": a.get("data-requires-python"), "yanked": "data-yanked" in a,
+                          "upload_time": None})
     for f in files:
         f["version"] = file_version(f["filename"], name)
     return files

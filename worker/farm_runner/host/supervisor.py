@@ -29,14 +29,15 @@ from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
-from farm_runner.host import audit, index, limits as limits_, missing, report as report_, sandbox as sandbox_, verdict
+from farm_runner.host import (audit, index, instrument, limits as limits_, missing, report as report_,
+                              sandbox as sandbox_, verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
 from farm_runner.inside import environment
-from farm_runner.inside.discover import is_dev_name, is_test_name
+from farm_runner.inside.discover import NOT_THE_PACKAGE, is_dev_name, is_test_name
 from farm_runner.inside.stage import test_command
 
 LOG_EXCERPT_BYTES = 4096
@@ -346,6 +347,8 @@ class Runner:
                     name, version, a.index_url, versions[-1] if versions else "none"))
             version = match[0]
         rel = [f for f in files if f["version"] == version]
+        uploaded = sorted(f["upload_time"] for f in rel if f.get("upload_time"))
+        st["released"] = uploaded[0] if uploaded else None
         st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url] + [f["url"] for f in files]))
         r["sandbox"]["network"]["allowed"] = ["%s:%d" % e for e in st["allowed_endpoints"]]
         r["package"], r["version"] = name, version
@@ -370,28 +373,54 @@ class Runner:
         return dict(usable[0], kind=index.file_kind(usable[0]["filename"])), sdist, None
 
     def test_tools(self, deadline, log):
-        """The folder holding pytest for this interpreter: made once a day and shared by builds.
+        """The folder holding pytest for this interpreter and this release: made once a day and
+        shared by builds. The pytest is the newest the release could know (host/instrument.py).
 
         Installing pytest into every environment cost about 0.4 s a build, and its first import
         compiled it again each time; this folder is compiled once and the sandbox only reads it.
         Two builds making it at once each make their own and the first rename wins.
         """
-        info = self.py_info
-        # Per interpreter, not per index: pytest is the same tool from any index the worker is given.
-        key = hashlib.sha256(("%s\0%s" % (os.path.realpath(self.py_path), info["full_version"])).encode()).hexdigest()[:16]
+        info, st = self.py_info, self.report["_state"]
         root = os.path.join(os.path.dirname(self.cache_dir), "test-tools")
-        stamp = int(time.time() // TOOLS_MAX_AGE)
-        final = os.path.join(root, "%s-%s-%d" % (info["implementation"], key, stamp))
-        if os.path.isfile(os.path.join(final, ".complete")):
-            return final
         os.makedirs(root, exist_ok=True)
+        wanted, rule = None, "the newest pytest"
+        limit = instrument.cutoff(st.get("released"), info["version_info"])
+        if limit is not None:
+            listing = os.path.join(root, "pytest-releases-%s.json" % hashlib.sha256(
+                self.args.index_url.encode()).hexdigest()[:16])
+            try:
+                releases = instrument.pytest_releases(self.args.index_url, listing)
+            except (InfraError, UsageError) as exc:
+                log.write("[farm: pytest's releases could not be listed (%s); the newest pytest is used]\n" % exc)
+                releases = []
+            wanted = instrument.choose(releases, limit, info["full_version"])
+            newest = instrument.choose(releases, instrument.parse_time("9999-01-01T00:00:00Z"), info["full_version"])
+            if wanted is not None and wanted != newest:
+                rule = "the newest pytest released before %s (the release's upload, or the interpreter's support)" % (
+                    limit.date().isoformat())
+            else:
+                wanted = None
+        # Per interpreter and pytest, not per index: pytest is the same tool from any index the worker is given.
+        key = hashlib.sha256(("%s\0%s" % (os.path.realpath(self.py_path), info["full_version"])).encode()).hexdigest()[:16]
+        stamp = int(time.time() // TOOLS_MAX_AGE)
+        final = os.path.join(root, "%s-%s-%s-%d" % (info["implementation"], key, wanted or "newest", stamp))
+        if not os.path.isfile(os.path.join(final, ".complete")):
+            self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log)
+        version = next((n[len("pytest-"):-len(".dist-info")] for n in os.listdir(final)
+                        if n.startswith("pytest-") and n.endswith(".dist-info")), None)
+        st["pytest"] = {"version": version, "chosen": rule}
+        return final
+
+    def make_test_tools(self, final, requirement, deadline, log):
+        root = os.path.dirname(final)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
         rc, out = self.trusted([self.uv_path, "pip", "install", "--no-config", "--python", os.path.realpath(self.py_path),
                                 "--cache-dir", self.cache_dir, "--target", tmp, "--index-url", self.args.index_url,
-                                "pytest"], deadline, log)
+                                requirement], deadline, log)
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise InfraError("could not install pytest from %s: %s" % (self.args.index_url, _last_line(out)), kind="index")
+            raise InfraError("could not install %s from %s: %s" % (requirement, self.args.index_url, _last_line(out)),
+                             kind="index")
         # Compiled by the interpreter itself (uv's --compile-bytecode cannot drive Python 3.6). A
         # file that does not compile only costs its compilation at import: not an error.
         self.trusted([os.path.realpath(self.py_path), "-m", "compileall", "-q", tmp], deadline, log)
@@ -401,11 +430,11 @@ class Runner:
         except OSError:  # another build made it first
             shutil.rmtree(tmp, ignore_errors=True)
         # Yesterday's folders may still serve a running build; older ones go.
+        stamp = int(final.rsplit("-", 1)[1])
         for name in os.listdir(root):
             parts = name.rsplit("-", 1)
             if not name.startswith(".") and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) < stamp - 1:
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        return final
 
     # -- test --------------------------------------------------------------------------------------
     def phase_test(self, deadline, log):
@@ -449,7 +478,8 @@ class Runner:
             return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
                 r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
         tests = r["tests"] = dict(verdict.ZERO, how=plan["how"], tool=plan["tool"], set_aside=plan["set_aside"],
-                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[])
+                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[],
+                                  pytest=st.get("pytest"))
         if ran:
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
         else:
@@ -487,7 +517,7 @@ class Runner:
                 all(verdict.rerunnable(t) for t in again) and len(again) == len(failures) - sum(
                     1 for f in failures if f["test"] in network):
             log.write("[farm: running the %d failed test(s) again, each once, in a fresh process]\n" % len(again))
-            rerun_rc, _, rerun_dir = self.run_tests(dict(plan, args=again), deadline, log)
+            rerun_rc, _, _ = self.run_tests(dict(plan, args=again), deadline, log, main=False)
             if rerun_rc == 0:  # observed by the host: all of them passed the second time
                 flaky = again
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
@@ -508,16 +538,19 @@ class Runner:
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
                 "FARM_PROBE_REPORT": out + "/probe.json",
-                "FARM_IMPORT_NAMES": json.dumps(self.report["_state"].get("import_names", []))}
+                "FARM_IMPORT_NAMES": json.dumps([n for n in self.report["_state"].get("import_names", [])
+                                                 if n not in NOT_THE_PACKAGE])}
 
-    def run_tests(self, plan, deadline, log):
-        """Run the plan's test command in the sandbox: (exit status, output, its out folder)."""
+    def run_tests(self, plan, deadline, log, main=True):
+        """Run the plan's test command in the sandbox: (exit status, output, its out folder). The
+        report's command is the `main` run's (not a re-run of failed tests)."""
         st = self.report["_state"]
         out_dir = self.new_out_dir()
         out = self.sandbox.out_path(out_dir)
         command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"))
         os.makedirs(os.path.join(self.box, "run"), exist_ok=True)
-        self.report["tests"]["command"] = command
+        if main:
+            self.report["tests"]["command"] = command
         rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out), out_dir=out_dir)
         return rc, output, out_dir
 

@@ -16,6 +16,9 @@ import stat
 TEST_EXTRAS = ("test", "tests", "testing")
 DEV_EXTRAS = ("dev", "develop", "development")  # used when the project names no test extra or group
 TEST_DIRS = ("tests", "test", "testing")
+# Top-level names some distributions install that are not the package itself: never set aside
+# from the tree, nor checked to be imported from the installed copy.
+NOT_THE_PACKAGE = TEST_DIRS + ("docs", "doc", "examples", "example", "benchmarks", "bench")
 TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "test-requirements.txt",
                           "test_requirements.txt", "requirements-test.txt", "requirements-tests.txt",
                           "requirements-testing.txt", "requirements/test.txt", "requirements/tests.txt",
@@ -416,6 +419,8 @@ def pytest_args(root, cwd, words):
         rel = _inside(base, path)
         if rel is not None and os.path.lexists(os.path.join(base, rel)):
             out.append(w)
+        elif "--pyargs" in out and re.match(r"^[A-Za-z_][\w.]*$", w):
+            out.append(w)  # a module name, for --pyargs
     return out
 
 

@@ -65,7 +65,10 @@ def set_aside_packages(root, names, site):
     those the installed copy has run from it (--pyargs). Returns (what was set aside, modules to
     run with --pyargs)."""
     removed, pyargs = [], []
-    for base in ("", "src"):
+    names = [n for n in names if n not in discover.NOT_THE_PACKAGE]
+    _, options = discover.pytest_config(root)
+    extra = [b.strip("./") for b in discover._words(options.get("pythonpath")) if b.strip("./")]
+    for base in dict.fromkeys(["", "src"] + [b for b in extra if discover._inside(root, b)]):
         folder = os.path.join(root, base) if base else root
         if not os.path.isdir(folder) or os.path.islink(folder):
             continue
@@ -204,7 +207,8 @@ def run_tests(request, result, write_answer):
     command, cwd = test_command(test["python"], plan, test["out"], request["run"])
     me = next(d for d in result["dists"] if d["dist_info"] == result["me"])
     env = dict(os.environ, **test["env"])
-    env["FARM_IMPORT_NAMES"] = json.dumps(environment.import_names(me["record"]))
+    env["FARM_IMPORT_NAMES"] = json.dumps([n for n in environment.import_names(me["record"])
+                                           if n not in discover.NOT_THE_PACKAGE])
     write_answer(dict(result, ran_tests=True))
     sys.stdout.write("tests: %s\n$ %s\n" % (plan["how"], " ".join(command)))
     sys.stdout.flush()
