@@ -320,3 +320,16 @@ def test_requirement_files_are_read_as_requirements_only(tmp_path):
     reqs, cons = discover.requirement_lines(str(tmp_path), "requirements-dev.txt", "requirements-dev.txt")
     assert [r for r, _ in reqs] == ["attrs==23.1", "pytest>=7", "hypothesis"]
     assert [c for c, _ in cons] == ["urllib3<3"]
+
+
+def test_missing_modules_are_told_apart():
+    from farm_runner.host import missing
+
+    # an optional part of CPython the worker's interpreter lacks: the environment's
+    assert missing.standard_module_missing("ModuleNotFoundError: No module named '_dbm'") == "_dbm"
+    assert missing.standard_module_missing("ModuleNotFoundError: No module named 'hypothesis'") is None
+    # a module the project forgot to declare: inferred, mapped to its distribution; the package's own
+    # names, the standard library and what is installed are never inferred
+    assert missing.missing_modules(["E   ModuleNotFoundError: No module named 'yaml'",
+                                    "No module named 'mypkg.sub'", "No module named 'json'",
+                                    "No module named 'hypothesis'"], ["mypkg"], {"hypothesis"}) == [("yaml", "PyYAML")]

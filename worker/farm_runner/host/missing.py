@@ -35,3 +35,12 @@ def missing_modules(texts, own_names, known):
             if module not in [m for m, _ in out]:
                 out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
     return out[:MAX_INFERRED]
+
+
+def standard_module_missing(message):
+    """The standard-library module a failure's one-line error says is missing (`_dbm`, `_tkinter`:
+    optional parts of CPython that this worker's interpreter was built without), or None."""
+    found = _MISSING.search(message or "")
+    if found and found.group(1) in _STDLIB and not found.group(1).startswith("_farm"):
+        return found.group(1)
+    return None

@@ -71,6 +71,9 @@ def _reason(r):
     excused = []  # failures that were the environment's, said every time the outcome is given
     if t.get("needs_network"):
         excused.append("%d needed the network, which the sandbox does not give" % len(t["needs_network"]))
+    if t.get("interpreter_lacks"):
+        excused.append("%d needed a standard module this worker's Python was built without (%s)" % (
+            len(t["interpreter_lacks"]), ", ".join(sorted({str(x.get("module")) for x in t["interpreter_lacks"]}))))
     if t.get("flaky"):
         excused.append("%d failed once and passed when run again (flaky)" % len(t["flaky"]))
     note = " Not counted: %s." % "; ".join(excused) if excused else ""

@@ -509,8 +509,13 @@ class Runner:
                     counts, probe = self.read_run(out_dir, plan["tool"])
                 else:
                     log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(iout)))
-        network = probe["network"]
         failures = probe["failures"]
+        lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
+        lacking = {t: m for t, m in lacking.items() if m}
+        # Failures that are the environment's: the sandbox has no network, the worker's interpreter
+        # lacks an optional standard module.
+        network = dict(probe["network"], **{t: ["import %s" % m] for t, m in lacking.items()
+                                             if t not in probe["network"]})
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -523,8 +528,9 @@ class Runner:
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
-                     needs_network=[{"test": t, "tried": w} for t, w in network.items()
-                                    if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky)
+                     needs_network=[{"test": t, "tried": w} for t, w in probe["network"].items()
+                                    if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky,
+                     interpreter_lacks=[{"test": t, "module": m} for t, m in lacking.items()][:verdict.MAX_SHOWN])
         tests.setdefault("command", [])
         wrong = verdict.imported_elsewhere(probe["imports"], st["site_packages"])
         if wrong:

@@ -47,10 +47,15 @@ def _regular(path, limit):
     return stat.S_ISREG(st.st_mode) and st.st_size <= limit
 
 
-def distributions(site):
-    """[{name, version, dist_info, record, requires, extras, problem}] of `site`'s *.dist-info."""
-    from importlib.metadata import PathDistribution
-    import pathlib
+def distributions(site, metadata=True):
+    """[{name, version, dist_info, record, requires, extras, problem}] of `site`'s *.dist-info.
+    With `metadata`, METADATA is read with importlib.metadata (names, requirements, extras); the
+    audit needs only which files each distribution owns (RECORD), and takes the name and version
+    from the folder's name (`{name}-{version}.dist-info`, as the spec writes it), which spares it
+    importlib.metadata's import (about 60 ms a build here)."""
+    if metadata:
+        from importlib.metadata import PathDistribution
+        import pathlib
 
     out = []
     try:
@@ -70,23 +75,36 @@ def distributions(site):
         if not _regular(os.path.join(folder, "METADATA"), MAX_METADATA):
             item["problem"] = "METADATA is not a regular file of at most %d bytes" % MAX_METADATA
             continue
-        dist = PathDistribution(pathlib.Path(folder))
-        try:
-            meta = dist.metadata
-            item["name"], item["version"] = meta["Name"], meta["Version"]
-            item["requires"] = list(dist.requires or [])
-            item["extras"] = list(meta.get_all("Provides-Extra") or [])
-        except Exception as exc:  # a stranger's metadata: any failure is a fact to report
-            item["problem"] = "unreadable METADATA: %s" % exc
-            continue
+        if not metadata:
+            stem = entry[:-len(".dist-info")]
+            item["name"], _, item["version"] = stem.partition("-")
+        else:
+            dist = PathDistribution(pathlib.Path(folder))
+            try:
+                meta = dist.metadata
+                item["name"], item["version"] = meta["Name"], meta["Version"]
+                item["requires"] = list(dist.requires or [])
+                item["extras"] = list(meta.get_all("Provides-Extra") or [])
+            except Exception as exc:  # a stranger's metadata: any failure is a fact to report
+                item["problem"] = "unreadable METADATA: %s" % exc
+                continue
         if _regular(os.path.join(folder, "RECORD"), MAX_METADATA):
             try:
-                item["record"] = record_paths(dist.read_text("RECORD") or "")
-            except (csv.Error, ValueError, UnicodeDecodeError) as exc:
+                item["record"] = record_paths(_read(os.path.join(folder, "RECORD")))
+            except (csv.Error, ValueError, UnicodeDecodeError, OSError) as exc:
                 item["problem"] = "malformed RECORD: %s" % exc
         elif os.path.lexists(os.path.join(folder, "RECORD")):
             item["problem"] = "RECORD is not a regular file of at most %d bytes" % MAX_METADATA
     return out
+
+
+def _read(path):
+    """A regular file's text, opened without following a link or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        return fh.read(MAX_METADATA + 1).decode("utf-8")
 
 
 def record_paths(text):
@@ -144,7 +162,7 @@ def audit(env, site, tools_pth, python, names, uninstall, write_answer):
     if os.path.lexists(pth) and not os.path.isdir(pth):
         os.unlink(pth)
     files, complete = list_files(env)
-    dists = distributions(site)
+    dists = distributions(site, metadata=False)
     provided = set(n for d in dists for n in import_names(d["record"]))
     checked = [n for n in names if n not in provided]
     write_answer({"uninstall_returncode": 0, "files": files, "complete": complete, "dists": dists,
