@@ -14,6 +14,7 @@ Usage: python -m bench.run [--sections overhead,throughput,intake,ui,latency] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -125,7 +126,9 @@ def build_report(farm: Farm, buildsetid: int) -> list[dict]:
         report = (properties.get("report") or [{}])[0] or {}
         out.append({"outcome": (properties.get("outcome") or [None])[0], "results": build["results"],
                     "phases": {k: v.get("seconds") for k, v in (report.get("phases") or {}).items()},
-                    "runner_seconds": report.get("runner_seconds"), "state": build.get("state_string")})
+                    "runner_seconds": report.get("runner_seconds"), "state": build.get("state_string"),
+                    "inferred": [i.get("requirement") for i in (report.get("tests") or {}).get("inferred") or []
+                                 if isinstance(i, dict) and isinstance(i.get("requirement"), str)]})
     return out
 
 
@@ -201,6 +204,8 @@ def section_overhead(farm, corpus, plans, interpreters, index, results):
         plan = plans[(name, version)]
         farm_s, buildsetid = timed_build(farm, name, version, [slot])
         report = build_report(farm, buildsetid)
+        if report and report[0]["inferred"]:  # what the runner found missing, the scripts install too
+            plan = dataclasses.replace(plan, requirements=plan.requirements + report[0]["inferred"])
         raw_s, raw_rc, raw_out = run_procedure(plan, "raw", python, index)
         naive_s, naive_rc, naive_out = run_procedure(plan, "naive", python, index)
         row = {"release": f"{name}=={version}", "farm_s": round(farm_s, 3), "raw_s": round(raw_s, 3),
