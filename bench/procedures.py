@@ -118,19 +118,24 @@ def _q(value) -> str:
 def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: str, cache: Path) -> str:
     """The shell script of one procedure ("raw" or "naive") for one release on one interpreter."""
     env_python = work / "env" / "bin" / "python"
-    spec = f"{plan.name}[{','.join(plan.extras)}]=={plan.version}" if plan.extras else f"{plan.name}=={plan.version}"
-    packages = " ".join(_q(p) for p in [spec, *plan.requirements])
+    spec = f"{plan.name}=={plan.version}"
+    with_extras = f"{plan.name}[{','.join(plan.extras)}]=={plan.version}" if plan.extras else ""
+    # The test dependencies after the release, allowed to fail as the runner allows it (it says so
+    # and runs the tests all the same).
+    deps = " ".join(_q(p) for p in [with_extras, *plan.requirements] if p)
     if kind == "raw":
         uv_pip = f"{_q(uv)} pip %s -q --no-config --python {_q(env_python)} --cache-dir {_q(cache)}"
         make_env = f"{_q(uv)} venv -q --no-config --python {_q(python)} --cache-dir {_q(cache)} {_q(work / 'env')}"
         install_tools = (uv_pip % "install") + f" --index-url {_q(index_url)} pytest"
-        install = (uv_pip % "install") + f" --index-url {_q(index_url)} {packages}"
+        install = (uv_pip % "install") + f" --index-url {_q(index_url)} {_q(spec)}"
+        install_deps = ((uv_pip % "install") + f" --index-url {_q(index_url)} {deps} || true") if deps else ":"
         uninstall = (uv_pip % "uninstall") + f" {_q(plan.name)}"
     elif kind == "naive":
         pip = f"{_q(env_python)} -m pip %s -q --disable-pip-version-check --cache-dir {_q(cache)}"
         make_env = f"{_q(python)} -m venv {_q(work / 'env')}"
         install_tools = ":"
-        install = (pip % "install") + f" --index-url {_q(index_url)} pytest {packages}"
+        install = (pip % "install") + f" --index-url {_q(index_url)} pytest {_q(spec)}"
+        install_deps = ((pip % "install") + f" --index-url {_q(index_url)} {deps} || true") if deps else ":"
         uninstall = (pip % "uninstall") + f" -y {_q(plan.name)}"
     else:
         raise ValueError(kind)
@@ -149,6 +154,7 @@ def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: s
         make_env,
         install_tools,
         install,
+        install_deps,
         f"tar xzf {_q(plan.sdist)} -C {_q(work / 'src')}" if str(plan.sdist).endswith(".tar.gz")
         else f"cd {_q(work / 'src')} && {_q(sys.executable)} -m zipfile -e {_q(plan.sdist)} .",
         # The package's own source taken out of the tree, so that the installed copy is tested.
