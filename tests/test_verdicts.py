@@ -106,6 +106,23 @@ FIXTURES = {
         "requirements-test.txt": "pytest==8.3.5\n",
         "tests/test_pin.py": "import pytest\n\n\ndef test_the_project_s_pytest():\n    assert pytest.__version__ == '8.3.5'\n",
     }, (), "passed"),
+    # Tests inside the package's folder that the sdist alone holds (setup.py installs the top
+    # package only), importing it relatively: they run against the installed copy.
+    "vfix-inpkg": ({
+        "vfix_inpkg/helper.py": "ANSWER = 42\n",
+        "vfix_inpkg/tests/__init__.py": "",
+        "vfix_inpkg/tests/test_relative.py": dedent("""
+            import os
+
+            from .. import helper
+            from ..helper import ANSWER
+
+
+            def test_relative_imports_reach_the_installed_copy():
+                assert ANSWER == 42
+                assert "site-packages" in helper.__file__.replace(os.sep, "/"), helper.__file__
+            """),
+    }, (), "passed"),
     # Reporting-only options of plugins the farm does not install are no usage error.
     "vfix-cov": ({
         "pyproject.toml": dedent("""
@@ -189,7 +206,7 @@ def verdict_reports(tmp_path_factory):
     for name, (files, deps, _) in FIXTURES.items():
         # vfix-unittest has no pytest-style test file at all
         write_package(dists, name, VERSION, "notests" if name == "vfix-unittest" else "pass", dependencies=deps,
-                      extra_files=files)
+                      extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both")
     out = {}
     with PackageIndex(dists, ensure_wheelhouse()) as index:
         for name in FIXTURES:
@@ -241,6 +258,13 @@ def test_test_dependencies_from_tox_requirement_files(verdict_reports):
     report, tests = check(verdict_reports, "vfix-deps")
     assert tests["deps"] == [{"requirement": "vfix-helper>=1.0", "source": "tox deps -r requirements-dev.txt"}]
     assert tests["passed"] == 3
+
+
+@pytest.mark.slow
+def test_tests_only_the_sdist_holds_inside_the_package(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-inpkg")
+    assert tests["passed"] == 3 and tests["set_aside"] == ["vfix_inpkg/"]
+    assert "site-packages" in tests["imported_from"]["vfix_inpkg"]
 
 
 @pytest.mark.slow

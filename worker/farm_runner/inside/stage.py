@@ -11,6 +11,7 @@ from farm_runner.inside import discover, environment
 from farm_runner.inside.unpack import Refused, unpack
 
 MAX_WALK = 20000  # entries looked at when asking "does this tree hold tests at all?"
+TREE_STUB = "# farm: the installed package is tested; this folder only lends it the sdist's tests\n"
 
 
 def stage(request):
@@ -96,7 +97,13 @@ def set_aside_packages(root, names, site):
             for sub in os.listdir(path):
                 if sub not in keep:
                     clear(os.path.join(path, sub))
-            if not keep:
+            if keep:
+                # The tests the sdist alone holds import the package relatively (`from .. import x`):
+                # an empty __init__.py keeps them a subpackage, and the probe plugin imports the
+                # installed package first and lends it this folder, so `pkg.tests` is found here.
+                with open(os.path.join(path, "__init__.py"), "w") as fh:
+                    fh.write(TREE_STUB)
+            else:
                 os.rmdir(path)
             removed.append(rel + "/")
     return removed, sorted(set(pyargs))
