@@ -114,7 +114,7 @@ def _ini(path):
     return None if text is None else _ini_text(text)
 
 
-def _inside(root, rel):
+def inside_tree(root, rel):
     """`rel` as a clean path inside the tree, or None (absolute, `..`, or leaving through a link)."""
     rel = rel.strip().replace("\\", "/")
     while rel.startswith("./"):
@@ -150,7 +150,7 @@ def pytest_config(root):
     return None, {}
 
 
-def _words(value):
+def config_words(value):
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
     return (value if isinstance(value, str) else "").split()
@@ -416,7 +416,7 @@ def pytest_args(root, cwd, words):
                 i += 1
             continue
         path = w.split("::", 1)[0]
-        rel = _inside(base, path)
+        rel = inside_tree(base, path)
         if rel is not None and os.path.lexists(os.path.join(base, rel)):
             out.append(w)
         elif "--pyargs" in out and re.match(r"^[A-Za-z_][\w.]*$", w):
@@ -433,7 +433,7 @@ def plan_tests(root, names, version, implementation="cpython"):
     if not plan.get("how"):
         plan = nox_plan(root) or {}
     if plan.get("how"):
-        cwd = _inside(root, plan.get("cwd") or ".") or "."
+        cwd = inside_tree(root, plan.get("cwd") or ".") or "."
         cwd = "" if cwd == "." else cwd
         if not os.path.isdir(os.path.join(root, cwd)):
             cwd = ""
@@ -469,7 +469,7 @@ def requirement_lines(root, rel, source, depth=0, seen=None):
     with its -r and -c includes; options, editables, paths and URLs are left out (the farm
     installs the release from the index, never the tree)."""
     seen = set() if seen is None else seen
-    rel = _inside(root, rel)
+    rel = inside_tree(root, rel)
     if rel is None or rel in seen or depth > MAX_INCLUDE_DEPTH:
         return [], []
     seen.add(rel)

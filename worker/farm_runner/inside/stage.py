@@ -68,8 +68,8 @@ def set_aside_packages(root, names, site):
     removed, pyargs = [], []
     names = [n for n in names if n not in discover.NOT_THE_PACKAGE]
     _, options = discover.pytest_config(root)
-    extra = [b.strip("./") for b in discover._words(options.get("pythonpath")) if b.strip("./")]
-    for base in dict.fromkeys(["", "src"] + [b for b in extra if discover._inside(root, b)]):
+    extra = [b.strip("./") for b in discover.config_words(options.get("pythonpath")) if b.strip("./")]
+    for base in dict.fromkeys(["", "src"] + [b for b in extra if discover.inside_tree(root, b)]):
         folder = os.path.join(root, base) if base else root
         if not os.path.isdir(folder) or os.path.islink(folder):
             continue
@@ -145,7 +145,7 @@ def unittest_fallback(root, cwd):
 
 def configured_testpaths(root):
     _, options = discover.pytest_config(root)
-    return bool(discover._words(options.get("testpaths")))
+    return bool(discover.config_words(options.get("testpaths")))
 
 
 def is_test_file(name):
