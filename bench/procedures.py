@@ -52,6 +52,7 @@ class Plan:
     set_aside: list[str] = field(default_factory=list)  # the package's own import packages, taken out
     extras: list[str] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # from dependency groups and requirement lines
+    fallback: list[str] = field(default_factory=list)  # unittest's arguments when pytest collects nothing
 
 
 def _files_of(index_dir: Path, name: str, version: str):
@@ -101,7 +102,7 @@ def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
         entries = (discover.load_toml(pyproject).get("dependency-groups") or {}).get(group) or []
         requirements += [entry for entry in entries if isinstance(entry, str)]
     return Plan(name, version, sdist, os.path.basename(src), list(plan["args"]), plan["tool"], plan["cwd"],
-                list(plan.get("set_aside") or []), extras, requirements)
+                list(plan.get("set_aside") or []), extras, requirements, list(plan.get("fallback") or []))
 
 
 def _requirement_name(text: str) -> str | None:
@@ -148,6 +149,9 @@ def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: s
         test = f"{_q(env_python)} -m unittest {' '.join(_q(a) for a in plan.args)}"
     else:
         test = f"{_q(env_python)} -m pytest -q -p no:cacheprovider {' '.join(_q(a) for a in plan.args)}"
+        if plan.fallback:  # pytest collected nothing (exit 5): unittest discovery, as the runner does
+            unittest = f"{_q(env_python)} -m unittest {' '.join(_q(a) for a in plan.fallback)}"
+            test = f"( {test}; s=$?; if [ $s = 5 ]; then {unittest}; else exit $s; fi )"
     return "\n".join([
         "set -e",
         f"rm -rf {_q(work)} && mkdir -p {_q(work / 'src')} {_q(work / 'run')}",

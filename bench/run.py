@@ -195,19 +195,26 @@ def run_procedure(plan, kind, python, index) -> tuple[float, int, str]:
         shutil.rmtree(work, ignore_errors=True)  # after the timing: 120 environments would fill the disk
 
 
-def section_overhead(farm, corpus, plans, interpreters, index, results):
+def section_overhead(farm, corpus, plans, interpreters, index, results, repeat=1):
     python = interpreters[OVERHEAD_PYTHON]
     slot = f"linux-py{OVERHEAD_PYTHON}"
     rows = []
     raw_by_slot = {}
     for name, version in corpus:
         plan = plans[(name, version)]
-        farm_s, buildsetid = timed_build(farm, name, version, [slot])
-        report = build_report(farm, buildsetid)
-        if report and report[0]["inferred"]:  # what the runner found missing, the scripts install too
-            plan = dataclasses.replace(plan, requirements=plan.requirements + report[0]["inferred"])
-        raw_s, raw_rc, raw_out = run_procedure(plan, "raw", python, index)
-        naive_s, naive_rc, naive_out = run_procedure(plan, "naive", python, index)
+        farm_runs, raw_runs, naive_runs = [], [], []
+        for _ in range(repeat):  # interleaved, so that a slow minute of the machine hits all three
+            farm_s, buildsetid = timed_build(farm, name, version, [slot])
+            farm_runs.append(farm_s)
+            report = build_report(farm, buildsetid)
+            if report and report[0]["inferred"]:  # what the runner found missing, the scripts install too
+                plan = dataclasses.replace(plan, requirements=plans[(name, version)].requirements
+                                           + report[0]["inferred"])
+            raw_s, raw_rc, raw_out = run_procedure(plan, "raw", python, index)
+            raw_runs.append(raw_s)
+            naive_s, naive_rc, naive_out = run_procedure(plan, "naive", python, index)
+            naive_runs.append(naive_s)
+        farm_s, raw_s, naive_s = stats.median(farm_runs), stats.median(raw_runs), stats.median(naive_runs)
         row = {"release": f"{name}=={version}", "farm_s": round(farm_s, 3), "raw_s": round(raw_s, 3),
                "naive_s": round(naive_s, 3), "outcome": report[0]["outcome"] if report else None,
                "raw_rc": raw_rc, "naive_rc": naive_rc, "runner_phases_s": report[0]["phases"] if report else None}
@@ -433,6 +440,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--pythons", default=os.environ.get("BENCH_PYTHONS", ",".join(DEFAULT_PYTHONS)))
+    parser.add_argument("--repeat", type=int, default=1, help="time each release's build and scripts this many "
+                        "times (the overhead section) and keep the median of each")
     parser.add_argument("--before", help="results.json of an earlier run, shown beside these figures")
     parser.add_argument("--merge", action="store_true", help="keep the figures of bench/results.json that these "
                         "sections do not measure again")
@@ -465,7 +474,7 @@ def main(argv=None) -> int:
             try:
                 raw_by_slot = {}
                 if "overhead" in sections:
-                    raw_by_slot = section_overhead(farm, corpus, plans, interpreters, index, results)
+                    raw_by_slot = section_overhead(farm, corpus, plans, interpreters, index, results, args.repeat)
                 if "throughput" in sections:
                     section_throughput(farm, corpus, plans, interpreters, pythons, index, raw_by_slot, results)
             finally:

@@ -3,6 +3,8 @@ fast, no farm, no network. The timed runs themselves are `make bench`."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from bench import stats
@@ -80,3 +82,11 @@ def test_scripts_run_the_runner_s_tests_and_uninstall(tmp_path):
     no_tests = Plan("tomli", "2.5.0", tmp_path / "tomli-2.5.0.tar.gz", "tomli-2.5.0", [], None)
     assert "-m pytest" not in script(no_tests, "raw", "python3", tmp_path / "w", "http://127.0.0.1:1/simple", "uv",
                                      tmp_path / "c")
+
+
+def test_scripts_fall_back_to_unittest_when_pytest_collects_nothing(tmp_path):
+    plan = Plan("decorator", "5.2.1", tmp_path / "decorator-5.2.1.tar.gz", "decorator-5.2.1", [], "pytest", "",
+                ["src/decorator.py"], fallback=["discover", "-s", "tests"])
+    raw = script(plan, "raw", "/usr/bin/python3.12", tmp_path / "w", "http://127.0.0.1:1/simple", "uv", tmp_path / "c")
+    assert "-m unittest discover -s tests" in raw and "[ $s = 5 ]" in raw
+    assert subprocess.run(["bash", "-n"], input=raw, text=True).returncode == 0  # the script parses
