@@ -53,6 +53,7 @@ class Plan:
     extras: list[str] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # from dependency groups and requirement lines
     fallback: list[str] = field(default_factory=list)  # unittest's arguments when pytest collects nothing
+    linked: list[str] = field(default_factory=list)  # set-aside places that link to the installed copy
 
 
 def _files_of(index_dir: Path, name: str, version: str):
@@ -102,7 +103,8 @@ def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
         entries = (discover.load_toml(pyproject).get("dependency-groups") or {}).get(group) or []
         requirements += [entry for entry in entries if isinstance(entry, str)]
     return Plan(name, version, sdist, os.path.basename(src), list(plan["args"]), plan["tool"], plan["cwd"],
-                list(plan.get("set_aside") or []), extras, requirements, list(plan.get("fallback") or []))
+                list(plan.get("set_aside") or []), extras, requirements, list(plan.get("fallback") or []),
+                list(plan.get("linked") or []))
 
 
 def _requirement_name(text: str) -> str | None:
@@ -163,6 +165,8 @@ def script(plan: Plan, kind: str, python: str, work: Path, index_url: str, uv: s
         else f"cd {_q(work / 'src')} && {_q(sys.executable)} -m zipfile -e {_q(plan.sdist)} .",
         # The package's own source taken out of the tree, so that the installed copy is tested.
         f"rm -rf {set_aside}" if set_aside else ":",
+        *(f"ln -s \"$({_q(env_python)} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\"/"
+          f"{_q(os.path.basename(rel.rstrip('/')))} {_q(top / rel.rstrip('/'))}" for rel in plan.linked),
         "status=0",
         f"cd {_q(run_dir)} && {test} >{_q(work / 'tests.log')} 2>&1 || status=$?",
         uninstall,

@@ -73,8 +73,9 @@ def _sources(name, version, behaviour, requires_python, dependencies, kind):
         "import os\n\nimport %(mod)s\n\n\n"
         "def test_version():\n    assert %(mod)s.__version__ == %(version)r\n\n\n"
         "def test_imports_installed_copy():\n"
-        "    # the runner must test the installed package, never the unpacked sdist\n"
-        "    assert 'site-packages' in %(mod)s.__file__.replace(os.sep, '/'), %(mod)s.__file__\n"
+        "    # the runner must test the installed package, never the unpacked sdist (whose place of\n"
+        "    # the package the runner makes a link to the installed copy)\n"
+        "    assert 'site-packages' in os.path.realpath(%(mod)s.__file__).replace(os.sep, '/'), %(mod)s.__file__\n"
     ) % {"mod": mod, "version": version}
     if behaviour == "hang":
         test += "\n\ndef test_hangs():\n    import time\n    time.sleep(600)\n"

@@ -92,6 +92,17 @@ FIXTURES = {
             def test_files_the_tests_read():
                 assert (ROOT / "examples" / "demo.py").is_file()
                 assert (ROOT / "requirements-dev.txt").is_file()
+
+
+            def test_the_package_by_path_is_the_installed_copy():
+                # as tabulate's CLI tests run `python tabulate/__init__.py` from the tree
+                import os
+                import subprocess
+                import sys
+
+                import vfix_tree
+                assert os.path.samefile(ROOT / "vfix_tree" / "__init__.py", vfix_tree.__file__)
+                subprocess.run([sys.executable, "vfix_tree/__init__.py"], cwd=ROOT, check=True)
             """),
     }, (), "passed"),
     # Test dependencies declared through tox's `deps = -r requirements-dev.txt` (an editable line
@@ -248,7 +259,7 @@ def test_the_tox_env_for_this_interpreter_is_run(verdict_reports):
 @pytest.mark.slow
 def test_tests_run_from_the_whole_sdist_against_the_installed_copy(verdict_reports):
     report, tests = check(verdict_reports, "vfix-tree")
-    assert tests["passed"] == 4
+    assert tests["passed"] == 5
     assert tests["set_aside"] == ["vfix_tree/"]  # the package's own source, so the installed copy is imported
     assert "site-packages" in tests["imported_from"]["vfix_tree"]
 

@@ -43,9 +43,9 @@ def plan_run(root, names, site, version, implementation):
     """The plan (discover.py) with the tree made ready, or None when there are no tests at all."""
     pyargs = []
     if root:
-        set_aside, pyargs = set_aside_packages(root, names, site)
+        set_aside, pyargs, linked = set_aside_packages(root, names, site)
         plan = discover.plan_tests(root, names, version, implementation)
-        plan["set_aside"] = set_aside
+        plan["set_aside"], plan["linked"] = set_aside, linked
         if plan["tool"] == "pytest":
             plan["args"] = translate_paths(plan["args"], root, plan["cwd"], names, site)
             if not plan["args"] and pyargs and not configured_testpaths(root):
@@ -63,9 +63,11 @@ def plan_run(root, names, site, version, implementation):
 def set_aside_packages(root, names, site):
     """Take the package's own import packages out of the tree (at its root and under src/). A test
     folder inside one is kept only when the installed copy lacks it (tests the sdist alone holds);
-    those the installed copy has run from it (--pyargs). Returns (what was set aside, modules to
-    run with --pyargs)."""
-    removed, pyargs = [], []
+    those the installed copy has run from it (--pyargs). Otherwise the place is taken by a link to
+    the installed copy, for tests that use the package by path (`python pkg/__init__.py`, a data file
+    read as `pkg/data.json`): they get the installed files, as `import pkg` does. Returns (what was
+    set aside, modules to run with --pyargs, what was linked)."""
+    removed, pyargs, linked = [], [], []
     names = [n for n in names if n not in discover.NOT_THE_PACKAGE]
     _, options = discover.pytest_config(root)
     extra = [b.strip("./") for b in discover.config_words(options.get("pythonpath")) if b.strip("./")]
@@ -83,17 +85,21 @@ def set_aside_packages(root, names, site):
                 if entry.endswith((".py", ".so", ".pyd")) or os.path.islink(path):
                     os.unlink(path)
                     removed.append(rel)
+                    if _link_installed(site, entry, path):
+                        linked.append(rel)
                 continue
             if entry != stem or not os.path.isdir(path):
                 continue
             keep = []
+            own_pyargs = []
             for sub in sorted(os.listdir(path)):
                 if sub in discover.TEST_DIRS and os.path.isdir(os.path.join(path, sub)) and \
                         not os.path.islink(os.path.join(path, sub)):
                     if os.path.isdir(os.path.join(site, entry, sub)):
-                        pyargs.append("%s.%s" % (entry, sub))
+                        own_pyargs.append("%s.%s" % (entry, sub))
                     else:
                         keep.append(sub)
+            pyargs += own_pyargs
             for sub in os.listdir(path):
                 if sub not in keep:
                     clear(os.path.join(path, sub))
@@ -105,8 +111,11 @@ def set_aside_packages(root, names, site):
                     fh.write(TREE_STUB)
             else:
                 os.rmdir(path)
+                # (not when tests run with --pyargs: through a link they would be collected twice)
+                if not own_pyargs and _link_installed(site, entry, path):
+                    linked.append(rel)
             removed.append(rel + "/")
-    return removed, sorted(set(pyargs))
+    return removed, sorted(set(pyargs)), linked
 
 
 def translate_paths(args, root, cwd, names, site):
@@ -141,6 +150,15 @@ def unittest_fallback(root, cwd):
                 return ["discover", "-s", name, "-t", "."]
             return ["discover", "-s", name]
     return ["discover"]
+
+
+def _link_installed(site, entry, path):
+    """PATH (emptied) becomes a link to the installed ENTRY, when the install has one."""
+    target = os.path.join(site, entry)
+    if os.path.lexists(target) and not os.path.islink(target):
+        os.symlink(target, path)
+        return True
+    return False
 
 
 def configured_testpaths(root):

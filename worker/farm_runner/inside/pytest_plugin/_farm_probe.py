@@ -177,7 +177,9 @@ def pytest_sessionfinish(session):
     for name in json.loads(os.environ.get("FARM_IMPORT_NAMES", "[]")):
         try:
             mod = sys.modules.get(name) or importlib.import_module(name)
-            out[name] = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [None])[0]
+            where = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [None])[0]
+            # (the tree's place of the package is a link to the installed copy: where it leads)
+            out[name] = os.path.realpath(where) if isinstance(where, str) else where
         except Exception as exc:
             out[name] = "!" + repr(exc)
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
