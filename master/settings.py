@@ -216,16 +216,22 @@ _KIND_NAMES = {str: "a string", int: "a whole number", list: "a list", dict: "a 
 
 
 def _port(table: _Table, key: str, default: int, env_name: str, environ) -> int:
+    value = table.get(key, int, default)  # read (and checked) even when the environment overrides it
     if environ.get(env_name):
         try:
             value = int(environ[env_name])
         except ValueError:
             raise SettingsError(f"${env_name} must be a port number, not {environ[env_name]!r}.") from None
-    else:
-        value = table.get(key, int, default)
+        if not 0 < value < 65536:
+            raise SettingsError(f"${env_name} must be a port number between 1 and 65535, not {value}.")
     if not 0 < value < 65536:
         raise table.error(key, f"must be a port number between 1 and 65535, not {value}.")
     return value
+
+
+def _overridden(value, env_name: str, environ):
+    """The file's value (read first, so its key counts as known), or the environment's."""
+    return environ.get(env_name) or value
 
 
 def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
@@ -249,7 +255,7 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         db_url=master.get("db_url", str, "sqlite:///state.sqlite"),
         basedir=base / master.get("basedir", str, "var/master"),
         secrets_dir=base / master.get("secrets_dir", str, "var/secrets"),
-        index_url=environ.get("FARM_INDEX_URL") or index.get("url", str, "https://pypi.org/simple"),
+        index_url=_overridden(index.get("url", str, "https://pypi.org/simple"), "FARM_INDEX_URL", environ),
         workers=tuple(_worker(source, i, w) for i, w in enumerate(top.get("workers", list, []))),
         limits=_limits(limits),
         retries=limits.get("retries", int, 1),

@@ -55,6 +55,28 @@ def test_environment_moves_the_ports_and_the_index(tmp_path):
     assert loaded.local_worker.password_file == tmp_path / "secrets" / "local.pass"
 
 
+# The variables the README documents, each with the shipped farm.toml (which sets every key they
+# override): (variable, value, what it changes).
+DOCUMENTED = [
+    ("FARM_HTTP_PORT", "18110", lambda s: (s.http_port, s.buildbot_url) == (18110, "http://localhost:18110/")),
+    ("FARM_PB_PORT", "19989", lambda s: s.pb_port == 19989),
+    ("FARM_INDEX_URL", "http://127.0.0.1:1/simple", lambda s: s.index_url == "http://127.0.0.1:1/simple"),
+    ("FARM_PYPI_URL", "http://127.0.0.1:2", lambda s: s.pypi.url == "http://127.0.0.1:2"),
+]
+
+
+@pytest.mark.parametrize("variable, value, changed", DOCUMENTED, ids=[d[0] for d in DOCUMENTED])
+def test_each_documented_variable_works_with_the_shipped_settings(variable, value, changed):
+    assert changed(settings.load(ROOT / "farm.toml", {variable: value}))
+    assert not changed(settings.load(ROOT / "farm.toml", {}))
+
+
+def test_the_readme_documents_the_variables_the_farm_reads():
+    readme = (ROOT / "README.md").read_text()
+    for variable in [d[0] for d in DOCUMENTED] + ["FARM_CONFIG", "FARM_ADMIN_PASSWORD"]:
+        assert f"`{variable}" in readme, variable
+
+
 def test_farm_config_names_another_file(tmp_path):
     (tmp_path / "other.toml").write_text("[master]\nhttp_port = 8123\n" + LOCAL)
     assert settings.load(environ={"FARM_CONFIG": str(tmp_path / "other.toml")}).http_port == 8123
@@ -97,6 +119,17 @@ def test_checkconfig_passes_on_the_shipped_configuration(tmp_path):
         [Path(sys.executable).parent / "buildbot", "checkconfig", ROOT / "master.cfg"],
         cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Config file is good!" in result.stdout
+
+
+@pytest.mark.slow
+def test_checkconfig_passes_with_every_documented_variable(tmp_path):
+    """As `FARM_HTTP_PORT=18110 make run` starts it: the shipped farm.toml and every variable set."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FARM_CONFIG": str(ROOT / "farm.toml"),
+           "FARM_ADMIN_PASSWORD": "s3cret", **{d[0]: d[1] for d in DOCUMENTED}}
+    result = subprocess.run([Path(sys.executable).parent / "buildbot", "checkconfig", ROOT / "master.cfg"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Config file is good!" in result.stdout
 
