@@ -91,7 +91,7 @@ def build_config(settings: Settings) -> dict:
         "protocols": {"pb": {"port": f"tcp:{settings.pb_port}:interface=127.0.0.1" if _all_local(settings) else settings.pb_port}},
         "builders": builders,
         "schedulers": [
-            schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names), schedulers.retest_scheduler(names),
+            schedulers.release_scheduler(names), schedulers.rebuild_scheduler(names, settings.index_url), schedulers.retest_scheduler(names),
         ],
         "change_source": pypi_poller.change_sources(settings.pypi),
         "collapseRequests": schedulers.same_release,

@@ -13,14 +13,17 @@ from buildbot.data import resultspec
 from buildbot.plugins import schedulers, util
 from buildbot.process.properties import Properties
 from buildbot.schedulers.base import ReconfigurableBaseScheduler
+from buildbot.schedulers.forcesched import CollectedValidationError, ValidationError
+from farm_runner.host import index
+from farm_runner.host.interpreters import UsageError
+from farm_runner.host.limits import InfraError
 from packaging.utils import canonicalize_name
-from twisted.internet import defer
+from packaging.version import InvalidVersion, Version
+from twisted.internet import defer, threads
 
 from master import priorities
+from master.maintainers import PACKAGE_NAME  # a PEP 508 name
 
-# PEP 508 names and PEP 440-ish versions: what the form accepts before a build is queued.
-PACKAGE_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
-VERSION = r"^$|^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
 REBUILD_PRIORITY = priorities.REBUILD
 
 
@@ -36,12 +39,77 @@ def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler
     )
 
 
+LOOKUP_TIMEOUT = 15  # seconds the form waits for the index's answer
+
+
+class PackageParameter(util.StringParameter):
+    """The form's package name, refused with a sentence (not a pattern) when it cannot be one."""
+
+    def parse_from_args(self, values):
+        name = values[0].strip()
+        if not PACKAGE_NAME.match(name) or len(name) > 200:
+            raise ValidationError(f"{name[:80]!r} is not a package name: a name has letters, digits, '.', '-' "
+                                  "and '_' only, and starts and ends with a letter or digit (like requests).")
+        return name
+
+
+class VersionParameter(util.StringParameter):
+    def parse_from_args(self, values):
+        text = values[0].strip()
+        if text:
+            try:
+                Version(text)
+            except InvalidVersion:
+                raise ValidationError(f"{text[:40]!r} is not a version like 1.17.0; leave it empty for the latest "
+                                      "release.") from None
+        return text
+
+
+class FixedPriority(util.IntParameter):
+    """The rebuild's priority: shown to nobody, the same for everyone (master/priorities.py)."""
+
+    type = "fixed"
+    hide = True
+
+    def getFromKwargs(self, kwargs):
+        return self.default
+
+
+def look_up(index_url: str, package: str, version: str) -> dict[str, str]:
+    """{field: sentence} of what the index says against this rebuild; empty when it has the release.
+    Blocking (run in a thread)."""
+    try:
+        files = index.fetch_project_files(index_url, package, timeout=LOOKUP_TIMEOUT)
+    except UsageError:
+        return {"package": f"There is no project named {package} on {index_url}: check the name's spelling."}
+    except InfraError as error:
+        return {"package": f"The package index could not be asked ({error}); nothing was queued, try again later."}
+    versions = {}
+    for f in files:
+        try:
+            versions.setdefault(Version(f["version"]), f["version"])
+        except (InvalidVersion, TypeError):
+            continue
+    if not versions:
+        return {"package": f"{package} has no release files on {index_url}; nothing to build."}
+    if version and Version(version) not in versions:
+        latest = ", ".join(versions[v] for v in sorted(versions, reverse=True)[:3])
+        return {"version": f"{package} has no release {version} on the index; its latest are {latest}."}
+    return {}
+
+
 class RebuildScheduler(schedulers.ForceScheduler):
     """Force one release (by name, optional version) on all slots, or on the slots picked.
 
     The UI's force dialog sends the id of the builder it was opened from; a rebuild is about a
-    package, so it goes to every slot unless the form's `slots` field names some.
+    package, so it goes to every slot unless the form's `slots` field names some. The release is
+    looked up on the index first: a name or version it does not have is refused with a sentence,
+    and nothing is queued.
     """
+
+    def __init__(self, *args, index_url: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index_url = index_url
 
     @defer.inlineCallbacks
     def force(self, owner, builderNames=None, builderid=None, **kwargs):
@@ -57,8 +125,14 @@ class RebuildScheduler(schedulers.ForceScheduler):
     @defer.inlineCallbacks
     def gatherPropertiesAndChanges(self, collector, **kwargs):
         properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
+        collector.maybeRaiseCollectedErrors()  # a malformed name is refused before the index is asked
         if properties.getProperty("package"):
-            properties.setProperty("package", canonicalize_name(properties.getProperty("package")), "Force Build Form")
+            package = canonicalize_name(properties.getProperty("package"))
+            properties.setProperty("package", package, "Force Build Form")
+            problems = yield threads.deferToThread(look_up, self.index_url, package,
+                                                   properties.getProperty("version") or "")
+            if problems:
+                raise CollectedValidationError(problems)
         return properties, changeids, sourcestamps
 
     @defer.inlineCallbacks
@@ -87,9 +161,10 @@ class RebuildScheduler(schedulers.ForceScheduler):
         )
 
 
-def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
+def rebuild_scheduler(builder_names: list[str], index_url: str) -> RebuildScheduler:
     no_source = util.FixedParameter
     return RebuildScheduler(
+        index_url=index_url,
         name="rebuild",
         label="Rebuild a release",
         buttonName="Rebuild",
@@ -105,14 +180,10 @@ def rebuild_scheduler(builder_names: list[str]) -> RebuildScheduler:
         ],
         reason=util.StringParameter(name="reason", label="Reason", default="rebuild", size=40),
         # Someone is waiting for a rebuild: it goes before releases from the feed and re-tests.
-        priority=util.IntParameter(name="priority", label="Priority (higher goes first)", default=REBUILD_PRIORITY),
+        priority=FixedPriority(name="priority", default=REBUILD_PRIORITY),
         properties=[
-            util.StringParameter(
-                name="package", label="Package", required=True, regex=PACKAGE_NAME, size=40,
-            ),
-            util.StringParameter(
-                name="version", label="Version (empty: the latest release)", regex=VERSION, default="", size=20,
-            ),
+            PackageParameter(name="package", label="Package", required=True, size=40),
+            VersionParameter(name="version", label="Version (empty: the latest release)", default="", size=20),
             util.ChoiceStringParameter(
                 name="slots", label="Slots (none picked: all)", choices=builder_names, multiple=True,
                 default=[], strict=True,

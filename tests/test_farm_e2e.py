@@ -5,10 +5,13 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from buildbot.process.results import EXCEPTION
 
 from master import run
 from master.outcomes import RESULTS
@@ -58,10 +61,25 @@ def test_each_outcome_on_every_slot(farm, package_index):
             assert build["results"] == RESULTS[outcome], context
             assert build["state_string"] == f"{props['package']} {version}: {outcome}", context
             assert props["package"] == name and version
-            assert props["reproduce"].startswith("python runner.py") or "runner.py" in props["reproduce"]
+            assert props["reproduce"].startswith(f"python worker/runner.py {name}=={version} "), props["reproduce"]
             steps = [s for s in farm.steps(build["buildid"]) if s["name"] in STEP_NAMES]
             assert [s["name"] for s in steps] == STEP_NAMES
             assert [s["results"] for s in steps] == STEP_RESULTS[outcome], (name, steps)
+
+
+def test_a_build_s_reproduce_line_pasted_in_a_checkout_gives_its_outcome(farm, package_index, tmp_path):
+    name = next(n for n, o in package_index.expected.items() if o == "tests-failed")
+    _, builds = farm.wait_buildset(farm.force(name, slots=["linux-py3.12"])[0])  # "the latest release"
+    props = {key: value for key, (value, _source) in builds[0]["properties"].items()}
+    checkout = Path(__file__).resolve().parent.parent
+    venv_bin = str(Path(sys.executable).parent)  # `python` and uv as `make venv` leaves them
+    line = props["reproduce"] + " --workdir " + str(tmp_path / "again")
+    done = subprocess.run(["bash", "-c", line], cwd=checkout, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PATH=venv_bin + os.pathsep + os.environ["PATH"]))
+    assert (tmp_path / "again" / "report.json").is_file(), line + "\n" + done.stdout[-2000:] + done.stderr[-2000:]
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert (again["package"], again["version"], again["outcome"]) == (name, props["version"], props["outcome"]), \
+        done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def test_rebuild_picks_slots_and_rejects_bad_names(farm, package_index):
@@ -70,8 +88,27 @@ def test_rebuild_picks_slots_and_rejects_bad_names(farm, package_index):
     assert [farm.builder_names()[b["builderid"]] for b in builds] == ["linux-py3.12"]
     assert [r["priority"] for r in requests] == [100], "a rebuild goes before releases from the feed"
 
-    refused = farm.rpc("forceschedulers/rebuild", "force", package="no such; name", reason="x")
-    assert "error" in refused and "package" in refused["error"]["message"]
+    refused = farm.rpc("forceschedulers/rebuild", "force", package="six; rm -rf /", reason="x")
+    assert "is not a package name" in refused["error"]["message"]["package"]  # a sentence, not a pattern
+
+
+def test_a_rebuild_the_index_cannot_serve_is_refused_before_anything_is_queued(farm, package_index):
+    before = len(farm.get("buildrequests")["buildrequests"])
+    unknown = farm.rpc("forceschedulers/rebuild", "force", package="no-such-package-xyz-123", reason="typo")
+    assert unknown["error"]["message"] == {
+        "package": f"There is no project named no-such-package-xyz-123 on {package_index.url}: check the name's "
+                   "spelling."}
+    name = next(n for n, o in package_index.expected.items() if o == "passed")
+    no_version = farm.rpc("forceschedulers/rebuild", "force", package=name, version="99.0", reason="typo")
+    assert no_version["error"]["message"]["version"].startswith(f"{name} has no release 99.0 on the index; its latest")
+    bad_version = farm.rpc("forceschedulers/rebuild", "force", package=name, version="1.0; ls", reason="typo")
+    assert "is not a version like 1.17.0" in bad_version["error"]["message"]["version"]
+    assert len(farm.get("buildrequests")["buildrequests"]) == before, "nothing was queued"
+    # The worker takes the next real request at once: no build of a mistake ended as EXCEPTION
+    # and put it in quarantine.
+    requests, builds = farm.wait_buildset(farm.force(name, slots=["linux-py3.12"])[0], timeout=60)
+    assert [b["results"] for b in builds] == [RESULTS["passed"]]
+    assert EXCEPTION not in [b["results"] for b in farm.builds()]
 
 
 def test_forty_packages_give_forty_builds_and_duplicates_collapse(farm, package_index, tmp_path):

@@ -429,9 +429,10 @@ def test_dist_sdist_builds_from_source_where_a_wheel_fits(package_index, tmp_pat
 def test_reproduce_line_reruns_the_case(all_reports, tmp_path):
     _, r, _ = all_reports["farmfix-testfail"]
     argv = shlex.split(r["reproduce"])
-    assert argv[:3] == ["python", "runner.py", "farmfix-testfail"]
-    cmd = [sys.executable, str(RUNNER)] + argv[2:] + ["--workdir", str(tmp_path), "--cache-dir", str(CACHE)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert argv[:3] == ["python", "worker/runner.py", "farmfix-testfail==1.0"]  # the exact version it built
+    # pasted in the checkout's root, with this venv's python (uv beside it)
+    cmd = [sys.executable] + argv[1:] + ["--workdir", str(tmp_path), "--cache-dir", str(CACHE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     again = json.loads((tmp_path / "report.json").read_text())
     assert proc.returncode == 1 and comparable(again) == comparable(r)
 

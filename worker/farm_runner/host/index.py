@@ -162,12 +162,12 @@ def _http_get(url, accept=None, timeout=60):
     return urllib.request.urlopen(req, timeout=timeout)
 
 
-def fetch_project_files(index_url, name):
+def fetch_project_files(index_url, name, timeout=60):
     """Files of a project: [{filename, url, sha256, requires_python, yanked, upload_time, version}]
     (upload_time: PEP 700's, from a JSON index; None from an HTML one)."""
     url = index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
     try:
-        with _http_get(url, "application/vnd.pypi.simple.v1+json, text/html;q=0.1") as resp:
+        with _http_get(url, "application/vnd.pypi.simple.v1+json, text/html;q=0.1", timeout) as resp:
             ctype = resp.headers.get("Content-Type", "")
             body = resp.read(MAX_PAGE + 1)
             final_url = resp.geturl()

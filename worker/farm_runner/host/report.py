@@ -23,9 +23,12 @@ def new_report(args, limits, runner_identity):
             "_state": {"phase_outcomes": {}, "phase_reasons": {}, "phase_infra": {}}}
 
 
-def reproduce(args, limits):
+def reproduce(args, limits, package=None, version=None):
+    """The command that runs this case again from a checkout of the farm, with the exact version
+    once it is known (a build of "the latest release" names the one it tested)."""
+    spec = "%s==%s" % (package, version) if package and version else args.spec
     return " ".join(shlex.quote(x) for x in
-                    ["python", "runner.py", args.spec, "--python", args.python, "--index-url", args.index_url]
+                    ["python", "worker/runner.py", spec, "--python", args.python, "--index-url", args.index_url]
                     + (["--dist", args.dist] if args.dist != "auto" else [])
                     + limits.flags() + ["--sandbox", args.sandbox])
 

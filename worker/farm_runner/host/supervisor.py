@@ -103,6 +103,8 @@ class Runner:
 
     def save(self):
         report_.settle(self.report, self.t0)
+        self.report["reproduce"] = report_.reproduce(self.args, self.limits, self.report["package"],
+                                                     self.report["version"])
         self.t0 = time.monotonic()
         os.makedirs(os.path.dirname(self.report_path), exist_ok=True)
         report_.save(self.report, self.report_path)
