@@ -6,7 +6,7 @@
   installed copy), `uv pip uninstall`. Warm shared cache, no sandbox.
 - naive: the same with `python -m venv` and pip.
 
-The test plan (the command, its folder, test extras, groups and requirements) is worked out once before the
+The test plan (the command, its folder, test extras and requirements, dependency groups among them) is worked out once before the
 timing, with the runner's own functions, so both scripts run the very tests the farm runs.
 """
 
@@ -51,7 +51,7 @@ class Plan:
     cwd: str | None = ""  # relative to the top folder; None: an empty folder (tests run with --pyargs)
     set_aside: list[str] = field(default_factory=list)  # the package's own import packages, taken out
     extras: list[str] = field(default_factory=list)
-    requirements: list[str] = field(default_factory=list)  # from dependency groups and requirement lines
+    requirements: list[str] = field(default_factory=list)  # dependency groups' and requirement files' lines
     fallback: list[str] = field(default_factory=list)  # unittest's arguments when pytest collects nothing
     linked: list[str] = field(default_factory=list)  # set-aside places that link to the installed copy
 
@@ -99,9 +99,6 @@ def make_plan(index_dir: Path, name: str, version: str, scratch: Path) -> Plan:
         extras += [e for e in provided if discover.is_test_name(e)] or [e for e in provided if discover.is_dev_name(e)]
     extras = [e for e in dict.fromkeys(extras) if normalise(e) in {normalise(p) for p in provided}]
     requirements = [r for r, _ in deps.get("requirements") or [] if _requirement_name(r) not in (None, normalise(name))]
-    for pyproject, group in deps.get("groups") or []:
-        entries = (discover.load_toml(pyproject).get("dependency-groups") or {}).get(group) or []
-        requirements += [entry for entry in entries if isinstance(entry, str)]
     return Plan(name, version, sdist, os.path.basename(src), list(plan["args"]), plan["tool"], plan["cwd"],
                 list(plan.get("set_aside") or []), extras, requirements, list(plan.get("fallback") or []),
                 list(plan.get("linked") or []))

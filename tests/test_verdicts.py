@@ -357,6 +357,31 @@ def test_requirement_files_are_read_as_requirements_only(tmp_path):
     assert [c for c, _ in cons] == ["urllib3<3"]
 
 
+def test_dependency_groups_and_nox_installs_become_requirement_lines(tmp_path):
+    from farm_runner.inside import discover
+
+    # urllib3's way: a test group included by a dev group, and uv sources that point one of its tools
+    # at git (uv would fetch it for `--group`; the farm reads the group's lines, so the index's wins)
+    (tmp_path / "pyproject.toml").write_text(dedent("""
+        [dependency-groups]
+        test = ["hypercorn>=0.15", "trio>=0.27", "tool @ git+https://example.invalid/tool", "./local"]
+        dev = [{include-group = "test"}, "coverage"]
+        docs = ["sphinx"]
+
+        [tool.uv.sources]
+        hypercorn = { git = "https://example.invalid/hypercorn" }
+        """))
+    deps = discover.test_dependencies(str(tmp_path))
+    assert deps["requirements"] == [["hypercorn>=0.15", "pyproject.toml [dependency-groups] test"],
+                                    ["trio>=0.27", "pyproject.toml [dependency-groups] test"]]
+    assert [r for r, _ in discover.group_lines(discover.load_toml(str(tmp_path / "pyproject.toml")), "dev")] == [
+        "hypercorn>=0.15", "trio>=0.27", "coverage"]
+    # charset-normalizer's way: session.install("-r", "dev-requirements.txt") names a file, not a package
+    (tmp_path / "dev-requirements.txt").write_text("pytest>=8\nchardet==5.2\n")
+    deps = discover.test_dependencies(str(tmp_path), nox_installs=["-r", "dev-requirements.txt", "chardet"])
+    assert [r for r, _ in deps["requirements"]][:3] == ["pytest>=8", "chardet==5.2", "chardet"]
+
+
 def test_missing_modules_are_told_apart():
     from farm_runner.host import missing
 

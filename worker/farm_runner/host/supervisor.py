@@ -486,7 +486,7 @@ class Runner:
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
         else:
             log.write("tests: %s\n" % plan["how"])
-            tests["deps"] = self.install_test_dependencies(plan["deps"], staged.get("src"), deadline, log)
+            tests["deps"] = self.install_test_dependencies(plan["deps"], deadline, log)
             rc, output, out_dir = self.run_tests(plan, deadline, log)
         counts, probe = self.read_run(out_dir, plan["tool"])
         if plan["tool"] == "pytest" and rc == 5 and plan["fallback"]:
@@ -607,12 +607,12 @@ class Runner:
         index.download(sdist["url"], path, sdist.get("sha256"), self.limits.disk)
         return path
 
-    def install_test_dependencies(self, deps, src, deadline, log):
+    def install_test_dependencies(self, deps, deadline, log):
         """Install what the project declares for its tests (the stage step's findings, each checked
         here): [{"requirement", "source"}] of what was asked for. A failed install is said in the
         log and the report; the tests run all the same (a missing one shows as their error)."""
         out_dir = self.new_out_dir()
-        args, shown = self.test_requirements(deps, src, out_dir)
+        args, shown = self.test_requirements(deps, out_dir)
         if not args:
             return shown
         rc, output = self.boxed(self.uv_install(*args), self.box, deadline, log, network=True, out_dir=out_dir)
@@ -624,10 +624,10 @@ class Runner:
             log.write("[farm: the test dependencies could not be installed; the tests run without them]\n")
         return shown
 
-    def test_requirements(self, deps, src, out_dir):
+    def test_requirements(self, deps, out_dir):
         """(uv arguments, [{"requirement", "source"}]) for the test dependencies: the release's
-        extras, the test groups of its pyproject.toml (checked to lie inside the unpacked sdist),
-        and requirement lines, each parsed as a PEP 508 requirement, never passed as an option."""
+        extras and requirement lines (its dependency groups among them), each parsed as a PEP 508
+        requirement, never passed as an option."""
         r, st = self.report, self.report["_state"]
         if not isinstance(deps, dict):
             return [], []
@@ -655,12 +655,6 @@ class Runner:
                 spec = "%s[%s]==%s" % (r["package"], ",".join(extras), r["version"])
             args.append(spec)
             shown.insert(0, {"requirement": spec, "source": "the release's extras"})
-        inside_src = isinstance(src, str) and src.startswith(self.box + "/src/")
-        for group in deps.get("groups") or []:
-            if (isinstance(group, list) and len(group) == 2 and inside_src and isinstance(group[0], str)
-                    and group[0] == src + "/pyproject.toml" and isinstance(group[1], str)):
-                args += ["--group", "%s:%s" % (group[0], group[1])]
-                shown.append({"requirement": "group " + group[1], "source": "pyproject.toml [dependency-groups]"})
         installed = set(st.get("installed_names", []))
         for text, source in _pairs(deps.get("constraints")):
             req = _requirement(text)

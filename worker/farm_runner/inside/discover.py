@@ -6,8 +6,8 @@ followed, and every path handed on stays inside the tree.
 
 The plan this module returns:
     {"how": a sentence, "tool": "pytest" | "unittest", "args": [...], "cwd": folder relative to the
-     tree ("" for its root), "deps": {"extras": [...], "groups": [[pyproject, name]...],
-     "requirements": [[requirement, source]...], "constraints": [[requirement, source]...]}}
+     tree ("" for its root), "deps": {"extras": [...], "requirements": [[requirement, source]...],
+     "constraints": [[requirement, source]...]}} (dependency groups are expanded into requirements)
 """
 import os
 import re
@@ -502,12 +502,12 @@ def test_dependencies(root, tox=None, nox_installs=None):
     chosen, nox's installs, then the test extras, PEP 735 groups, pdm/hatch/poetry dev
     dependencies and test requirement files (dev ones when none is named for tests); uv.lock's
     versions as constraints (pins win)."""
-    deps = {"extras": [], "groups": [], "requirements": [], "constraints": []}
-    pyproject_path = os.path.join(root, "pyproject.toml")
-    pyproject = load_toml(pyproject_path)
+    deps = {"extras": [], "requirements": [], "constraints": []}
+    pyproject = load_toml(os.path.join(root, "pyproject.toml"))
     if tox:
         deps["extras"] += tox["extras"]
-        deps["groups"] += [[pyproject_path, g] for g in tox["groups"]]
+        for g in tox["groups"]:
+            deps["requirements"] += group_lines(pyproject, g)
         for line in tox["deps"]:
             m = re.match(r"^(-r|-c)\s*(\S+)$", line)
             if m:
@@ -519,17 +519,24 @@ def test_dependencies(root, tox=None, nox_installs=None):
                     deps["constraints"] += r + c
             elif not line.startswith(("-", ".")) and "/" not in line.split(";")[0].split("@")[0]:
                 deps["requirements"].append([line, "tox deps"])
-    for word in nox_installs or []:
+    words = list(nox_installs or [])
+    for i, word in enumerate(words):
         m = re.match(r"^\.\[([^\]]+)\]$", word)
         if m:
             deps["extras"] += [e.strip() for e in m.group(1).split(",")]
-        elif not word.startswith(("-", ".")) and "/" not in word:
+        elif word in ("-r", "--requirement", "-c", "--constraint") and i + 1 < len(words):
+            r, c = requirement_lines(root, words[i + 1], "noxfile.py session.install %s %s" % (word, words[i + 1]))
+            deps["requirements" if word in ("-r", "--requirement") else "constraints"] += r
+            deps["constraints"] += c
+        elif not word.startswith(("-", ".")) and "/" not in word and \
+                (i == 0 or words[i - 1] not in ("-r", "--requirement", "-c", "--constraint")):
             deps["requirements"].append([word, "noxfile.py session.install"])
     if not tox:
         groups = pyproject.get("dependency-groups")
         groups = [g for g in groups if isinstance(g, str)] if isinstance(groups, dict) else []
         chosen = [g for g in groups if is_test_name(g)] or [g for g in groups if is_dev_name(g)]
-        deps["groups"] = [[pyproject_path, g] for g in chosen]
+        for g in chosen:
+            deps["requirements"] += group_lines(pyproject, g)
         tool = pyproject.get("tool") if isinstance(pyproject.get("tool"), dict) else {}
         deps["requirements"] += _tool_dev_dependencies(tool)
         files = [f for f in TEST_REQUIREMENT_FILES if _text(os.path.join(root, f)) is not None]
@@ -541,6 +548,23 @@ def test_dependencies(root, tox=None, nox_installs=None):
         deps["test_extras_wanted"] = True  # the host adds the release's test (or dev) extras
     deps["constraints"] += uv_lock_pins(root)
     return deps
+
+
+def group_lines(pyproject, group, depth=0):
+    """[[requirement, source]...] of a PEP 735 dependency group, its `include-group`s expanded;
+    URLs and paths are left out (a git URL of one test tool must not cost all the others)."""
+    groups = pyproject.get("dependency-groups")
+    entries = groups.get(group) if isinstance(groups, dict) else None
+    if not isinstance(entries, list) or depth > MAX_INCLUDE_DEPTH:
+        return []
+    out = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
+            out += group_lines(pyproject, entry["include-group"], depth + 1)
+        elif isinstance(entry, str) and "://" not in entry and "/" not in entry.split(";")[0].split("@")[0] \
+                and not entry.startswith(("-", ".")):
+            out.append([entry, "pyproject.toml [dependency-groups] %s" % group])
+    return out[:MAX_REQUIREMENTS]
 
 
 def _tool_dev_dependencies(tool):

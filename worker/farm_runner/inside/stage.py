@@ -216,7 +216,7 @@ def needs_dependencies(result):
     deps = plan.get("deps") or {}
     me = next((d for d in result["dists"] if d["dist_info"] == result["me"]), None)
     extras = (me or {}).get("extras") or []
-    return bool(deps.get("extras") or deps.get("groups") or deps.get("requirements")
+    return bool(deps.get("extras") or deps.get("requirements")
                 or (deps.get("test_extras_wanted") and any(
                     discover.is_test_name(e) or discover.is_dev_name(e) for e in extras)))
 
