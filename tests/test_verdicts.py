@@ -332,6 +332,21 @@ def test_tox_env_lists_and_the_env_for_this_interpreter():
     assert discover.choose_tox_env(["lint", "py3", "notebooks"], (3, 11)) == "py3"
 
 
+def test_plain_tox_runs_the_base_env_not_a_named_one(tmp_path):
+    from farm_runner.inside import discover
+
+    # zipp's tox.ini: no env list, a base env and named ones (diffcov, docs, release)
+    (tmp_path / "tox.ini").write_text(
+        "[testenv]\nextras =\n\ttest\ncommands =\n\tpytest {posargs}\n\n"
+        "[testenv:diffcov]\ndeps =\n\tdiff-cover\ncommands =\n\tpytest {posargs} --cov-report xml\n\n"
+        "[testenv:docs]\nchangedir = docs\ncommands =\n\tpython -m sphinx . build\n")
+    plan = discover.tox_plan(str(tmp_path), (3, 12), "cpython")
+    assert plan["how"] == "tox env py312 (tox.ini)" and plan["tox"]["extras"] == ["test"]
+    # with no base env, a named env for the tests is what there is
+    (tmp_path / "tox.ini").write_text("[testenv:tests]\ncommands = pytest tests\n\n[testenv:lint]\ncommands = ruff .\n")
+    assert discover.tox_plan(str(tmp_path), (3, 12), "cpython")["how"] == "tox env tests (tox.ini)"
+
+
 def test_the_project_s_pytest_words_for_the_farm(tmp_path):
     from farm_runner.inside import discover
 

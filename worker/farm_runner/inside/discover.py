@@ -334,17 +334,24 @@ def tox_plan(root, version, implementation):
     if not config:
         return None
     if config.get("toml"):
-        envs = [e for e in config["tox"].get("env_list") or config["tox"].get("envlist") or [] if isinstance(e, str)]
-        envs = envs or list((config["tox"].get("env") or {}).keys())
+        listed = [e for e in config["tox"].get("env_list") or config["tox"].get("envlist") or [] if isinstance(e, str)]
+        named = [e for e in config["tox"].get("env") or {} if isinstance(e, str)]
+        base = isinstance(config["tox"].get("env_run_base"), dict)
     else:
         tox = config.get("tox") or {}
-        envs = expand_envlist(tox.get("envlist") or tox.get("env_list") or "")
-        envs += [s.split(":", 1)[1] for s in config if s.startswith("testenv:") and ":" in s]
-    env = choose_tox_env(envs, version, implementation) if envs else None
+        listed = expand_envlist(tox.get("envlist") or tox.get("env_list") or "")
+        named = [s.split(":", 1)[1] for s in config if s.startswith("testenv:") and ":" in s]
+        base = "testenv" in config
+    # The env list's env for this interpreter; else what plain `tox` runs, the base env for an env
+    # named after the interpreter; a named env (zipp's diffcov, docs, release) only when there is
+    # no base to run.
+    env = choose_tox_env(listed, version, implementation) if listed else None
+    if env is None and base:
+        env = "py%d%d" % tuple(version[:2])
     if env is None:
-        if config.get("toml") or "testenv" not in config:
-            return None
-        env = "py%d%d" % tuple(version[:2])  # tox runs [testenv] for an env named after the interpreter
+        env = choose_tox_env(named, version, implementation) if named else None
+    if env is None:
+        return None
     settings = tox_env_settings(config, env)
     for words in settings["commands"]:
         found = _test_command(words)
