@@ -408,3 +408,15 @@ def test_missing_modules_are_told_apart():
     assert missing.missing_modules(["E   ModuleNotFoundError: No module named 'yaml'",
                                     "No module named 'mypkg.sub'", "No module named 'json'",
                                     "No module named 'hypothesis'"], ["mypkg"], {"hypothesis"}) == [("yaml", "PyYAML")]
+
+
+def test_an_installer_a_test_runs_needs_the_network():
+    from farm_runner.host import verdict
+
+    # zipp's pytest-checkdocs builds the project's metadata in an isolated environment (pip, the index)
+    checkdocs = {"test": ".::project", "message": "subprocess.CalledProcessError: Command '['/tmp/build-env-1/bin/"
+                 "python', '-Im', 'pip', 'install', '--ignore-installed', '-r', '/tmp/r.txt']' returned non-zero "
+                 "exit status 1."}
+    real = {"test": "tests/test_x.py::test_y", "message": "AssertionError: assert 'pip' == 'install'"}
+    assert verdict.install_attempts([checkdocs, real]) == {
+        ".::project": ["pip install (the index, from a subprocess)"]}

@@ -514,10 +514,10 @@ class Runner:
         failures = probe["failures"]
         lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
         lacking = {t: m for t, m in lacking.items() if m}
-        # Failures that are the environment's: the sandbox has no network, the worker's interpreter
-        # lacks an optional standard module.
-        network = dict(probe["network"], **{t: ["import %s" % m] for t, m in lacking.items()
-                                             if t not in probe["network"]})
+        # Failures that are the environment's: the sandbox has no network (a connection, a name
+        # lookup, an installer the test ran), the worker's interpreter lacks an optional standard module.
+        tried = dict(verdict.install_attempts(failures), **probe["network"])
+        network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -530,7 +530,7 @@ class Runner:
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
-                     needs_network=[{"test": t, "tried": w} for t, w in probe["network"].items()
+                     needs_network=[{"test": t, "tried": w} for t, w in tried.items()
                                     if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky,
                      interpreter_lacks=[{"test": t, "module": m} for t, m in lacking.items()][:verdict.MAX_SHOWN])
         tests.setdefault("command", [])

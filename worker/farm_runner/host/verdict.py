@@ -6,6 +6,7 @@ make a verdict worse (a run that collected nothing, tests that imported the wron
 better. A file that cannot be read is a fact for the report, not a crash.
 """
 
+import re
 import xml.etree.ElementTree as ET
 
 from farm_runner import contract
@@ -80,6 +81,22 @@ def imported_elsewhere(imported, site_packages):
     prefix = site_packages.rstrip("/") + "/"
     return {str(n)[:200]: str(p)[:500] for n, p in imported.items()
             if isinstance(p, str) and p and not p.startswith("!") and not p.startswith(prefix)}
+
+
+# A failure whose error is a package installer run by the test (pytest-checkdocs building the
+# project's metadata, a test creating a virtualenv): in the sandbox, with no network, an install
+# from the index cannot succeed, whatever the package does.
+_INSTALL_ATTEMPT = re.compile(r"""['"](pip|uv)['"],\s*(['"]pip['"],\s*)?['"]install['"]|\b(pip|uv pip) install\b""")
+
+
+def install_attempts(failures):
+    """{test: ["install ..."]} of the failures that were an installer run by the test."""
+    found = {}
+    for f in failures:
+        m = _INSTALL_ATTEMPT.search(f.get("message") or "")
+        if m:
+            found[f["test"]] = ["%s install (the index, from a subprocess)" % (m.group(1) or m.group(3))]
+    return found
 
 
 MAX_SHOWN = 20  # failing tests the report lists
