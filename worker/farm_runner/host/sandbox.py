@@ -32,6 +32,7 @@ OUT = "/run/farm/out"
 PROXY_SOCKET = "/run/farm/proxy.sock"
 PROXY_PORT = 3128
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_EMPTY_DIRS = ("/var/cache", "/var/lib", "/var/log", "/var/tmp", "/opt", "/srv", "/mnt")
 # Files ordinary programs expect of a system (none of them a secret): TLS roots, the dynamic
 # linker's cache, time zone, MIME types, and the protocol and service names that sockets look up.
 SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives",
@@ -153,6 +154,9 @@ class Sandbox:
         # /tmp first: the binds after it may lie below /tmp (a worker whose folder is there), and
         # their mount points are then made in this fresh tmpfs, where nothing was planted.
         args += ["--size", str(self.tmp_size), "--tmpfs", "/tmp"]
+        # The folders every system has (empty and read-only here, as to an ordinary user).
+        for d in SYSTEM_EMPTY_DIRS:
+            args += ["--dir", d]
         for p in self.read_only:
             args += ["--ro-bind", p, p]
         args += ["--bind", self.box, self.box, "--ro-bind", self.lib, LIB]
