@@ -36,7 +36,10 @@ lock:
 sandbox-tools:
 	@command -v bwrap >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; \
+	    echo "Installing Debian's bubblewrap with apt-get, as root: every package the farm tests runs in its sandbox."; \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; } || { \
+	      echo "apt-get could not install bubblewrap (above: another apt or dpkg may hold its lock). Wait for it to"; \
+	      echo "finish, or install bubblewrap yourself (apt-get install bubblewrap), then run make again."; exit 1; }; \
 	  else \
 	    echo "bubblewrap is missing: install it (sudo apt-get install bubblewrap, or dnf install bubblewrap)."; exit 1; \
 	  fi; }

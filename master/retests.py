@@ -135,10 +135,10 @@ def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "not measured yet"
     if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+        return f"{max(1, round(seconds / 60))} min"
+    amount, unit = (seconds / 3600, "hour") if seconds < 2 * 86400 else (seconds / 86400, "day")
+    number = f"{amount:.1f}".removesuffix(".0")
+    return f"{number} {unit}" + ("" if number == "1" else "s")
 
 
 def group_by_package(picks: dict[str, list[tuple[str, str | None]]]) -> list[tuple[str, str | None, list[str]]]:
@@ -539,9 +539,10 @@ class RetestService(service.BuildbotService, StateMixin):
             "enabled": self.rolling.enabled,
             "dependants": self.rolling.dependants,
             "set": self.rolling.set if self.rolling.set != "file" else f"file:{self.rolling.set_file}",
-            "hoped_period": self.rolling.period_text,
+            "hoped_period": duration_text(self.rolling.period),
             "hoped_period_s": self.rolling.period,
             "window_s": int(window),
+            "window": duration_text(window),
             "last_choice_ms": round(self.last_choice_seconds * 1000, 2) if self.last_choice_seconds is not None else None,
             "slots": slots,
         }

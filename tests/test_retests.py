@@ -33,8 +33,11 @@ def test_achieved_period_and_its_text():
     assert retests.achieved_period(1000, 100, 86400) == 864000
     assert retests.achieved_period(1000, 0, 86400) is None
     assert retests.duration_text(None) == "not measured yet"
-    assert retests.duration_text(864000) == "10.0 days"
+    assert retests.duration_text(864000) == "10 days"
+    assert retests.duration_text(7 * 86400 + 43200) == "7.5 days"
+    assert (retests.duration_text(3600), retests.duration_text(5400)) == ("1 hour", "1.5 hours")
     assert retests.duration_text(1800) == "30 min"
+    assert retests.duration_text(5) == "1 min"  # never "0.0 h"
 
 
 def test_picks_of_several_slots_make_one_buildset_per_package():
