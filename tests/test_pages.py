@@ -139,6 +139,9 @@ def test_the_package_page(farm, tab):
         assert cell.locator("a.log").get_attribute("href").startswith(farm.url + "#/builders/")
         assert " s" in cell.inner_text(), "the duration"
         assert "runner.py farmfix-testfail" in cell.locator("code.reproduce").text_content()
+        # the failing cell says which test failed and why, in one line
+        failing = cell.locator(".failures").inner_text()
+        assert "test_fails" in failing and "this fixture fails on purpose" in failing, failing
     assert "auto" in page.inner_text("#limits"), "the sandbox mode"
     assert "1536 MB" in page.inner_text("#limits")
     assert "Not on the skip list" in page.inner_text("#skip-status")
