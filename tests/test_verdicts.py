@@ -192,6 +192,18 @@ FIXTURES = {
             def test_needs_the_network():
                 socket.create_connection(("pypi.org", 443), timeout=5)
             """),
+        # urllib3's way: the project's uv takes a test tool from git; the farm has the index only
+        "pyproject.toml": dedent("""
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+
+            [dependency-groups]
+            test = ["vfix-helper"]
+
+            [tool.uv.sources]
+            vfix-helper = { git = "https://example.invalid/vfix-helper" }
+            """),
     }, (), "tests-failed"),
 }
 
@@ -320,6 +332,9 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     assert "a real bug" in tests["failures"][0]["message"]
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
     assert tests["flaky"] == []
+    assert tests["deps"] == [{"requirement": "vfix-helper", "source": "pyproject.toml [dependency-groups] test; the "
+                              "project takes it from https://example.invalid/vfix-helper, the farm from the index"}]
+    assert "The project takes vfix-helper from elsewhere than the index" in report["reason"]
 
 
 # -- the pieces, without a runner ---------------------------------------------------------------------
@@ -394,6 +409,8 @@ def test_dependency_groups_and_nox_installs_become_requirement_lines(tmp_path):
     deps = discover.test_dependencies(str(tmp_path))
     assert deps["requirements"] == [["hypercorn>=0.15", "pyproject.toml [dependency-groups] test"],
                                     ["trio>=0.27", "pyproject.toml [dependency-groups] test"]]
+    # said in the report: the farm installs the index's hypercorn, not the project's git one
+    assert deps["elsewhere"] == [["hypercorn", "https://example.invalid/hypercorn"]]
     assert [r for r, _ in discover.group_lines(discover.load_toml(str(tmp_path / "pyproject.toml")), "dev")] == [
         "hypercorn>=0.15", "trio>=0.27", "coverage"]
     # charset-normalizer's way: session.install("-r", "dev-requirements.txt") names a file, not a package

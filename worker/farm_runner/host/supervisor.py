@@ -541,7 +541,11 @@ class Runner:
         if verdict.excused(rc, counts, failures, network, flaky):
             return "ok", contract.PASSED, "Tests passed: %d passed; the failures were the environment's." % (
                 counts["passed"])
-        return verdict.pytest_verdict(rc, counts, plan["tool"])
+        status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
+        if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
+            reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
+                      "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
+        return status, outcome, reason
 
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
@@ -635,6 +639,7 @@ class Runner:
         provided = [e for e in st.get("provides_extras", []) if isinstance(e, str)]
         wanted = [e for e in deps.get("extras") or [] if isinstance(e, str)]
         requirements, constraints, shown = [], [], []
+        elsewhere = {canonicalize_name(n): w for n, w in _pairs(deps.get("elsewhere"))}
         for text, source in _pairs(deps.get("requirements")):
             req = _requirement(text)
             if req is None:
@@ -643,6 +648,11 @@ class Runner:
                 wanted += sorted(req.extras)
                 continue
             requirements.append(str(req))
+            if canonicalize_name(req.name) in elsewhere:
+                # The project's uv takes it from git or a URL; the farm has the index only.
+                source += "; the project takes it from %s, the farm from the index" % elsewhere[
+                    canonicalize_name(req.name)]
+                st["elsewhere"] = st.get("elsewhere", []) + [req.name]
             shown.append({"requirement": str(req), "source": source})
         if deps.get("test_extras_wanted"):
             wanted += [e for e in provided if is_test_name(e)] or [e for e in provided if is_dev_name(e)]

@@ -554,7 +554,23 @@ def test_dependencies(root, tox=None, nox_installs=None):
             deps["constraints"] += c
         deps["test_extras_wanted"] = True  # the host adds the release's test (or dev) extras
     deps["constraints"] += uv_lock_pins(root)
+    deps["elsewhere"] = uv_sources_elsewhere(pyproject)
     return deps
+
+
+def uv_sources_elsewhere(pyproject):
+    """[[name, where]...] of the packages the project's uv takes from git, a URL or a path
+    (`[tool.uv.sources]`): the farm installs the index's release instead, and says so."""
+    tool = pyproject.get("tool") if isinstance(pyproject.get("tool"), dict) else {}
+    uv = tool.get("uv") if isinstance(tool.get("uv"), dict) else {}
+    sources = uv.get("sources") if isinstance(uv.get("sources"), dict) else {}
+    out = []
+    for name, source in sources.items():
+        where = next((source[k] for k in ("git", "url", "path") if isinstance(source, dict)
+                      and isinstance(source.get(k), str)), None)
+        if isinstance(name, str) and where:
+            out.append([name[:100], where[:200]])
+    return out[:50]
 
 
 def group_lines(pyproject, group, depth=0):
