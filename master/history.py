@@ -11,9 +11,10 @@ from buildbot.data import resultspec
 from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from twisted.internet import defer
 
-# The build properties the pages and mails read; `report` stays out (it can be large).
+# The build properties the pages and mails read; `report` stays out (it can be large), `tests` is
+# its bounded story of the test run (steps/runner_steps.py).
 PROPERTIES = ("package", "version", "outcome", "reason", "reproduce", "runner_limits",
-              "sdist_outcome", "retest", "because")
+              "sdist_outcome", "retest", "because", "tests")
 MAX_CHANGES = 100
 
 

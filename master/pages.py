@@ -151,7 +151,7 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
             "retest": history.property_value(build, "retest") or "",
             "because": history.property_value(build, "because") or "",
             "finished": _time(build.get("complete_at")),
-            "tests": test_story(history.property_value(build, "report")),
+            "tests": history.property_value(build, "tests") or {},
         }
     ordered = sorted(rows.values(), key=lambda r: _version_key(r["version"]), reverse=True)[:versions]
     all_slots = list(slots) + sorted({s for r in ordered for s in r["slots"]} - set(slots))
@@ -168,20 +168,6 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
         "versions": ordered,
         "status": badge_status(ordered),
     }
-
-
-def test_story(report) -> dict:
-    """What a cell tells of the test run: how the project's tests were run, the test dependencies
-    and where each came from, the first failing tests with their one-line errors, and the failures
-    that were the environment's (the network, flaky tests). From the runner's report (its fields:
-    farm_runner.contract.TEST_FIELDS); empty when there is none."""
-    tests = (report or {}).get("tests") if isinstance(report, dict) else None
-    if not isinstance(tests, dict):
-        return {}
-    story = {key: tests.get(key) for key in contract.TEST_FIELDS if tests.get(key) not in (None, [], "")}
-    if isinstance(story.get("command"), list):
-        story["command"] = " ".join(str(w) for w in story["command"])
-    return story
 
 
 def _skip_status(settings: Settings, name: str) -> dict:

@@ -268,6 +268,7 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
             # A dependency re-test (master/retests.py): say which release it followed.
             self.setProperty("reason", f"{report['reason']} (re-tested after the release of {because})", "runner")
         self.setProperty("report", report, "runner")
+        self.setProperty("tests", test_story(report), "runner")
         status = report.get("phases", {}).get(self.phase, {}).get("status", "not-run")
         self.status_line = f"{self.phase}: {describe(self.phase, status, report)}"
         return phase_result(status, report.get("outcome", ""))
@@ -280,6 +281,27 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
                 summary["build"] = f"{contract.INFRA_ERROR}: {self.getProperty('reason')}"
             return summary
         return super().getResultSummary()
+
+
+MAX_STORY_DEPS = 50  # test dependencies a cell lists
+
+
+def test_story(report) -> dict:
+    """What a package page's cell tells of the test run (the `tests` property, small enough for
+    every page to read, unlike the whole report): how the project's tests were run, the test
+    dependencies and where each came from, the first failing tests with their one-line errors, and
+    the failures that were the environment's (the network, flaky tests). The report's fields are
+    farm_runner.contract.TEST_FIELDS; empty when the runner ran no tests."""
+    tests = report.get("tests") if isinstance(report, dict) else None
+    if not isinstance(tests, dict):
+        return {}
+    story = {key: tests.get(key) for key in contract.TEST_FIELDS if tests.get(key) not in (None, [], "")}
+    story.pop("imported_from", None)
+    if isinstance(story.get("command"), list):
+        story["command"] = " ".join(str(w) for w in story["command"])
+    if isinstance(story.get("deps"), list):
+        story["deps"] = story["deps"][:MAX_STORY_DEPS]
+    return story
 
 
 def installed_from_a_wheel(step) -> bool:

@@ -107,6 +107,22 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         # The bundle of worker/farm_runner, byte for byte.
         assert shipped == [bundle.build_bytes()]
 
+    @defer.inlineCallbacks
+    def test_the_cell_s_story_of_the_tests_is_a_small_property_of_its_own(self):
+        self.given(RunnerPhase("install"))
+        failed = dict(report_dict("tests-failed", install="ok", test="failed", uninstall="ok"), tests={
+            "passed": 3, "failed": 1, "how": "tox env py312 (tox.ini)", "command": ["python", "-m", "pytest", "tests"],
+            "failures": [{"test": "tests/test_x.py::test_y", "message": "AssertionError: a real bug", "when": "call"}],
+            "deps": [{"requirement": f"dep{i}", "source": "tox deps"} for i in range(60)],
+            "imported_from": {"six": "/env/lib/python3.12/site-packages/six.py"}, "not-a-test-field": "x"})
+        self.expect_commands(self.ship_runner([]), *self.expect_runner(1, json.dumps(failed)))
+        self.expect_outcome(result=SUCCESS, state_string="install: ok")
+        self.expect_property("tests", {
+            "passed": 3, "failed": 1, "how": "tox env py312 (tox.ini)", "command": "python -m pytest tests",
+            "failures": [{"test": "tests/test_x.py::test_y", "message": "AssertionError: a real bug", "when": "call"}],
+            "deps": [{"requirement": f"dep{i}", "source": "tox deps"} for i in range(50)]}, "runner")
+        yield self.run_step()
+
     def test_bare_name_means_latest(self):
         self.given(RunnerPhase("install"), version="")
         self.expect_commands(self.ship_runner(), *self.expect_runner(0, report("passed", install="ok"), version=""))
