@@ -644,14 +644,14 @@ class Runner:
             req = _requirement(text)
             if req is None:
                 continue
-            if canonicalize_name(req.name) == me:  # the release itself, perhaps with extras
+            name = canonicalize_name(req.name)
+            if name == me:  # the release itself, perhaps with extras
                 wanted += sorted(req.extras)
                 continue
             requirements.append(str(req))
-            if canonicalize_name(req.name) in elsewhere:
+            if name in elsewhere:
                 # The project's uv takes it from git or a URL; the farm has the index only.
-                source += "; the project takes it from %s, the farm from the index" % elsewhere[
-                    canonicalize_name(req.name)]
+                source += "; the project takes it from %s, the farm from the index" % elsewhere[name]
                 st["elsewhere"] = st.get("elsewhere", []) + [req.name]
             shown.append({"requirement": str(req), "source": source})
         if deps.get("test_extras_wanted"):

@@ -471,6 +471,12 @@ def unittest_args(words):
 
 # -- test dependencies -------------------------------------------------------------------------------
 
+def plain_requirement(text):
+    """Is this line a requirement the farm installs from its index: not an option, an editable, a
+    path or a URL (the release comes from the index, never the tree)?"""
+    return not text.startswith(("-", ".")) and "://" not in text and "/" not in text.split(";")[0].split("@")[0]
+
+
 def requirement_lines(root, rel, source, depth=0, seen=None):
     """([requirement, source]..., [constraint, source]...) of a requirement file inside the tree,
     with its -r and -c includes; options, editables, paths and URLs are left out (the farm
@@ -498,7 +504,7 @@ def requirement_lines(root, rel, source, depth=0, seen=None):
                 reqs += r
                 cons += c
             continue
-        if line.startswith("-") or line.startswith(".") or "/" in line.split(";")[0].split("@")[0] or "://" in line:
+        if not plain_requirement(line):
             continue
         reqs.append([line.split(" --")[0].strip(), source])
     return reqs[:MAX_REQUIREMENTS], cons[:MAX_REQUIREMENTS]
@@ -524,7 +530,7 @@ def test_dependencies(root, tox=None, nox_installs=None):
                     deps["constraints"] += c
                 else:
                     deps["constraints"] += r + c
-            elif not line.startswith(("-", ".")) and "/" not in line.split(";")[0].split("@")[0]:
+            elif plain_requirement(line):
                 deps["requirements"].append([line, "tox deps"])
     words = list(nox_installs or [])
     for i, word in enumerate(words):
@@ -535,8 +541,7 @@ def test_dependencies(root, tox=None, nox_installs=None):
             r, c = requirement_lines(root, words[i + 1], "noxfile.py session.install %s %s" % (word, words[i + 1]))
             deps["requirements" if word in ("-r", "--requirement") else "constraints"] += r
             deps["constraints"] += c
-        elif not word.startswith(("-", ".")) and "/" not in word and \
-                (i == 0 or words[i - 1] not in ("-r", "--requirement", "-c", "--constraint")):
+        elif plain_requirement(word) and (i == 0 or words[i - 1] not in ("-r", "--requirement", "-c", "--constraint")):
             deps["requirements"].append([word, "noxfile.py session.install"])
     if not tox:
         groups = pyproject.get("dependency-groups")
@@ -584,8 +589,7 @@ def group_lines(pyproject, group, depth=0):
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
             out += group_lines(pyproject, entry["include-group"], depth + 1)
-        elif isinstance(entry, str) and "://" not in entry and "/" not in entry.split(";")[0].split("@")[0] \
-                and not entry.startswith(("-", ".")):
+        elif isinstance(entry, str) and plain_requirement(entry):
             out.append([entry, "pyproject.toml [dependency-groups] %s" % group])
     return out[:MAX_REQUIREMENTS]
 

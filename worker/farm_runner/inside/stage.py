@@ -11,7 +11,6 @@ from farm_runner.inside import discover, environment
 from farm_runner.inside.unpack import Refused, unpack
 
 MAX_WALK = 20000  # entries looked at when asking "does this tree hold tests at all?"
-TREE_STUB = "# farm: the installed package is tested; this folder only lends it the sdist's tests\n"
 
 
 def stage(request):
@@ -107,6 +106,8 @@ def set_aside_packages(root, names, site):
                 # The tests the sdist alone holds import the package relatively (`from .. import x`):
                 # an empty __init__.py keeps them a subpackage, and the probe plugin imports the
                 # installed package first and lends it this folder, so `pkg.tests` is found here.
+                from farm_runner.inside.pytest_plugin._farm_probe import TREE_STUB  # (rare: imported here)
+
                 with open(os.path.join(path, "__init__.py"), "w") as fh:
                     fh.write(TREE_STUB)
             else:

@@ -110,7 +110,9 @@ def pytest_addoption(parser):
             group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
 
 
-TREE_STUB = "# farm: the installed package is tested"
+# The first line of the stub __init__.py the stage step writes (inside/stage.py) where a package
+# folder only lends the installed package the sdist's tests.
+TREE_STUB = "# farm: the installed package is tested; this folder only lends it the sdist's tests\n"
 
 
 def _lend_sdist_tests():
@@ -122,7 +124,7 @@ def _lend_sdist_tests():
         folder = os.path.join(here, name)
         try:
             with open(os.path.join(folder, "__init__.py")) as fh:
-                if not fh.read(100).startswith(TREE_STUB):
+                if fh.read(len(TREE_STUB)) != TREE_STUB:
                     continue
         except (OSError, ValueError):
             continue
