@@ -146,10 +146,12 @@ FIXTURES = {
             testpaths = ["tests"]
             """),
     }, (), "passed"),
-    # The sandbox's environment: services a system has, the network it lacks, a flaky test.
+    # The sandbox's environment: services a system has, an ordinary user, the network it lacks, a flaky test.
     "vfix-env": ({
         "tests/test_env.py": dedent("""
+            import os
             import pathlib
+            import pwd
             import socket
             import urllib.request
 
@@ -162,6 +164,20 @@ FIXTURES = {
             def test_the_folders_every_system_has():
                 # platformdirs's tests look at /var/cache, /var/lib and /var/log
                 assert all(pathlib.Path(d).is_dir() for d in ("/var/cache", "/var/lib", "/var/log", "/var/tmp"))
+
+
+            def test_an_ordinary_user():
+                # platformdirs and filelock test what an ordinary user may not do; a root worker's
+                # sandbox still runs them as one
+                assert os.getuid() != 0 and pwd.getpwuid(os.getuid()).pw_name == "farm"
+                locked = pathlib.Path(__file__).with_name("locked")
+                locked.write_text("x")
+                locked.chmod(0)
+                try:
+                    locked.read_text()
+                    raise AssertionError("read a file that has no read permission")
+                except PermissionError:
+                    pass
 
 
             def test_needs_the_network():

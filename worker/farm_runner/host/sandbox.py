@@ -1,7 +1,8 @@
 """The sandbox every command of the package's (and every command that reads its trees) runs in.
 
 bubblewrap, per command: its own PID, IPC, UTS, network and mount namespaces; no capabilities; a
-cleared environment; everything dies with the command. What the sandbox sees:
+cleared environment; an ordinary user (uid 1000 where the worker is root); everything dies with the
+command. What the sandbox sees:
 
     /usr, /bin, /lib...        the system, read-only
     interpreters, uv, tools    read-only, at their own paths
@@ -38,6 +39,9 @@ SYSTEM_EMPTY_DIRS = ("/var/cache", "/var/lib", "/var/log", "/var/tmp", "/opt", "
 SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives",
                 "/etc/mime.types", "/etc/nsswitch.conf", "/etc/protocols", "/etc/services")
 TLS_TRUST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+# The sandbox's user when the worker runs as root: tests meet an ordinary user, as on a maintainer's
+# machine (as root, permission tests pass where they should fail, and tests meant for root only run).
+ORDINARY_UID = 1000
 
 # Runs the runner's inside/ code from LIB with the worker's own Python: isolated (-I: no
 # environment variables, no user site, no script folder on the path) and without site (-S).
@@ -84,9 +88,18 @@ def choose_sandbox(requested, system=None):
     return "bwrap"
 
 
-def write_etc(etc_dir, home):
-    """The sandbox's /etc/passwd, group and hosts: one user (the worker's uid, named farm)."""
-    uid, gid = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+def sandbox_ids(mode):
+    """(uid, gid) the commands run as: the worker's own, or an ordinary user's where that is root."""
+    if not hasattr(os, "getuid"):
+        return 0, 0
+    if mode == "bwrap" and os.getuid() == 0:
+        return ORDINARY_UID, ORDINARY_UID
+    return os.getuid(), os.getgid()
+
+
+def write_etc(etc_dir, home, mode):
+    """The sandbox's /etc/passwd, group and hosts: one user (named farm, see sandbox_ids)."""
+    uid, gid = sandbox_ids(mode)
     files = {"passwd": "farm:x:%d:%d:farm:%s:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"
                        % (uid, gid, home),
              "group": "farm:x:%d:\nnogroup:x:65534:\n" % gid,
@@ -141,7 +154,13 @@ class Sandbox:
         if self.mode == "none":
             return [str(c) for c in cmd], env
         args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+                "--hostname", "sandbox"]
+        if os.getuid() == 0:
+            # A user namespace mapping the ordinary user onto the worker's root: files the commands
+            # write still belong to the worker outside.
+            uid, gid = sandbox_ids(self.mode)
+            args += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+        args += [ "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
         for d in SYSTEM_DIRS:
             if os.path.islink(d):
                 args += ["--symlink", os.readlink(d), d]

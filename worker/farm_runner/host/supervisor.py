@@ -178,7 +178,7 @@ class Runner:
             st["runner_python"] = os.path.realpath(sys.executable)
             for name in ("home", "uv-cache"):
                 os.makedirs(os.path.join(self.box, name))
-            sandbox_.write_etc(os.path.join(self.workdir, "etc"), os.path.join(self.box, "home"))
+            sandbox_.write_etc(os.path.join(self.workdir, "etc"), os.path.join(self.box, "home"), mode)
         if mode == "none":
             warning = ("WARNING: this build runs WITHOUT a sandbox (--sandbox none): the package's code can "
                        "read and change everything this worker can. Use it only for packages you trust.")
