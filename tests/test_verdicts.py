@@ -184,6 +184,12 @@ FIXTURES = {
                 urllib.request.urlopen("http://example.org/", timeout=5)
 
 
+            def test_reads_data_the_sdist_left_out():
+                # toml's way: its test data is a git submodule, absent from the sdist
+                with open("toml-test/valid/table.toml") as fh:
+                    assert fh.read()
+
+
             def test_flaky():
                 marker = pathlib.Path(__file__).with_name(".ran-once")
                 if not marker.exists():
@@ -203,6 +209,11 @@ FIXTURES = {
 
             def test_broken():
                 assert 1 + 1 == 3, "a real bug"
+
+
+            def test_missing_system_file():
+                # a file missing outside the project's tree is no excuse
+                open("/etc/vfix-realfail.conf")
 
 
             def test_needs_the_network():
@@ -330,7 +341,10 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_env.py::test_needs_the_network"]
     assert any(w.startswith("lookup example.org") for w in tests["needs_network"][0]["tried"])
     assert tests["flaky"] == ["tests/test_env.py::test_flaky"]
+    assert tests["sdist_lacks"] == [{"test": "tests/test_env.py::test_reads_data_the_sdist_left_out",
+                                     "path": "toml-test/valid/table.toml"}]
     assert tests["failures"] == []
+    assert "files of the project's tree that the sdist does not ship (toml-test/valid/table.toml)" in report["reason"]
     assert "needed the network" in report["reason"] and "flaky" in report["reason"]
 
 
@@ -344,7 +358,9 @@ def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
 @pytest.mark.slow
 def test_a_real_failure_stays_the_package_s(verdict_reports):
     report, tests = check(verdict_reports, "vfix-realfail")
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken"]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken",
+                                                      "tests/test_real.py::test_missing_system_file"]
+    assert tests["sdist_lacks"] == []
     assert "a real bug" in tests["failures"][0]["message"]
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
     assert tests["flaky"] == []
@@ -446,6 +462,19 @@ def test_missing_modules_are_told_apart():
     assert missing.missing_modules(["E   ModuleNotFoundError: No module named 'yaml'",
                                     "No module named 'mypkg.sub'", "No module named 'json'",
                                     "No module named 'hypothesis'"], ["mypkg"], {"hypothesis"}) == [("yaml", "PyYAML")]
+
+
+def test_files_the_sdist_does_not_ship_are_told_apart():
+    from farm_runner.host.missing import tree_file_missing
+
+    tree = "/w/box/run"
+    error = "FileNotFoundError: [Errno 2] No such file or directory: '%s'"
+    assert tree_file_missing(error % "toml-test/tests/valid/", tree) == "toml-test/tests/valid/"
+    assert tree_file_missing(error % "/w/box/run/tests/data/a.json", tree) == "tests/data/a.json"
+    # outside the tree (the system's, the installed package's, a climb out): the package's failure
+    for path in ("/etc/app.conf", "/w/box/env/lib/python3.12/site-packages/pkg/data.json", "../x", "tests/../../x"):
+        assert tree_file_missing(error % path, tree) is None, path
+    assert tree_file_missing("AssertionError: assert 'a' == 'b'", tree) is None
 
 
 def test_an_installer_a_test_runs_needs_the_network():

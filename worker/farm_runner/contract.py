@@ -75,7 +75,7 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # package page shows of a failure: the first failing tests (up to 20, with their one-line errors),
 # and the failures that were the environment's, not counted against the package.
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
-               "inferred", "failures", "needs_network", "interpreter_lacks", "flaky", "set_aside", "pytest", "returncode", "counts_known",
+               "inferred", "failures", "needs_network", "interpreter_lacks", "sdist_lacks", "flaky", "set_aside", "pytest", "returncode", "counts_known",
                "imported_from")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.

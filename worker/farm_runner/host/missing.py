@@ -37,6 +37,26 @@ def missing_modules(texts, own_names, known):
     return out[:MAX_INFERRED]
 
 
+# A file the test opened by a path in the project's tree: "[Errno 2] No such file or directory: 'x'".
+_NO_FILE = re.compile(r"""(?:FileNotFoundError|No such file or directory).*?['"]([^'"]{1,300})['"]""")
+
+
+def tree_file_missing(message, tree):
+    """The path of the project's tree a failure's one-line error says is missing (test data the
+    sdist does not ship: a git submodule, a folder left out of the manifest), or None. Only a
+    relative path (the tests run from the tree) or one below `tree`, never `..`: a file missing
+    elsewhere (the system's, the installed package's) stays the package's failure."""
+    found = _NO_FILE.search(message or "")
+    if not found:
+        return None
+    path = found.group(1)
+    if path.startswith(tree.rstrip("/") + "/"):
+        path = path[len(tree.rstrip("/")) + 1:]
+    if not path or path.startswith(("/", "~")) or ".." in path.split("/"):
+        return None
+    return path
+
+
 def standard_module_missing(message):
     """The standard-library module a failure's one-line error says is missing (`_dbm`, `_tkinter`:
     optional parts of CPython that this worker's interpreter was built without), or None."""

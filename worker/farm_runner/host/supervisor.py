@@ -480,7 +480,7 @@ class Runner:
             return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
                 r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
         tests = r["tests"] = dict(verdict.ZERO, how=plan["how"], tool=plan["tool"], set_aside=plan["set_aside"],
-                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[],
+                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[], sdist_lacks=[],
                                   pytest=st.get("pytest"))
         if ran:
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
@@ -514,10 +514,14 @@ class Runner:
         failures = probe["failures"]
         lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
         lacking = {t: m for t, m in lacking.items() if m}
+        unshipped = {f["test"]: missing.tree_file_missing(f["message"], os.path.join(self.box, "run")) for f in failures}
+        unshipped = {t: p for t, p in unshipped.items() if p and t not in lacking}
         # Failures that are the environment's: the sandbox has no network (a connection, a name
-        # lookup, an installer the test ran), the worker's interpreter lacks an optional standard module.
+        # lookup, an installer the test ran), the worker's interpreter lacks an optional standard
+        # module, the sdist does not ship a file of the project's tree that the test reads.
         tried = dict(verdict.install_attempts(failures), **probe["network"])
         network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
+        network.update({t: ["open %s" % p] for t, p in unshipped.items() if t not in network})
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -532,7 +536,9 @@ class Runner:
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
                      needs_network=[{"test": t, "tried": w} for t, w in tried.items()
                                     if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky,
-                     interpreter_lacks=[{"test": t, "module": m} for t, m in lacking.items()][:verdict.MAX_SHOWN])
+                     interpreter_lacks=[{"test": t, "module": m} for t, m in lacking.items()][:verdict.MAX_SHOWN],
+                     sdist_lacks=[{"test": t, "path": p} for t, p in unshipped.items()
+                                  if t not in tried][:verdict.MAX_SHOWN])
         tests.setdefault("command", [])
         wrong = verdict.imported_elsewhere(probe["imports"], st["site_packages"])
         if wrong:
