@@ -5,13 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements/lock.txt | cut -d' ' -f1)
 UV_PIN := $(shell grep '^uv==' requirements/lock.txt)
+# The farm's UI plugin (master/www), a distribution of its own: installed again when a file changes.
+WWW_PLUGIN := master/www
+WWW_STAMP := $(VENV)/.www-$(shell cat $(WWW_PLUGIN)/pyproject.toml $(WWW_PLUGIN)/farm_www/* $(WWW_PLUGIN)/farm_www/static/* 2>/dev/null | cksum | cut -d' ' -f1)
 
 ANSIBLE_VENV := .venv-ansible
 ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
 
 .PHONY: run test test-fast bench venv ansible-venv sandbox-tools lock clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(WWW_STAMP)
 
 $(STAMP): requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "The farm needs Python 3.11 or newer for the master: set PYTHON=python3.11 (or newer) and run make again.")'
@@ -19,6 +22,10 @@ $(STAMP): requirements/lock.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check '$(UV_PIN)'
 	$(BIN)/uv pip install -q --no-config --python $(BIN)/python -r requirements/lock.txt
 	rm -f $(VENV)/.installed-* && touch $@
+
+$(WWW_STAMP): $(STAMP)
+	$(BIN)/uv pip install -q --no-config --no-cache --reinstall --no-deps --python $(BIN)/python ./$(WWW_PLUGIN)
+	rm -f $(VENV)/.www-* && touch $@
 
 # Ansible and ansible-lint live apart from the farm's own environment (ansible/README.md).
 ansible-venv: $(ANSIBLE_STAMP)

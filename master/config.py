@@ -16,6 +16,7 @@ import pypi_poller
 from master import access, collapse, database, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
+from master.slots import slot_key, slot_name
 from master.settings import Settings, WorkerSettings
 from steps.runner_steps import release_steps
 
@@ -31,15 +32,6 @@ def worker_pythons(settings_worker: WorkerSettings) -> list[str]:
             f"served by the runner ({interpreter.get('note') or 'unsupported'}); no slot for it."
         )
     return [i["version"] for i in found if i.get("supported", True)]
-
-
-def slot_name(os_name: str, python: str) -> str:
-    return f"{os_name}-py{python}"
-
-
-def _version_key(slot: tuple[str, str]):
-    os_name, python = slot
-    return os_name, tuple(int(part) for part in python.split("."))
 
 
 def build_config(settings: Settings) -> dict:
@@ -62,7 +54,7 @@ def build_config(settings: Settings) -> dict:
         )
 
     builders = []
-    for os_name, python in sorted(slots, key=_version_key):
+    for os_name, python in sorted(slots, key=lambda slot: slot_key(slot_name(*slot))):
         # [farm] sdist_check adds the `sdist` step: the release built from its sdist too.
         factory = util.BuildFactory(release_steps(settings.sdist_check, settings.limits.timeout))
         factory.buildClass = ReleaseBuild
@@ -71,7 +63,9 @@ def build_config(settings: Settings) -> dict:
                 name=slot_name(os_name, python),
                 workernames=slots[(os_name, python)],
                 factory=factory,
-                tags=[os_name, f"py{python}"],
+                # The OS only: Buildbot's console groups builders by the tags they do not all share,
+                # ordering the groups as text (py3.10 before py3.9), and within a group sorts by name.
+                tags=[os_name],
                 properties={
                     "python": python,
                     "slot_os": os_name,
@@ -102,6 +96,8 @@ def build_config(settings: Settings) -> dict:
             "port": settings.http_port,
             "plugins": {
                 "waterfall_view": {}, "console_view": {}, "grid_view": {},
+                # Slots in version order, no admin controls for visitors (master/www).
+                "farm": {},
                 # Packages (search, package pages, JSON, badges, unsubscribe) and Farm (overview).
                 "wsgi_dashboards": pages.dashboards(settings, names, _unsubscribe_secret(settings)),
             },

@@ -41,11 +41,20 @@ from twisted.web import resource
 from master import history, maintainers, priorities
 from master.outcomes import RESULTS
 from master.settings import Settings
+from master.slots import slot_key
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PACKAGES = "packages"
 OVERVIEW = "overview"
 OUTCOMES = tuple(RESULTS)
+# What a cell can say besides the runner's outcomes (contract.MEANING): the legend explains each.
+BUILD_STATES = {
+    "building": "the build is running now",
+    "exception": "the build stopped on an error of the farm, not of the package (see its log); retried",
+    "retry": "the worker went away or the build was interrupted; it is queued again",
+    "cancelled": "an admin cancelled the build",
+}
+LEGEND = {**{outcome: contract.MEANING[outcome] for outcome in OUTCOMES}, **BUILD_STATES}
 BADGE_COLOURS = {
     "passed": "#4c1", "warnings": "#dfb317", "failing": "#e05d44", "building": "#007ec6",
     "not applicable": "#9f9f9f", "unknown": "#9f9f9f",
@@ -152,9 +161,11 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
             "because": history.property_value(build, "because") or "",
             "finished": _time(build.get("complete_at")),
             "tests": history.property_value(build, "tests") or {},
+            "verdict": history.verdict(build["results"]) if build["complete"] else None,
         }
     ordered = sorted(rows.values(), key=lambda r: _version_key(r["version"]), reverse=True)[:versions]
-    all_slots = list(slots) + sorted({s for r in ordered for s in r["slots"]} - set(slots))
+    all_slots = list(slots) + sorted({s for r in ordered for s in r["slots"]} - set(slots), key=slot_key)
+    mark_changes(ordered, all_slots)
     return {
         "package": name,
         "page": f"{base}plugins/wsgi_dashboards/{PACKAGES}/index.html?name={name}",
@@ -168,6 +179,36 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
         "versions": ordered,
         "status": badge_status(ordered),
     }
+
+
+def mark_changes(rows: list[dict], slots: list[str]) -> None:
+    """Mark each cell that is news: "regression" where it fails and the previous release on its
+    slot, or this release on a neighbouring slot (the same OS, the next Python up or down),
+    passed; "fixed" where it passes and the previous release on its slot failed. `rows` are the
+    releases newest first, `slots` in version order; a cell gets "mark" and "mark_why"."""
+    for i, row in enumerate(rows):
+        for slot, cell in row["slots"].items():
+            if cell["verdict"] is None:
+                continue
+            before = next(((r["version"], r["slots"][slot]["verdict"]) for r in rows[i + 1:]
+                           if r["slots"].get(slot, {}).get("verdict")), (None, None))
+            if cell["verdict"] == "failing" and before[1] == "passing":
+                cell.update(mark="regression", mark_why=f"{before[0]} passed here")
+            elif cell["verdict"] == "passing" and before[1] == "failing":
+                cell.update(mark="fixed", mark_why=f"{before[0]} failed here")
+            elif cell["verdict"] == "failing":
+                passing = [s for s in neighbours(slot, slots)
+                           if row["slots"].get(s, {}).get("verdict") == "passing"]
+                if passing:
+                    cell.update(mark="regression", mark_why=f"passes on {' and '.join(passing)}")
+
+
+def neighbours(slot: str, slots: list[str]) -> list[str]:
+    """The slots next to `slot` in version order with the same OS."""
+    i = slots.index(slot) if slot in slots else -1
+    os_name = slot_key(slot)[0]
+    return [s for s in (slots[i - 1] if i > 0 else None, slots[i + 1] if 0 <= i < len(slots) - 1 else None)
+            if s and slot_key(s)[0] == os_name]
 
 
 def _skip_status(settings: Settings, name: str) -> dict:
@@ -290,7 +331,7 @@ def overview_data(master, settings: Settings, slots: list[str], now: float | Non
     feed = yield feed_status(master, settings, now)
     rolling = yield rolling_status(master, now)
     sdist = yield sdist_checks(master, now) if settings.sdist_check else None
-    all_slots = list(slots) + sorted(set(outcomes) - set(slots))
+    all_slots = list(slots) + sorted(set(outcomes) - set(slots), key=slot_key)
     return {
         "since": _time(now - 86400),
         "slots": all_slots,
@@ -408,7 +449,7 @@ def packages_app(settings: Settings, slots: list[str], secret: bytes | None) -> 
         if not maintainers.PACKAGE_NAME.match(name):
             return render_template("packages.html", packages=[], error=f"{name!r} is not a package name.", **context), 400
         data = _on_reactor(app, package_data, settings, slots, name, _versions_asked())
-        return render_template("package.html", data=data, outcomes=OUTCOMES, **context)
+        return render_template("package.html", data=data, legend=LEGEND, **context)
 
     @app.route("/<name>.json")
     def package_json(name):

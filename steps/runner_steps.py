@@ -168,7 +168,17 @@ def phase_result(status: str, outcome: str) -> int:
 
 
 def describe(phase: str, status: str, report: dict) -> str:
-    """A step's one-line summary: the test counts, the leftovers, or how the phase went."""
+    """A step's one-line summary: the test counts, the leftovers, or how the phase went, and the
+    phase's own time. The runner runs all three phases in the install step, so Buildbot's time of
+    that step is the whole run's and the later steps' next to nothing: the line says the phase's."""
+    seconds = ((report.get("phases") or {}).get(phase) or {}).get("seconds")
+    what = _what_happened(phase, status, report)
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0 and status != "not-run":
+        return f"{what} in {seconds:.1f} s"
+    return what
+
+
+def _what_happened(phase: str, status: str, report: dict) -> str:
     outcome = report.get("outcome")
     tests = report.get("tests") or {}
     if phase == "test" and outcome == contract.NO_TESTS:
@@ -289,8 +299,9 @@ MAX_STORY_DEPS = 50  # test dependencies a cell lists
 def test_story(report) -> dict:
     """What a package page's cell tells of the test run (the `tests` property, small enough for
     every page to read, unlike the whole report): how the project's tests were run, the test
-    dependencies and where each came from, the first failing tests with their one-line errors, and
-    the failures that were the environment's (the network, flaky tests). The report's fields are
+    dependencies and where each came from, the versions the release's dependencies resolved to,
+    the first failing tests with their one-line errors, and the failures that were the
+    environment's (the network, flaky tests). The report's fields are
     farm_runner.contract.TEST_FIELDS; empty when the runner ran no tests."""
     tests = report.get("tests") if isinstance(report, dict) else None
     if not isinstance(tests, dict):
@@ -301,6 +312,11 @@ def test_story(report) -> dict:
         story["command"] = " ".join(str(w) for w in story["command"])
     if isinstance(story.get("deps"), list):
         story["deps"] = story["deps"][:MAX_STORY_DEPS]
+    resolved = report.get("dependencies")
+    if isinstance(resolved, list) and resolved:
+        # the versions the release's own dependencies resolved to, as the install left them
+        story["resolved"] = [{"name": _shown(d.get("name")), "version": _shown(d.get("version"))}
+                             for d in resolved[:MAX_STORY_DEPS] if isinstance(d, dict)]
     return story
 
 

@@ -114,13 +114,15 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             "passed": 3, "failed": 1, "how": "tox env py312 (tox.ini)", "command": ["python", "-m", "pytest", "tests"],
             "failures": [{"test": "tests/test_x.py::test_y", "message": "AssertionError: a real bug", "when": "call"}],
             "deps": [{"requirement": f"dep{i}", "source": "tox deps"} for i in range(60)],
-            "imported_from": {"six": "/env/lib/python3.12/site-packages/six.py"}, "not-a-test-field": "x"})
+            "imported_from": {"six": "/env/lib/python3.12/site-packages/six.py"}, "not-a-test-field": "x"},
+                      dependencies=[{"name": "idna", "version": "3.10"}, {"name": "x" * 200, "version": "1"}, "junk"])
         self.expect_commands(self.ship_runner([]), *self.expect_runner(1, json.dumps(failed)))
         self.expect_outcome(result=SUCCESS, state_string="install: ok")
         self.expect_property("tests", {
             "passed": 3, "failed": 1, "how": "tox env py312 (tox.ini)", "command": "python -m pytest tests",
             "failures": [{"test": "tests/test_x.py::test_y", "message": "AssertionError: a real bug", "when": "call"}],
-            "deps": [{"requirement": f"dep{i}", "source": "tox deps"} for i in range(50)]}, "runner")
+            "deps": [{"requirement": f"dep{i}", "source": "tox deps"} for i in range(50)],
+            "resolved": [{"name": "idna", "version": "3.10"}, {"name": "x" * 77 + "...", "version": "1"}]}, "runner")
         yield self.run_step()
 
     def test_bare_name_means_latest(self):
@@ -136,6 +138,16 @@ class RunnerPhaseTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_commands(self.fetch("case/test.log", "FAILED test_six.py::test_x\n"))
         self.expect_outcome(result=FAILURE, state_string="test: failed")
         self.expect_log_file("stdio", "FAILED test_six.py::test_x\n")
+        return self.run_step()
+
+    def test_a_step_says_its_phase_s_own_time(self):
+        # the runner ran every phase in the install step: Buildbot's step times are not the phases'
+        story = json.loads(report("tests-failed", install="ok", test="failed", uninstall="ok"))
+        story["phases"]["test"]["seconds"] = 29.64
+        story["tests"] = {"passed": 369, "failed": 2, "errors": 0, "skipped": 1, "command": ["pytest"]}
+        self.given(RunnerPhase("test"), outcome="tests-failed", report=story)
+        self.expect_commands(self.fetch("case/test.log", "..F\n"))
+        self.expect_outcome(result=FAILURE, state_string="test: 369 passed, 2 failed, 0 errors, 1 skipped in 29.6 s")
         return self.run_step()
 
     def test_a_missing_phase_log_is_said_in_the_step_log(self):
