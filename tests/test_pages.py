@@ -319,6 +319,8 @@ def test_a_new_user_finds_a_package_within_two_clicks(farm, tab):
     page = tab.page
     page.goto(farm.url)
     page.get_by_role("link", name="Packages").first.click()  # click 1
+    for name in ("farmfix-pass", "farmfix-testfail", "farmfix-notests"):  # every package built, not one
+        page.get_by_role("link", name=name, exact=True).wait_for(timeout=20000)
     page.get_by_role("link", name="farmfix-notests", exact=True).click()  # click 2
     page.locator("#package-name").wait_for(timeout=20000)
     assert page.inner_text("#package-name") == "farmfix-notests"
