@@ -165,12 +165,16 @@ def test_leftover_rules():
         site + "pkg.libs/",
         # an empty folder of nobody's
         site + "stray/",
+        # the empty `*.libs/` of another distribution still installed (cffi's, uv makes it)
+        site + "dep.libs/",
+        # and one of a distribution that is not installed
+        site + "gone.libs/",
         # a file the package wrote beside the environment's own
         site + "pkg_extra.py",
     ]
     # Bytecode caches, other distributions' folders and the release's emptied folders are not its leftovers.
     assert audit.leftovers(after, before, claimed, removed, site) == [
-        site + "pkg/cache.dat", site + "stray/", site + "pkg_extra.py"]
+        site + "pkg/cache.dat", site + "stray/", site + "gone.libs/", site + "pkg_extra.py"]
 
 
 def test_junit_counts():

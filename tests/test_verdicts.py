@@ -44,6 +44,17 @@ FIXTURES = {
 
                 def test_more(self):
                     self.assertTrue(True)
+
+                def test_backends(self):
+                    # pathspec's way: a subtest per backend, the missing ones skipped
+                    for backend in ("simple", "hyperscan", "re2"):
+                        with self.subTest(backend):
+                            if backend != "simple":
+                                self.skipTest("No module named %r" % backend)
+
+                @unittest.skip("not on this platform")
+                def test_skipped(self):
+                    pass
             """),
     }, (), "passed"),
     # tox's env for this interpreter, never the pypy one or lint; an option's value is no test path.
@@ -197,6 +208,20 @@ FIXTURES = {
                     raise AssertionError("fails the first time only")
             """),
     }, (), "passed"),
+    # A test module that clones its data with git while it is collected (chardet): the others run.
+    "vfix-clone": ({
+        "tests/test_accuracy.py": dedent("""
+            import subprocess
+            import tempfile
+
+            subprocess.run(["git", "clone", "--depth=1", "https://example.invalid/test-data.git",
+                            tempfile.mkdtemp()], check=True, capture_output=True)
+
+
+            def test_accuracy():
+                pass
+            """),
+    }, (), "passed"),
     # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
     "vfix-infer": ({
         "tests/test_infer.py": "import vfix_undeclared\n\n\ndef test_it():\n    assert vfix_undeclared.__version__\n",
@@ -204,6 +229,7 @@ FIXTURES = {
     # A real failure stays a failure, next to a test that needed the network.
     "vfix-realfail": ({
         "tests/test_real.py": dedent("""
+            import pathlib
             import socket
 
 
@@ -214,6 +240,14 @@ FIXTURES = {
             def test_missing_system_file():
                 # a file missing outside the project's tree is no excuse
                 open("/etc/vfix-realfail.conf")
+
+
+            def test_flaky_beside_the_bugs():
+                # run alone the second time: the broken tests beside it do not make it a failure
+                marker = pathlib.Path(__file__).with_name(".ran-once")
+                if not marker.exists():
+                    marker.write_text("x")
+                    raise AssertionError("fails the first time only")
 
 
             def test_needs_the_network():
@@ -288,7 +322,8 @@ def test_tools_writing_in_their_own_folders_are_not_the_release_s_leftovers(verd
 def test_unittest_style_tests_run_with_unittest(verdict_reports):
     report, tests = check(verdict_reports, "vfix-unittest")
     assert tests["tool"] == "unittest" and "unittest" in tests["how"]
-    assert (tests["passed"], tests["failed"]) == (2, 0)
+    # counted by test: four tests, one skipped; the skipped subtests do not make a test skipped twice
+    assert (tests["passed"], tests["failed"], tests["skipped"]) == (3, 0, 1), tests
 
 
 @pytest.mark.slow
@@ -349,6 +384,14 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
 
 
 @pytest.mark.slow
+def test_a_module_that_needs_the_network_to_be_collected_does_not_stop_the_others(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-clone")
+    assert tests["passed"] == 2 and "--continue-on-collection-errors" in tests["command"]  # the other module's
+    assert tests["needs_network"] == [{"test": "tests/test_accuracy.py", "tried": [
+        "git clone https://example.invalid/test-data.git (from a subprocess)"]}]
+
+
+@pytest.mark.slow
 def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
     report, tests = check(verdict_reports, "vfix-infer")
     assert tests["inferred"] == [{"module": "vfix_undeclared", "requirement": "vfix-undeclared"}]
@@ -361,9 +404,9 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken",
                                                       "tests/test_real.py::test_missing_system_file"]
     assert tests["sdist_lacks"] == []
+    assert tests["flaky"] == ["tests/test_real.py::test_flaky_beside_the_bugs"]
     assert "a real bug" in tests["failures"][0]["message"]
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
-    assert tests["flaky"] == []
     assert tests["deps"] == [{"requirement": "vfix-helper", "source": "pyproject.toml [dependency-groups] test; the "
                               "project takes it from https://example.invalid/vfix-helper, the farm from the index"}]
     assert "The project takes vfix-helper from elsewhere than the index" in report["reason"]
@@ -397,6 +440,14 @@ def test_plain_tox_runs_the_base_env_not_a_named_one(tmp_path):
     # with no base env, a named env for the tests is what there is
     (tmp_path / "tox.ini").write_text("[testenv:tests]\ncommands = pytest tests\n\n[testenv:lint]\ncommands = ruff .\n")
     assert discover.tox_plan(str(tmp_path), (3, 12), "cpython")["how"] == "tox env tests (tox.ini)"
+    # markdown-it-py's: the env list names py310 only; the section for 3.12 is a generative name
+    (tmp_path / "tox.ini").write_text(
+        "[tox]\nenvlist = py310\n\n[testenv]\nusedevelop = true\n\n"
+        "[testenv:py{310,311,312,313}]\nextras =\n    coverage\n    testing\ncommands = pytest {posargs:tests/}\n\n"
+        "[testenv:py{310,311,312,313}-plugins]\nextras = testing\ncommands = pytest {posargs}\n")
+    plan = discover.tox_plan(str(tmp_path), (3, 12), "cpython")
+    assert plan["how"] == "tox env py312 (tox.ini)" and plan["tox"]["extras"] == ["coverage", "testing"]
+    assert plan["args"] == ["tests/"]
 
 
 def test_the_project_s_pytest_words_for_the_farm(tmp_path):
@@ -475,6 +526,7 @@ def test_files_the_sdist_does_not_ship_are_told_apart():
     for path in ("/etc/app.conf", "/w/box/env/lib/python3.12/site-packages/pkg/data.json", "../x", "tests/../../x"):
         assert tree_file_missing(error % path, tree) is None, path
     assert tree_file_missing("AssertionError: assert 'a' == 'b'", tree) is None
+    assert tree_file_missing(error % "git", tree) is None  # a program the system lacks
 
 
 def test_an_installer_a_test_runs_needs_the_network():
@@ -487,3 +539,8 @@ def test_an_installer_a_test_runs_needs_the_network():
     real = {"test": "tests/test_x.py::test_y", "message": "AssertionError: assert 'pip' == 'install'"}
     assert verdict.install_attempts([checkdocs, real]) == {
         ".::project": ["pip install (the index, from a subprocess)"]}
+    # chardet's test data, cloned with git while its test module is collected
+    clone = {"test": "tests/test_accuracy.py", "message": "subprocess.CalledProcessError: Command '['git', 'clone', "
+             "'--depth=1', 'https://github.com/chardet/test-data.git', '/tmp/t']' returned non-zero exit status 128."}
+    assert verdict.install_attempts([clone]) == {
+        "tests/test_accuracy.py": ["git clone https://github.com/chardet/test-data.git (from a subprocess)"]}

@@ -72,8 +72,9 @@ def site_relative(env_dir, site, record_path):
 def leftovers(after, before, claimed, removed_record, site_prefix=""):
     """Paths in `after` explained neither by `before` nor by a RECORD (see the module docstring).
     Not the release's: bytecode caches (`__pycache__`, pytest's rewritten `*-pytest-*.pyc` among
-    them), files inside the folders of other distributions still installed, and empty folders that
-    held the release's own files (uv leaves some that pip removes, such as `*.libs/`)."""
+    them), files inside the folders of other distributions still installed (and their empty
+    `*.libs/`), and empty folders that held the release's own files (uv leaves some that pip
+    removes, such as `*.libs/`)."""
     before, claimed, removed = set(before), set(claimed), set(removed_record)
     removed_dirs = {p.rsplit("/", i)[0] + "/" for p in removed for i in range(1, p.count("/") + 1)}
     removed_tops = {p[len(site_prefix):].split("/", 1)[0] for p in removed if p.startswith(site_prefix)}
@@ -89,6 +90,11 @@ def leftovers(after, before, claimed, removed_record, site_prefix=""):
             continue
         if site_prefix and p.startswith(site_prefix) and p[len(site_prefix):].split("/", 1)[0] in other_tops \
                 and "/" in p[len(site_prefix):]:
+            continue
+        # The `<top>.libs/` folder of another distribution still installed, left empty by uv
+        # (cffi's wheel has one with nothing in it).
+        if site_prefix and p.startswith(site_prefix) and p.endswith(".libs/") and "/" not in p[len(site_prefix):-1] \
+                and p[len(site_prefix):-len(".libs/")] in other_tops:
             continue
         left.append(p)
     return left

@@ -54,7 +54,25 @@ def tree_file_missing(message, tree):
         path = path[len(tree.rstrip("/")) + 1:]
     if not path or path.startswith(("/", "~")) or ".." in path.split("/"):
         return None
+    if "/" not in path and "." not in path:
+        return None  # a program's name ('git'): a tool the system lacks, not a file of the tree
     return path
+
+
+# A folder of the tree imported as a package without its __init__.py: "(unknown location)".
+_NO_INIT = re.compile(r"cannot import name '[A-Za-z_][A-Za-z0-9_]*' from '([A-Za-z_][A-Za-z0-9_.]{0,200})' "
+                      r"\(unknown location\)")
+
+
+def package_init_missing(message, installed_names):
+    """The __init__.py of the tree's folder that a failure imports names from, when the sdist
+    does not ship it (jmespath's `from tests import unittest`: tests/__init__.py is not in its
+    sdist), or None. A package of the release or another installed distribution (a namespace
+    package of its own) is never the tree's."""
+    found = _NO_INIT.search(message or "")
+    if not found or found.group(1).split(".")[0] in installed_names:
+        return None
+    return found.group(1).replace(".", "/") + "/__init__.py"
 
 
 def standard_module_missing(message):

@@ -511,17 +511,17 @@ class Runner:
                     counts, probe = self.read_run(out_dir, plan["tool"])
                 else:
                     log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(iout)))
-        failures = probe["failures"]
-        lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
-        lacking = {t: m for t, m in lacking.items() if m}
-        unshipped = {f["test"]: missing.tree_file_missing(f["message"], os.path.join(self.box, "run")) for f in failures}
-        unshipped = {t: p for t, p in unshipped.items() if p and t not in lacking}
-        # Failures that are the environment's: the sandbox has no network (a connection, a name
-        # lookup, an installer the test ran), the worker's interpreter lacks an optional standard
-        # module, the sdist does not ship a file of the project's tree that the test reads.
-        tried = dict(verdict.install_attempts(failures), **probe["network"])
-        network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
-        network.update({t: ["open %s" % p] for t, p in unshipped.items() if t not in network})
+        failures, lacking, unshipped, tried, network = self.environment_s(probe)
+        if rc == 2 and plan["tool"] == "pytest" and failures and \
+                all(f["when"] == "collect" and f["test"] in network for f in failures):
+            # pytest stops at a collection error: one test module that clones its data (chardet)
+            # must not keep the others from running.
+            log.write("[farm: collecting %d test module(s) needed what the sandbox lacks; running the others]\n"
+                      % len(failures))
+            plan = dict(plan, args=list(plan["args"]) + ["--continue-on-collection-errors"])
+            rc, output, out_dir = self.run_tests(plan, deadline, log)
+            counts, probe = self.read_run(out_dir, plan["tool"])
+            failures, lacking, unshipped, tried, network = self.environment_s(probe)
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -531,6 +531,10 @@ class Runner:
             rerun_rc, _, _ = self.run_tests(dict(plan, args=again), deadline, log, main=False)
             if rerun_rc == 0:  # observed by the host: all of them passed the second time
                 flaky = again
+            elif 1 < len(again) <= verdict.MAX_RERUN_ALONE:
+                # One broken test must not hide a flaky one: each alone, its exit status the host's.
+                log.write("[farm: running them again one at a time]\n")
+                flaky = [t for t in again if self.run_tests(dict(plan, args=[t]), deadline, log, main=False)[0] == 0]
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
@@ -547,11 +551,36 @@ class Runner:
         if verdict.excused(rc, counts, failures, network, flaky):
             return "ok", contract.PASSED, "Tests passed: %d passed; the failures were the environment's." % (
                 counts["passed"])
+        if rc in (1, 2, 5) and failures and not (counts or {}).get("passed") and \
+                all(f["when"] == "collect" and f["test"] in unshipped for f in failures):
+            # No test module could be collected, for files the sdist does not ship: nothing ran.
+            return "skipped", contract.NO_TESTS, "The tests could not run: they import files of the project's " \
+                "tree that the sdist does not ship (%s)." % ", ".join(sorted(set(unshipped.values()))[:3])
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
         return status, outcome, reason
+
+    def environment_s(self, probe):
+        """The run's failures and those that were the environment's: (failures, {test: standard
+        module the interpreter lacks}, {test: file of the tree the sdist lacks}, {test: network
+        tried}, {test: any of these, said})."""
+        st = self.report["_state"]
+        failures = probe["failures"]
+        lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
+        lacking = {t: m for t, m in lacking.items() if m}
+        installed = set(st.get("import_names", [])) | set(st.get("installed_import_names", []))
+        unshipped = {f["test"]: missing.tree_file_missing(f["message"], os.path.join(self.box, "run"))
+                     or missing.package_init_missing(f["message"], installed) for f in failures}
+        unshipped = {t: p for t, p in unshipped.items() if p and t not in lacking}
+        # The sandbox has no network (a connection, a name lookup, an installer or git the test
+        # ran), the worker's interpreter lacks an optional standard module, the sdist does not ship
+        # a file of the project's tree that the test reads.
+        tried = dict(verdict.install_attempts(failures), **probe["network"])
+        network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
+        network.update({t: ["open %s" % p] for t, p in unshipped.items() if t not in network})
+        return failures, lacking, unshipped, tried, network
 
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",

@@ -90,17 +90,27 @@ _INSTALL_ATTEMPT = re.compile(r"""['"](pip|uv)['"],\s*(['"]pip['"],\s*)?['"]inst
 
 
 def install_attempts(failures):
-    """{test: ["install ..."]} of the failures that were an installer run by the test."""
+    """{test: ["what it ran"]} of the failures that were an installer (or git fetching) run by the test."""
     found = {}
     for f in failures:
         m = _INSTALL_ATTEMPT.search(f.get("message") or "")
         if m:
             found[f["test"]] = ["%s install (the index, from a subprocess)" % (m.group(1) or m.group(3))]
+    for f in failures:
+        m = _GIT_FETCH.search(f.get("message") or "")
+        if m and f["test"] not in found:
+            found[f["test"]] = ["git %s %s (from a subprocess)" % (m.group(1) or m.group(3), m.group(2) or m.group(4))]
     return found
+
+
+# chardet's test module clones its test data with git: a subprocess the probe does not see.
+_GIT_FETCH = re.compile(r"""['"]git['"],\s*['"](clone|fetch|pull)['"],.*?['"]((?:https?|git|ssh)://[^'"]{1,200})['"]"""
+                        r"""|\bgit (clone|fetch|pull)\b.*?((?:https?|git|ssh)://\S{1,200})""")
 
 
 MAX_SHOWN = 20  # failing tests the report lists
 MAX_RERUN = 20  # failed tests run again to tell a flaky test from a broken one
+MAX_RERUN_ALONE = 5  # when they do not all pass together, run again one at a time
 
 
 def probe_answer(data):

@@ -304,7 +304,7 @@ def tox_env_settings(config, env):
                 "groups": [g for g in merged.get("dependency_groups") or [] if isinstance(g, str)],
                 "changedir": merged.get("change_dir") if isinstance(merged.get("change_dir"), str) else ""}
     factors = set(env.lower().split("-"))
-    section = "testenv:" + env if "testenv:" + env in config else "testenv"
+    section = env_section(config, env)
     own, base = config.get(section) or {}, config.get("testenv") or {}
 
     def setting(key, alt=None):
@@ -329,6 +329,17 @@ def tox_env_settings(config, env):
             "changedir": setting("changedir", "change_dir").strip()}
 
 
+def env_section(config, env):
+    """The ini section of tox env `env`: its own, one whose generative name makes it
+    ([testenv:py{310,311,312}] for py312), else the base [testenv]."""
+    if "testenv:" + env in config:
+        return "testenv:" + env
+    for section in config:
+        if section.startswith("testenv:") and env in expand_envlist(section.split(":", 1)[1]):
+            return section
+    return "testenv"
+
+
 def tox_plan(root, version, implementation):
     config = tox_config(root)
     if not config:
@@ -340,7 +351,7 @@ def tox_plan(root, version, implementation):
     else:
         tox = config.get("tox") or {}
         listed = expand_envlist(tox.get("envlist") or tox.get("env_list") or "")
-        named = [s.split(":", 1)[1] for s in config if s.startswith("testenv:") and ":" in s]
+        named = [e for s in config if s.startswith("testenv:") for e in expand_envlist(s.split(":", 1)[1])]
         base = "testenv" in config
     # The env list's env for this interpreter; else what plain `tox` runs, the base env for an env
     # named after the interpreter; a named env (zipp's diffcov, docs, release) only when there is
