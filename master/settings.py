@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "farm.toml"
 
 OS_NAMES = ("linux", "macos", "windows")
-PYTHON_VERSION = re.compile(r"^[23]\.\d{1,2}$")
+PYTHON_VERSION = re.compile(contract.SLOT_PYTHON)  # "3.12", or "3.13t" for a free-threaded build
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -401,7 +401,8 @@ def _worker(source: Path, position: int, data) -> WorkerSettings:
     else:
         bad = next((p for p in pythons if not isinstance(p, str) or not PYTHON_VERSION.match(p)), None)
         if bad is not None:
-            raise table.error("pythons", f'must list versions like "3.12"; {bad!r} is not one.')
+            raise table.error("pythons", f'must list versions like "3.12" (or "3.13t", free-threaded); '
+                                         f'{bad!r} is not one.')
         pythons = tuple(pythons)
     password_file = table.get("password_file", str, None)
     password_env = table.get("password_env", str, None)

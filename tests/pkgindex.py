@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE_LIST = Path(__file__).resolve().parent / "wheelhouse.txt"
 WHEELHOUSE_DIR = ROOT / ".cache" / "wheelhouse"
-WHEELHOUSE_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
+WHEELHOUSE_PYTHONS = ("2.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 PUBLIC_INDEX = "https://pypi.org/simple"
 EPOCH = (2020, 1, 1, 0, 0, 0)
 EPOCH_TS = 1577836800
@@ -217,12 +217,13 @@ def write_standard_packages(dest):
 # ---------------------------------------------------------------------------
 
 def _wheelhouse_lines():
+    """[(requirement, marker, sdist only)] of tests/wheelhouse.txt."""
     out = []
     for line in WHEELHOUSE_LIST.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
+        line, _, comment = line.partition("#")
+        if line.strip():
             req, _, marker = line.partition(";")
-            out.append((req.strip(), marker.strip()))
+            out.append((req.strip(), marker.strip(), comment.strip() == "sdist"))
     return out
 
 
@@ -235,9 +236,10 @@ def _marker_ok(marker, pyver):
 
 def _have(directory, req):
     name, _, version = req.partition("==")
-    for f in directory.glob("*.whl"):
-        parts = f.name.split("-")
-        if normalize(parts[0]) == normalize(name) and parts[1] == version:
+    for f in directory.iterdir():
+        stem = f.name[:-len(".tar.gz")] if f.name.endswith(".tar.gz") else f.name
+        parts = stem.split("-") if f.name.endswith((".whl", ".tar.gz")) else []
+        if len(parts) >= 2 and normalize(parts[0]) == normalize(name) and parts[1] == version:
             return True
     return False
 
@@ -254,15 +256,19 @@ def ensure_wheelhouse(directory=WHEELHOUSE_DIR):
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
     lines = _wheelhouse_lines()
     for pyver in WHEELHOUSE_PYTHONS:
-        missing = [req for req, marker in lines if _marker_ok(marker, pyver) and not _have(directory, req)]
-        if not missing:
-            continue
-        cmd = [sys.executable, "-m", "pip", "download", "--isolated", "--no-deps", "--only-binary=:all:",
-               "--python-version", pyver, "--index-url", PUBLIC_INDEX, "-d", str(directory), *missing]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError("could not download the wheelhouse for Python %s:\n%s%s"
-                               % (pyver, proc.stdout, proc.stderr))
+        for sdist in (False, True):
+            missing = [req for req, marker, only_sdist in lines
+                       if only_sdist == sdist and _marker_ok(marker, pyver) and not _have(directory, req)]
+            if not missing:
+                continue
+            # pip needs wheels only to download for another Python; an sdist is the same for every one
+            kind = ["--no-binary=:all:"] if sdist else ["--only-binary=:all:", "--python-version", pyver]
+            cmd = [sys.executable, "-m", "pip", "download", "--isolated", "--no-deps", "--no-build-isolation", *kind,
+                   "--index-url", PUBLIC_INDEX, "-d", str(directory), *missing]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError("could not download the wheelhouse for Python %s:\n%s%s"
+                                   % (pyver, proc.stdout, proc.stderr))
     for old in directory.glob(".complete-*"):
         old.unlink()
     stamp.touch()

@@ -196,18 +196,36 @@ def test_the_exit_status_decides_and_counts_only_describe(rc, counts, outcome):
     assert verdict.pytest_verdict(rc, counts)[1] == outcome
 
 
-def test_find_interpreters_in_a_pyenv_tree(tmp_path):
-    for v in ("2.7.18", "3.12.0", "3.12.1", "3.13.0", "3.14-dev"):
-        exe = tmp_path / "versions" / v / "bin" / "python"
-        exe.parent.mkdir(parents=True)
-        exe.write_text("#!/bin/sh\n")
-        exe.chmod(0o755)
-    found = interpreters.find_interpreters(environ={"PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path), "PATH": ""},
-                                     system="Linux")
-    assert [(i["version"], i["full_version"], i["supported"]) for i in found] == [
-        ("2.7", "2.7.18", False), ("3.12", "3.12.1", True), ("3.13", "3.13.0", True)]
-    assert found[1]["path"] == str(tmp_path / "versions" / "3.12.1" / "bin" / "python")
-    assert "unsupported" in found[0]["note"]
+def test_find_interpreters_in_pyenv_and_uv_trees(tmp_path):
+    """The folder names pyenv and uv give (uv's as `uv python install 3.13t 3.15` makes them)."""
+    def exe(folder, name="python"):
+        path = folder / "bin" / name
+        path.parent.mkdir(parents=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return str(path)
+
+    pyenv, uv = tmp_path / "pyenv" / "versions", tmp_path / "uv"
+    for v in ("2.7.18", "3.5.10", "3.12.0", "3.12.1", "3.13.0", "3.14-dev"):
+        exe(pyenv / v)
+    free = exe(uv / "cpython-3.13.0+freethreaded-linux-x86_64-gnu", "python3.13t")  # no bin/python
+    exe(uv / "cpython-3.13.1+debug-linux-x86_64-gnu")
+    exe(uv / "cpython-3.15.0b1-linux-x86_64-gnu")
+    exe(uv / "cpython-3.15.0b1+freethreaded-linux-x86_64-gnu", "python3")
+    exe(uv / "cpython-3.14.0rc1-linux-x86_64-gnu")
+    exe(uv / "cpython-3.14.0-linux-x86_64-gnu")
+    exe(pyenv / "3.14.1t", "python")
+    found = interpreters.find_interpreters(environ={"PYENV_ROOT": str(tmp_path / "pyenv"), "HOME": str(tmp_path),
+                                                    "UV_PYTHON_INSTALL_DIR": str(uv), "PATH": ""}, system="Linux")
+    assert [(i["version"], i["full_version"], i["supported"], i["source"]) for i in found] == [
+        ("2.7", "2.7.18", True, "pyenv"), ("3.5", "3.5.10", False, "pyenv"), ("3.12", "3.12.1", True, "pyenv"),
+        ("3.13", "3.13.0", True, "pyenv"), ("3.13t", "3.13.0", True, "uv"), ("3.14", "3.14.0", True, "uv"),
+        ("3.14t", "3.14.1", True, "pyenv"), ("3.15", "3.15.0b1", True, "uv"), ("3.15t", "3.15.0b1", True, "uv")]
+    by_slot = {i["version"]: i for i in found}
+    assert by_slot["3.12"]["path"] == str(pyenv / "3.12.1" / "bin" / "python")
+    assert by_slot["3.13t"]["path"] == free and by_slot["3.13t"]["free_threaded"]
+    assert by_slot["3.15"]["prerelease"] and not by_slot["3.14"]["prerelease"] and not by_slot["3.15"]["free_threaded"]
+    assert "2.7 (virtualenv) and 3.6+ (uv) only" in by_slot["3.5"]["note"]
 
 
 def test_list_pythons_cli():
@@ -454,7 +472,7 @@ def test_other_interpreters_with_the_fixture_index(package_index, python, tmp_pa
 # ---------------------------------------------------------------------------
 
 PUBLIC = "https://pypi.org/simple"
-PUBLIC_PYTHONS = [v for v in ("3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13") if v in INTERPRETERS]
+PUBLIC_PYTHONS = [v for v in ("2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13") if v in INTERPRETERS]
 
 
 @pytest.mark.slow
@@ -471,7 +489,7 @@ def test_six_from_pypi(python, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.network
-@pytest.mark.parametrize("python", [v for v in PUBLIC_PYTHONS if v not in ("3.6", "3.7")])
+@pytest.mark.parametrize("python", [v for v in PUBLIC_PYTHONS if v not in ("2.7", "3.6", "3.7")])
 def test_latest_iniconfig_from_pypi(python, tmp_path):
     proc, r = run_cli("iniconfig", tmp_path, PUBLIC, python=python)
     if r["outcome"] == "not-applicable":  # the latest release may have left this Python behind

@@ -73,10 +73,11 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # folder it runs from), the test dependencies installed and where each came from, the farm's pytest
 # and why that one (host/instrument.py), and what the
 # package page shows of a failure: the first failing tests (up to 20, with their one-line errors),
-# and the failures that were the environment's, not counted against the package.
+# and the failures that were the environment's, not counted against the package. On a free-threaded
+# interpreter, "gil" says whether an import turned the GIL back on ({"enabled", "enabled_by"}).
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
                "inferred", "failures", "needs_network", "interpreter_lacks", "sdist_lacks", "flaky", "set_aside", "pytest", "returncode", "counts_known",
-               "imported_from")
+               "imported_from", "gil")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
 DEFAULT_LIMITS = {
@@ -101,3 +102,8 @@ def outcome_of(phase_outcomes):
 
 def is_infra(outcome):
     return outcome == INFRA_ERROR
+
+# A slot's Python: "X.Y", or "X.Yt" for a free-threaded build (no GIL). A pre-release interpreter
+# (3.15.0b1) serves the slot of its X.Y. The master names builders `<os>-py<slot python>`.
+SLOT_PYTHON = r"^(?P<major>[23])\.(?P<minor>\d{1,2})(?P<threading>t?)$"
+FREE_THREADED = "t"

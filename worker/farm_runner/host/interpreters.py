@@ -6,11 +6,21 @@ import platform
 import re
 import subprocess
 
+from farm_runner import contract
 from farm_runner._vendor.packaging.version import InvalidVersion, Version
 from farm_runner.host.commands import child_env
 from farm_runner.host.platforms import prefix_interpreter
 
-MIN_SUPPORTED = (3, 6)  # uv 0.13 makes environments for 3.6+; 2.7 fails on `-I`.
+# uv 0.13 makes environments for 3.6+ (it needs the -I flag); 2.7 is served by a pinned virtualenv
+# and pip (host/legacy.py); 3.0 to 3.5 by neither.
+UV_MIN = (3, 6)
+LEGACY = ((2, 7),)
+SLOT_PYTHON = re.compile(contract.SLOT_PYTHON)
+# pyenv's folder names and uv's: 3.12.1, 3.15.0b1, 3.13.0t (pyenv), cpython-3.13.0+freethreaded-... (uv)
+_RELEASE = r"(\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)"
+_PYENV_NAME = re.compile(r"^%s(t?)$" % _RELEASE)
+_UV_NAME = re.compile(r"^cpython-%s(\+freethreaded)?-" % _RELEASE)
+_PATH_NAME = re.compile(r"^python(\d)\.(\d+)(t?)(\.exe)?$")
 
 
 class UsageError(Exception):
@@ -56,17 +66,28 @@ def probe_interpreter(path, timeout=60):
 
 
 def support_note(version_tuple):
-    if tuple(version_tuple[:2]) < MIN_SUPPORTED:
-        return ("Python %d.%d is an unsupported slot: uv 0.13 cannot make environments for it "
-                "(it needs the -I flag, Python 3.6+)" % tuple(version_tuple[:2]))
+    if tuple(version_tuple[:2]) < UV_MIN and tuple(version_tuple[:2]) not in LEGACY:
+        return ("Python %d.%d is an unsupported slot: the runner makes environments for 2.7 (virtualenv) "
+                "and 3.6+ (uv) only" % tuple(version_tuple[:2]))
     return ""
 
 
-def _entry(full_version, path, source):
-    parts = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)\.?(\d*)", full_version).groups() if x)
-    note = support_note(parts)
-    return {"version": "%d.%d" % parts[:2], "full_version": full_version, "path": path,
-            "supported": not note, "note": note, "source": source}
+def uses_legacy_tools(version_tuple):
+    """2.7: virtualenv and pip make and fill its environments, as uv cannot."""
+    return tuple(version_tuple[:2]) in LEGACY
+
+
+def slot_python(version_tuple, gil_disabled):
+    """The slot an interpreter serves: "3.13", or "3.13t" for a free-threaded build."""
+    return "%d.%d%s" % (version_tuple[0], version_tuple[1], contract.FREE_THREADED if gil_disabled else "")
+
+
+def _entry(full_version, path, source, free_threaded=False):
+    version = Version(full_version)
+    note = support_note(version.release)
+    return {"version": slot_python(version.release, free_threaded), "full_version": full_version, "path": path,
+            "supported": not note, "note": note, "source": source, "free_threaded": free_threaded,
+            "prerelease": version.is_prerelease}
 
 
 def _newer(a, b):
@@ -79,8 +100,10 @@ def _newer(a, b):
 def find_interpreters(environ=None, system=None):
     """Interpreters on this machine, one per X.Y: pyenv's, then uv-managed, then PATH.
 
-    Returns [{"version": "3.12", "full_version": "3.12.1", "path": ..., "supported": bool,
-    "note": why not supported, "source": "pyenv"|"uv"|"path"}] sorted by version.
+    Returns [{"version": the slot's Python ("3.12", "3.13t"), "full_version": "3.12.1" | "3.15.0b1",
+    "path": ..., "supported": bool, "note": why not supported, "source": "pyenv"|"uv"|"path",
+    "free_threaded": bool, "prerelease": bool}] sorted by version, a free-threaded build after its
+    X.Y. Names are trusted for pyenv's and uv's folders; interpreters on PATH are probed.
     """
     environ = os.environ if environ is None else environ
     system = system or platform.system()
@@ -94,35 +117,42 @@ def find_interpreters(environ=None, system=None):
 
     versions = os.path.join(environ.get("PYENV_ROOT") or os.path.join(home, ".pyenv"), "versions")
     for name in _listdir(versions):
-        if re.match(r"^\d+\.\d+\.\d+$", name):
+        m = _PYENV_NAME.match(name)
+        if m:
             exe = prefix_interpreter(os.path.join(versions, name), system)
             if os.path.isfile(exe) and os.access(exe, os.X_OK):
-                add(_entry(name, exe, "pyenv"))
+                add(_entry(m.group(1), exe, "pyenv", bool(m.group(2))))
     uv_dir = environ.get("UV_PYTHON_INSTALL_DIR") or (
         os.path.join(environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "uv", "python")
         if system != "Windows" else os.path.join(environ.get("APPDATA", home), "uv", "python"))
     for name in _listdir(uv_dir):
-        m = re.match(r"^cpython-(\d+\.\d+\.\d+)-", name)
-        if m and "freethreaded" not in name:
+        m = _UV_NAME.match(name)  # debug builds (+debug) are not what users run: left out
+        if m:
             exe = prefix_interpreter(os.path.join(uv_dir, name), system)
             if os.path.isfile(exe):
-                add(_entry(m.group(1), exe, "uv"))
+                add(_entry(m.group(1), exe, "uv", bool(m.group(2))))
     seen_dirs = set()
     for d in environ.get("PATH", "").split(os.pathsep):
         if not d or "shims" in d.split(os.sep) or d in seen_dirs:
             continue
         seen_dirs.add(d)
         for name in sorted(_listdir(d)):
-            m = re.match(r"^python(\d)\.(\d+)(\.exe)?$", name)
-            if not m or "%s.%s" % m.group(1, 2) in found:
+            m = _PATH_NAME.match(name)
+            if not m or "%s.%s%s" % m.group(1, 2, 3) in found:
                 continue
             exe = os.path.join(d, name)
             try:
                 info = probe_interpreter(exe, timeout=20)
             except UsageError:
                 continue
-            add(_entry(info["full_version"], exe, "path"))
-    return [found[k] for k in sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))]
+            add(_entry(info["full_version"], exe, "path", info.get("gil_disabled", False)))
+    return [found[k] for k in sorted(found, key=slot_order)]
+
+
+def slot_order(python):
+    """"3.6" before "3.10", "3.13" before "3.13t"."""
+    m = SLOT_PYTHON.match(python)
+    return (int(m.group("major")), int(m.group("minor")), m.group("threading")) if m else (99, 99, python)
 
 
 def _listdir(path):
@@ -133,8 +163,8 @@ def _listdir(path):
 
 
 def resolve_python(requested):
-    """`requested` is 'X.Y' or a path. Returns (path, probe info)."""
-    if re.match(r"^\d+\.\d+$", requested):
+    """`requested` is a slot's Python ('3.12', '3.13t') or a path. Returns (path, probe info)."""
+    if SLOT_PYTHON.match(requested):
         interpreters = find_interpreters()
         match = [i for i in interpreters if i["version"] == requested]
         if not match:
@@ -148,7 +178,8 @@ def resolve_python(requested):
         if not os.path.exists(path):
             raise UsageError("no interpreter at %s" % requested)
     else:
-        raise UsageError("--python wants X.Y (e.g. 3.12) or an interpreter path, not %r" % requested)
+        raise UsageError("--python wants X.Y (e.g. 3.12), X.Yt for a free-threaded build (3.13t) or an "
+                         "interpreter path, not %r" % requested)
     info = probe_interpreter(path)
     note = support_note(info["version_info"])
     if note:

@@ -12,25 +12,40 @@ import subprocess
 PR_SET_PDEATHSIG = 1
 
 
-def env_layout(env_dir, py_version, system=None, implementation="cpython"):
-    """Paths inside an environment made by uv/venv, for `system` (platform.system())."""
+def env_layout(env_dir, py_version, system=None, implementation="cpython", free_threaded=False):
+    """Paths inside an environment made by uv/venv/virtualenv, for `system` (platform.system()).
+    A free-threaded build keeps its packages apart (lib/python3.13t)."""
     system = system or platform.system()
     if system == "Windows":
         j = ntpath.join
         return {"python": j(env_dir, "Scripts", "python.exe"), "bin": j(env_dir, "Scripts"),
                 "site_packages": j(env_dir, "Lib", "site-packages")}
     j = posixpath.join
-    lib = ("pypy%d.%d" if implementation == "pypy" else "python%d.%d") % tuple(py_version[:2])
+    lib = ("pypy%d.%d" if implementation == "pypy" else "python%d.%d") % tuple(py_version[:2]) + (
+        "t" if free_threaded else "")
     return {"python": j(env_dir, "bin", "python"), "bin": j(env_dir, "bin"),
             "site_packages": j(env_dir, "lib", lib, "site-packages")}
 
 
 def prefix_interpreter(prefix, system=None):
-    """The interpreter of an installed Python prefix (pyenv / uv-managed)."""
+    """The interpreter of an installed Python prefix (pyenv / uv-managed). A free-threaded build
+    may have only python3.13t (and python3): the first that exists, else bin/python."""
     system = system or platform.system()
     if system == "Windows":
-        return ntpath.join(prefix, "python.exe")
-    return posixpath.join(prefix, "bin", "python")
+        names = ["python.exe"] + sorted(n for n in _listdir(prefix) if n.endswith("t.exe") and n.startswith("python"))
+        return next((ntpath.join(prefix, n) for n in names if os.path.isfile(ntpath.join(prefix, n))),
+                    ntpath.join(prefix, "python.exe"))
+    bin_dir = posixpath.join(prefix, "bin")
+    names = ["python", "python3"] + sorted(n for n in _listdir(bin_dir) if n.startswith("python") and n.endswith("t"))
+    return next((posixpath.join(bin_dir, n) for n in names if os.path.isfile(posixpath.join(bin_dir, n))),
+                posixpath.join(bin_dir, "python"))
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def exe_name(name, system=None):

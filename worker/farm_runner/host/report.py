@@ -62,6 +62,10 @@ def save(report, path):
 
 
 def _reason(r):
+    return _outcome_reason(r) + gil_warning((r.get("tests") or {}).get("gil"))
+
+
+def _outcome_reason(r):
     st = r["_state"]
     outcome = contract.outcome_of(st["phase_outcomes"])
     if outcome != contract.PASSED:
@@ -88,6 +92,16 @@ def _reason(r):
     if "test" in done:
         return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
     return "%s installed (tests not run yet)." % what
+
+
+def gil_warning(gil):
+    """A free-threaded slot's warning, said with every outcome: the tests ran with the GIL on."""
+    if not isinstance(gil, dict) or not gil.get("enabled"):
+        return ""
+    by = gil.get("enabled_by") or []
+    return (" Warning: importing %s turned the GIL back on, so the tests ran with it; the extension "
+            "does not declare that it can run without it." % ", ".join(by[:5]) if by else
+            " Warning: an import turned the GIL back on, so the tests ran with it.")
 
 
 def summary(report):

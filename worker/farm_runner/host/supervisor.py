@@ -29,10 +29,10 @@ from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
-from farm_runner.host import (audit, index, instrument, limits as limits_, missing, report as report_,
-                              sandbox as sandbox_, verdict)
+from farm_runner.host import (audit, index, installers, instrument, limits as limits_, missing,
+                              report as report_, sandbox as sandbox_, verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
-from farm_runner.host.interpreters import UsageError
+from farm_runner.host.interpreters import UsageError, uses_legacy_tools
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
@@ -194,6 +194,14 @@ class Runner:
         return run_command(cmd, deadline, self.limits, cwd=self.workdir, log=log,
                            cgroups="processes" not in self.report["sandbox"]["missing"])
 
+    def installer(self):
+        """What makes and fills this build's environment (host/installers.py): uv, or pip for 2.7."""
+        st = self.report["_state"]
+        if st["installer"] == installers.Pip.name:
+            return installers.Pip(st["uv"], self.args.index_url, st["runner_python"],
+                                  os.path.join(os.path.dirname(st["cache_dir"]), "test-tools"))
+        return installers.Uv(st["uv"], self.args.index_url)
+
     def new_out_dir(self):
         """A folder made now, for what one command writes back (bound at /run/farm/out)."""
         root = os.path.join(self.workdir, "out")
@@ -260,13 +268,13 @@ class Runner:
 
     def uv_install(self, *args):
         st = self.report["_state"]
-        return [st["uv"], "pip", "install", "--no-config", "--python", st["env_python"], "--cache-dir",
-                st["box_cache"], "--link-mode", "copy", "--index-url", self.args.index_url] + list(args)
+        return self.installer().install(st["env_python"], st["box_cache"], args)
 
     # -- install -----------------------------------------------------------------------------------
     def phase_install(self, deadline, log):
         a, r, st = self.args, self.report, self.report["_state"]
         st.update({"uv": self.uv_path, "cache_dir": self.cache_dir, "interpreter": self.py_info,
+                   "installer": (installers.Pip if uses_legacy_tools(self.py_info["version_info"]) else installers.Uv).name,
                    "box_cache": os.path.join(self.box, "uv-cache"),
                    # What the sandbox sees, read-only: the interpreter under test, uv, the worker's
                    # own Python (it runs the inside/ tasks) and a distribution file given by path.
@@ -275,7 +283,10 @@ class Runner:
                                        | ({self.spec[1]} if self.spec[0] == "path" else set()))})
         st["allowed_endpoints"] = sorted(allowed_endpoints([a.index_url]))
         self.sandbox.read_only = st["read_only"]
-        r["python"].update(path=self.py_path, version=self.py_info["full_version"])
+        r["python"].update(path=self.py_path, version=self.py_info["full_version"],
+                           free_threaded=bool(self.py_info.get("gil_disabled")),
+                           prerelease=Version(self.py_info["full_version"]).is_prerelease,
+                           installer=self.installer().description)
         pyver = self.py_info["full_version"]
         ranks = index.supported_tags(self.py_info)
         if self.spec[0] == "path":
@@ -303,20 +314,21 @@ class Runner:
         st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]})
         # A fresh environment, made and listed before any of the package's code runs.
         env_dir = os.path.join(self.box, "env")
-        layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"])
+        layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"],
+                            free_threaded=self.py_info.get("gil_disabled", False))
         st.update(env=env_dir, env_python=layout["python"], site_packages=layout["site_packages"])
-        # The real interpreter, not a link to it: the sandbox binds the interpreter's prefix only.
-        rc, out = self.trusted([self.uv_path, "venv", "--no-config", "-q", "--python", os.path.realpath(self.py_path),
-                                "--cache-dir", self.cache_dir, env_dir], deadline, log)
+        rc, out = self.installer().make_env(os.path.realpath(self.py_path), env_dir, self.cache_dir,
+                                            lambda cmd: self.trusted(cmd, deadline, log))
         if rc != 0:
-            raise InfraError("uv venv failed for %s: %s" % (self.py_path, _last_line(out)))
+            raise InfraError("%s could not make an environment for %s: %s" % (
+                st["installer"], self.py_path, _last_line(out)))
         before, _ = environment.list_files(env_dir)
         untrusted.write_new(os.path.join(self.workdir, "snapshot-before.json"), json.dumps(before))
         # The test runner: a shared folder outside the environment, read-only in the sandbox,
         # found through a .pth file (after site-packages, so the release and its dependencies
         # always win over the tools' copies of packaging, pluggy...). The uninstall's audit takes
         # the file out again before it lists the environment.
-        untrusted.write_new(os.path.join(layout["site_packages"], TOOLS_PTH), st["tools"] + "\n")
+        untrusted.write_new(os.path.join(layout["site_packages"], TOOLS_PTH), self.installer().tools_pth(st["tools"]))
         args = []
         if self.spec[0] == "name":
             args = ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", canonicalize_name(self.spec[1])]
@@ -416,9 +428,8 @@ class Runner:
     def make_test_tools(self, final, requirement, deadline, log):
         root = os.path.dirname(final)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
-        rc, out = self.trusted([self.uv_path, "pip", "install", "--no-config", "--python", os.path.realpath(self.py_path),
-                                "--cache-dir", self.cache_dir, "--target", tmp, "--index-url", self.args.index_url,
-                                requirement], deadline, log)
+        rc, out = self.installer().tools(os.path.realpath(self.py_path), self.cache_dir, tmp, requirement,
+                                         lambda cmd: self.trusted(cmd, deadline, log))
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             raise InfraError("could not install %s from %s: %s" % (requirement, self.args.index_url, _last_line(out)),
@@ -544,6 +555,8 @@ class Runner:
                      sdist_lacks=[{"test": t, "path": p} for t, p in unshipped.items()
                                   if t not in tried][:verdict.MAX_SHOWN])
         tests.setdefault("command", [])
+        if st["interpreter"].get("gil_disabled"):
+            tests["gil"] = verdict.gil_story(output, probe)
         wrong = verdict.imported_elsewhere(probe["imports"], st["site_packages"])
         if wrong:
             return "error", contract.INFRA_ERROR, "The tests imported %s instead of the installed copy." % (
@@ -584,6 +597,7 @@ class Runner:
 
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
+                installers.TOOLS_VARIABLE: self.report["_state"]["tools"],
                 "FARM_PROBE_REPORT": out + "/probe.json",
                 "FARM_IMPORT_NAMES": json.dumps([n for n in self.report["_state"].get("import_names", [])
                                                  if n not in NOT_THE_PACKAGE])}
@@ -722,9 +736,9 @@ class Runner:
         site, env_dir = st["site_packages"], st["env"]
         # One command: uv's uninstall runs none of the package's code, so the listing after it sees
         # the environment exactly as the uninstall left it; the import check comes last.
-        uninstall = [st["uv"], "pip", "uninstall", "--no-config", "--python", st["env_python"], "--cache-dir",
-                     st["box_cache"], r["package"]]
-        listing, rc, out = self.inside("audit", [env_dir, site, TOOLS_PTH, st["env_python"],
+        uninstall = self.installer().uninstall(st["env_python"], st["box_cache"], r["package"])
+        python = [st["env_python"]] + installers.isolated_flags(st["interpreter"]["version_info"])
+        listing, rc, out = self.inside("audit", [env_dir, site, TOOLS_PTH, json.dumps(python),
                                                  json.dumps(st.get("import_names", [])), "--"] + uninstall,
                                        deadline, log)
         if listing.get("uninstall_returncode") != 0:

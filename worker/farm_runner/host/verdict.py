@@ -127,7 +127,21 @@ def probe_answer(data):
         "failures": [{"test": f["test"][:500], "message": str(f.get("message") or "")[:300],
                       "when": str(f.get("when") or "call")[:10]}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],
+        "gil_enabled": data.get("gil_enabled") is True,
     }
+
+
+# CPython's warning when a free-threaded build imports an extension that has not declared it can
+# run without the GIL (Python/import.c, 3.13+); the GIL then stays on for the rest of the process.
+GIL_WARNING = re.compile(r"global interpreter lock \(GIL\) has been enabled to load module '([A-Za-z0-9_.]{1,200})'")
+
+
+def gil_story(output, probe):
+    """On a free-threaded interpreter: did an import turn the GIL back on during the tests, and
+    which modules (named in CPython's warnings in the output). A warning for the maintainer, never
+    a failure: {"enabled": bool, "enabled_by": [module, ...]}."""
+    names = sorted(set(GIL_WARNING.findall(output or "")))[:MAX_SHOWN]
+    return {"enabled": bool(names) or probe.get("gil_enabled") is True, "enabled_by": names}
 
 
 def rerunnable(test):

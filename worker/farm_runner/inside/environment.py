@@ -147,7 +147,8 @@ def installed(site, package):
 
 
 def audit(env, site, tools_pth, python, names, uninstall, write_answer):
-    """The uninstall (`uninstall`: uv's command; it runs none of the package's code), then the
+    """The uninstall (`uninstall`: uv's command, which runs none of the package's code, or pip's
+    for 2.7), then the
     environment without the test tools, listed and answered; last, this process becomes the
     package's interpreter checking which of its import `names` that no other distribution provides
     can still be found. That check may run code a leftover .pth file names: it comes after the
@@ -169,7 +170,7 @@ def audit(env, site, tools_pth, python, names, uninstall, write_answer):
                   "checked": checked})
     if not checked:
         return 0
-    command = [python, "-I", "-c", import_check.CODE] + checked
-    print("$ %s -I -c '<import check>' %s" % (python, " ".join(checked)))
+    command = python + ["-c", import_check.CODE] + checked
+    print("$ %s -c '<import check>' %s" % (" ".join(python), " ".join(checked)))
     sys.stdout.flush()
     os.execv(command[0], command)

@@ -10,7 +10,8 @@ reads the answer as untrusted data (it describes the package's trees).
     audit ENV SITE PTH PYTHON NAMES -- CMD
                                     run the uninstall CMD, list the environment's files and
                                     distributions, then become the check of which of NAMES (JSON)
-                                    PYTHON still finds (exec: its output is the command's)
+                                    PYTHON (JSON: the interpreter and its flags) still finds (exec:
+                                    its output is the command's)
 """
 import json
 import os
@@ -28,7 +29,8 @@ def main(argv=None):
         from farm_runner.inside import environment
         env, site, pth, python, names, separator = args[:6]
         assert separator == "--"
-        return environment.audit(env, site, pth, python, json.loads(names), args[6:], lambda result: answer(fd, result))
+        return environment.audit(env, site, pth, json.loads(python), json.loads(names), args[6:],
+                                 lambda result: answer(fd, result))
     if task == "stage":
         from farm_runner.inside import stage
         (out,) = args

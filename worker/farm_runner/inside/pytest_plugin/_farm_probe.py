@@ -12,11 +12,15 @@ Python has. It:
 What it writes is the package's to forge; the host only shows it and checks it.
 """
 import importlib
-import importlib.util
 import json
 import os
 import socket
 import sys
+
+try:
+    from importlib.util import find_spec
+except ImportError:  # Python 2.7
+    from pkgutil import find_loader as find_spec
 
 MAX_TESTS = 200  # tests recorded as needing the network
 MAX_FAILURES = 200
@@ -39,7 +43,7 @@ def _numeric(host):
         try:
             socket.inet_pton(family, str(host).strip("[]"))
             return True
-        except (OSError, ValueError, TypeError):
+        except (socket.error, OSError, ValueError, TypeError):  # socket.error: Python 2.7
             continue
     return False
 
@@ -85,7 +89,7 @@ def _install_network_watch():
 
 def _missing(module):
     try:
-        return importlib.util.find_spec(module) is None
+        return find_spec(module) is None
     except Exception:
         return True
 
@@ -126,7 +130,7 @@ def _lend_sdist_tests():
             with open(os.path.join(folder, "__init__.py")) as fh:
                 if fh.read(len(TREE_STUB)) != TREE_STUB:
                     continue
-        except (OSError, ValueError):
+        except (IOError, OSError, ValueError):  # IOError: Python 2.7
             continue
         saved = list(sys.path)
         sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != here]
@@ -174,7 +178,7 @@ def _one_line(report):
 
 
 def pytest_sessionfinish(session):
-    """One answer file (FARM_PROBE_REPORT): {"imports", "network", "failures"}."""
+    """One answer file (FARM_PROBE_REPORT): {"imports", "network", "failures", "gil_enabled"}."""
     out = {}
     for name in json.loads(os.environ.get("FARM_IMPORT_NAMES", "[]")):
         try:
@@ -184,5 +188,8 @@ def pytest_sessionfinish(session):
             out[name] = os.path.realpath(where) if isinstance(where, str) else where
         except Exception as exc:
             out[name] = "!" + repr(exc)
+    # A free-threaded build: is the GIL back on (an extension imported without declaring it can run
+    # without it)? CPython's warning names the module; this says whether it happened at all.
+    gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
-        json.dump({"imports": out, "network": _network, "failures": _failures}, fh)
+        json.dump({"imports": out, "network": _network, "failures": _failures, "gil_enabled": gil_enabled}, fh)

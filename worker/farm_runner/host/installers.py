@@ -1,0 +1,126 @@
+"""What makes and fills a build's environment: uv for Python 3.6+, and for 2.7, which uv cannot
+serve, a pinned virtualenv with the pip it embeds for 2.7. Both give the supervisor the same four
+commands; only the uv or pip words differ.
+
+    make_env      trusted, before any of the package's code: a fresh environment
+    install       in the sandbox: pip/uv install ARGS into the environment, from the index only
+    tools         trusted: the test tools into a shared --target folder for this interpreter
+    uninstall     in the sandbox: remove the release (the audit lists the environment after it)
+
+Every command ignores the worker's configuration (uv --no-config, pip --isolated) and names the
+index itself.
+"""
+
+import os
+import shutil
+import tempfile
+
+# The last virtualenv that makes 2.7 environments (20.22 dropped them), and what it needs, pinned:
+# it embeds pip 20.3.4, setuptools 44.1.1 and wheel 0.37.1 for 2.7 and seeds them with no download.
+VIRTUALENV = ("virtualenv==20.21.1", "distlib==0.4.4", "filelock==3.16.1", "platformdirs==3.11.0")
+LEGACY_PIP_WHEEL = "pip-20.3.4-py2.py3-none-any.whl"  # the last pip for 2.7, as virtualenv embeds it
+
+
+# The test runs name the test tools' folder in this variable (see Pip.tools_pth).
+TOOLS_VARIABLE = "FARM_TEST_TOOLS"
+
+# The worker's Python runs virtualenv from its own folder, isolated from the worker's environment.
+_RUN_VIRTUALENV = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                   "from virtualenv.__main__ import run_with_catch; run_with_catch()")
+
+
+class Uv:
+    name = description = "uv"
+
+    def __init__(self, uv, index_url):
+        self.uv, self.index_url = uv, index_url
+
+    def make_env(self, python, env_dir, cache_dir, trusted):
+        # The real interpreter, not a link to it: the sandbox binds the interpreter's prefix only.
+        return trusted([self.uv, "venv", "--no-config", "-q", "--python", python, "--cache-dir", cache_dir, env_dir])
+
+    def install(self, env_python, box_cache, args):
+        return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
+                "--link-mode", "copy", "--index-url", self.index_url] + list(args)
+
+    def tools(self, python, cache_dir, target, requirement, trusted):
+        return trusted([self.uv, "pip", "install", "--no-config", "--python", python, "--cache-dir", cache_dir,
+                        "--target", target, "--index-url", self.index_url, requirement])
+
+    def tools_pth(self, tools):
+        """The .pth line that puts the test tools on the environment's path (after site-packages)."""
+        return tools + "\n"
+
+    def uninstall(self, env_python, box_cache, package):
+        # uv's uninstall runs none of the package's code.
+        return [self.uv, "pip", "uninstall", "--no-config", "--python", env_python, "--cache-dir", box_cache, package]
+
+
+class Pip:
+    """Python 2.7: virtualenv makes the environment, its pip installs and uninstalls. pip runs in
+    the environment's interpreter, so the package's own .pth hooks run in the sandbox at its
+    uninstall too; the audit's listing is still the runner's, made after pip has exited."""
+    name = "pip"
+    description = "pip 20.3.4 in an environment made by %s" % VIRTUALENV[0].replace("==", " ")
+    PIP = ["-m", "pip"]
+    QUIET = ["--isolated", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+
+    def __init__(self, uv, index_url, worker_python, tools_root):
+        self.uv, self.index_url, self.worker_python = uv, index_url, worker_python
+        self.tools_root = tools_root
+
+    def virtualenv(self, cache_dir, trusted):
+        """The pinned virtualenv, installed once for the worker's own Python (by uv, from the index)."""
+        final = os.path.join(self.tools_root, "virtualenv-" + "-".join(v.split("==")[1] for v in VIRTUALENV[:1]))
+        if os.path.isfile(os.path.join(final, ".complete")):
+            return final
+        os.makedirs(self.tools_root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".new-", dir=self.tools_root)
+        rc, out = trusted([self.uv, "pip", "install", "--no-config", "--python", self.worker_python, "--cache-dir",
+                           cache_dir, "--target", tmp, "--index-url", self.index_url] + list(VIRTUALENV))
+        if rc != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        open(os.path.join(tmp, ".complete"), "w").close()
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another build made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def make_env(self, python, env_dir, cache_dir, trusted):
+        tool = self.virtualenv(cache_dir, trusted)
+        if tool is None:
+            return 1, "the pinned virtualenv (%s) could not be installed from %s" % (VIRTUALENV[0], self.index_url)
+        return trusted([self.worker_python, "-I", "-c", _RUN_VIRTUALENV, tool, "--no-download", "--no-periodic-update",
+                        "--activators", "", "--app-data", os.path.join(cache_dir, "virtualenv"), "--python", python,
+                        env_dir])
+
+    def install(self, env_python, box_cache, args):
+        return [env_python] + self.PIP + ["install"] + self.QUIET + [
+            "--cache-dir", box_cache, "--index-url", self.index_url] + list(args)
+
+    def tools(self, python, cache_dir, target, requirement, trusted):
+        tool = self.virtualenv(cache_dir, trusted)
+        if tool is None:
+            return 1, "the pinned virtualenv (%s) could not be installed from %s" % (VIRTUALENV[0], self.index_url)
+        # pip runs from its wheel, as its documentation allows, with the interpreter being served.
+        pip = os.path.join(tool, "virtualenv", "seed", "wheels", "embed", LEGACY_PIP_WHEEL, "pip")
+        return trusted([python, "-E", "-s", pip, "install"] + self.QUIET + [
+            "--cache-dir", os.path.join(cache_dir, "pip"), "--target", target, "--index-url", self.index_url,
+            requirement])
+
+    def tools_pth(self, tools):
+        """pip counts whatever is on the path as installed: with the tools always there, it took
+        their six for the release's own and installed nothing. So they join the path only in the
+        test runs, which name their folder in TOOLS_VARIABLE."""
+        return "import os, sys; t = os.environ.get(%r); t and t not in sys.path and sys.path.append(t)\n" % (
+            TOOLS_VARIABLE)
+
+    def uninstall(self, env_python, box_cache, package):
+        return [env_python] + self.PIP + ["uninstall", "--yes"] + self.QUIET[:-2] + [package]
+
+
+def isolated_flags(version_tuple):
+    """The interpreter's flags that ignore the caller's environment and user site: -I from 3.4."""
+    return ["-I"] if tuple(version_tuple[:2]) >= (3, 4) else ["-E", "-s"]
