@@ -162,6 +162,8 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
             "finished": _time(build.get("complete_at")),
             "tests": history.property_value(build, "tests") or {},
             "verdict": history.verdict(build["results"]) if build["complete"] else None,
+            "interpreter": history.property_value(build, "interpreter") or "",
+            "prerelease": history.property_value(build, "interpreter_prerelease") is True,
         }
     ordered = sorted(rows.values(), key=lambda r: _version_key(r["version"]), reverse=True)[:versions]
     all_slots = list(slots) + sorted({s for r in ordered for s in r["slots"]} - set(slots), key=slot_key)
@@ -175,6 +177,7 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
         "skip": _skip_status(settings, name),
         "limits": limits_of(settings),
         "slots": all_slots,
+        "prerelease": prerelease_slots(ordered),
         "builders": {v: k for k, v in builders.items() if v in all_slots},
         "versions": ordered,
         "status": badge_status(ordered),
@@ -201,6 +204,17 @@ def mark_changes(rows: list[dict], slots: list[str]) -> None:
                            if row["slots"].get(s, {}).get("verdict") == "passing"]
                 if passing:
                     cell.update(mark="regression", mark_why=f"passes on {' and '.join(passing)}")
+
+
+def prerelease_slots(rows: list[dict]) -> dict[str, str]:
+    """{slot: interpreter version} of the slots whose newest build ran on a pre-release
+    interpreter (3.15.0b1): the page marks them. `rows` are the releases newest first."""
+    newest: dict[str, dict] = {}
+    for row in rows:
+        for slot, cell in row["slots"].items():
+            if cell.get("interpreter"):
+                newest.setdefault(slot, cell)
+    return {slot: cell["interpreter"] for slot, cell in newest.items() if cell.get("prerelease")}
 
 
 def neighbours(slot: str, slots: list[str]) -> list[str]:

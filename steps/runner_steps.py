@@ -279,6 +279,11 @@ class RunnerPhase(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildStep)
             self.setProperty("reason", f"{report['reason']} (re-tested after the release of {because})", "runner")
         self.setProperty("report", report, "runner")
         self.setProperty("tests", test_story(report), "runner")
+        interpreter = report.get("python") if isinstance(report.get("python"), dict) else {}
+        if isinstance(interpreter.get("version"), str):
+            # The slot's interpreter as the runner found it: a pre-release (3.15.0b1) is marked on the pages.
+            self.setProperty("interpreter", interpreter["version"][:40], "runner")
+            self.setProperty("interpreter_prerelease", interpreter.get("prerelease") is True, "runner")
         status = report.get("phases", {}).get(self.phase, {}).get("status", "not-run")
         self.status_line = f"{self.phase}: {describe(self.phase, status, report)}"
         return phase_result(status, report.get("outcome", ""))

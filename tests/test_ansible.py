@@ -118,9 +118,9 @@ def _recap(output: str) -> dict:
 
 @pytest.mark.slow
 def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, monkeypatch):
-    python = _pyenv_python("3.12")
-    if python is None:
-        pytest.skip("needs a Python 3.12 from pyenv for the worker's slot")
+    python, python27 = _pyenv_python("3.12"), _pyenv_python("2.7")
+    if python is None or python27 is None:
+        pytest.skip("needs Python 3.12 and 2.7 from pyenv for the worker's slots")
     prefix = tmp_path / "worker"
     password = secrets.token_urlsafe(24)
     monkeypatch.setenv("FARM_TEST_WORKER_PASSWORD", password)
@@ -128,7 +128,7 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
     farm = Farm(
         tmp_path / "farm", package_index.url, pythons=("3.12",), local_worker=False,
         extra_toml=(
-            '[[workers]]\nname = "ansible-linux-1"\nos = "linux"\npythons = ["3.12"]\n'
+            '[[workers]]\nname = "ansible-linux-1"\nos = "linux"\npythons = ["2.7", "3.12"]\n'
             f'password_env = "FARM_TEST_WORKER_PASSWORD"\nrunner_python = "{prefix}/venv/bin/python"\n'
         ),
     )
@@ -137,7 +137,9 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     variables = {
         "farm_worker_name": "ansible-linux-1",
-        "farm_worker_pythons": ["3.12"],
+        # 2.7 and 3.12 from pyenv (named paths); 3.13t from uv, which needs python-build-standalone's
+        # downloads: where they cannot be reached, the role says so and the worker serves the others.
+        "farm_worker_pythons": ["2.7", "3.12", "3.13t"],
         "farm_worker_password": password,
         "farm_master_address": "127.0.0.1",
         "farm_master_pb_port": farm.pb_port,
@@ -146,8 +148,8 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
         "farm_worker_manage_user": False,
         "farm_worker_manage_service": False,
         "farm_worker_install_packages": False,
-        "farm_worker_python_source": "local",
-        "farm_worker_python_paths": {"3.12": str(python)},
+        "farm_worker_python_source": "uv",
+        "farm_worker_python_paths": {"3.12": str(python), "2.7": str(python27)},
         "farm_worker_bootstrap_python": str(python),
         "farm_worker_systemd_dir": str(prefix / "systemd"),
     }
@@ -168,6 +170,12 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
         verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
         assert verify.returncode == 0, verify.stderr
     assert (prefix / "bin" / "python3.12").resolve() == python.resolve()
+    assert (prefix / "bin" / "python2.7").resolve() == python27.resolve()
+    got_313t = (prefix / "bin" / "python3.13t").exists()
+    said = "Worker ansible-linux-1 could not get Python 3.13t: "
+    assert got_313t != (said in first.stdout), first.stdout[-6000:]
+    if not got_313t:  # and says which slots it serves instead
+        assert "It serves 2.7, 3.12; install Python 3.13t by hand" in first.stdout
     assert (prefix / "venv" / "bin" / "uv").exists(), "uv next to the runner's interpreter"
     assert (prefix / "worker" / "buildbot.tac").stat().st_mode & 0o077 == 0
     assert password not in first.stdout + second.stdout, "the password stays out of the log"
@@ -191,10 +199,10 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
         package = next(name for name, outcome in package_index.expected.items() if outcome == "passed")
         buildsetid = farm.force(package)[0]
         requests, builds = farm.wait_buildset(buildsetid, timeout=150)
-        assert len(builds) == 1, builds
-        build = builds[0]
-        assert build["results"] == 0 and build["state_string"].endswith(": passed"), (build, farm.log_tail())
-        assert build["state_string"].startswith(package)
+        assert len(builds) == 2, builds  # linux-py2.7 and linux-py3.12
+        for build in builds:
+            assert build["results"] == 0 and build["state_string"].endswith(": passed"), (build, farm.log_tail())
+            assert build["state_string"].startswith(package)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:

@@ -83,6 +83,19 @@ def test_slots_sort_by_version():
                                            "linux-py3.13t", "mac-py3.6", "odd"]
 
 
+def test_a_slot_whose_newest_build_ran_on_a_pre_release_is_marked():
+    def cell(interpreter, prerelease):
+        return {"interpreter": interpreter, "prerelease": prerelease}
+
+    rows = [  # newest release first
+        {"version": "2.0", "slots": {"linux-py3.15": cell("3.15.0b2", True), "linux-py3.14": cell("3.14.1", False)}},
+        {"version": "1.0", "slots": {"linux-py3.15": cell("3.15.0a7", True), "linux-py3.14": cell("3.14.0rc3", True),
+                                     "linux-py3.13t": cell("", False)}},
+    ]
+    # 3.14 was a release candidate when 1.0 was built; its newest build is on the final release
+    assert pages.prerelease_slots(rows) == {"linux-py3.15": "3.15.0b2"}
+
+
 def test_the_legend_explains_every_outcome_a_cell_can_show():
     shown = set(pages.OUTCOMES) | {"building", "exception", "retry", "cancelled"}
     assert shown <= set(pages.LEGEND) and all(pages.LEGEND[o] for o in shown)

@@ -179,15 +179,15 @@ def sort(master, builders):
 def test_builders_go_by_priority_then_new_slots_then_age():
     builders = [
         FakeBuilder("linux-py3.11", priorities.RETEST, 10),
-        FakeBuilder("linux-py3.14", priorities.RETEST, 50),
+        FakeBuilder("linux-py3.14t", priorities.RETEST, 50),
         FakeBuilder("linux-py3.12", priorities.RELEASE, 90),
         FakeBuilder("linux-py3.13", None, None),
         FakeBuilder("linux-py3.10", priorities.REBUILD, 99),
     ]
-    assert sort(FakeMaster(new_slots={"linux-py3.14"}), list(builders)) == [
-        "linux-py3.10", "linux-py3.12", "linux-py3.14", "linux-py3.11", "linux-py3.13",
+    assert sort(FakeMaster(new_slots={"linux-py3.14t"}), list(builders)) == [
+        "linux-py3.10", "linux-py3.12", "linux-py3.14t", "linux-py3.11", "linux-py3.13",
     ]
-    assert sort(FakeMaster(), list(builders))[2:4] == ["linux-py3.11", "linux-py3.14"]
+    assert sort(FakeMaster(), list(builders))[2:4] == ["linux-py3.11", "linux-py3.14t"]
     assert priorities.REBUILD > priorities.RELEASE > priorities.RETEST
 
 

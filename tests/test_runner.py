@@ -12,7 +12,7 @@ import pytest
 from tests.pkgindex import ROOT, write_package
 
 from farm_runner import contract
-from farm_runner.host import audit, cli, index, interpreters, platforms, supervisor, verdict
+from farm_runner.host import audit, cli, index, interpreters, platforms, report, supervisor, verdict
 
 RUNNER = ROOT / "worker" / "runner.py"
 CACHE = ROOT / ".cache" / "uv-runner-tests"
@@ -194,6 +194,56 @@ def test_junit_counts():
 ])
 def test_the_exit_status_decides_and_counts_only_describe(rc, counts, outcome):
     assert verdict.pytest_verdict(rc, counts)[1] == outcome
+
+
+# What the runner's probe (host/interpreters.py) printed for this machine's pyenv 2.7.18 and 3.13.0;
+# the free-threaded 3.13 is the 3.13.0 with what differs in such a build (its SOABI, Py_GIL_DISABLED),
+# as CPython documents them: no free-threaded interpreter is on these machines to record.
+PROBED_27 = {"implementation": "cpython", "version_info": [2, 7, 18], "full_version": "2.7.18", "soabi": "",
+             "pymalloc": True, "maxunicode": 1114111, "gil_disabled": False, "debug": False,
+             "platform": "linux-x86_64", "bits": 64, "libc": "glibc 2.36", "mac_ver": "", "system": "Linux"}
+PROBED_313 = {"implementation": "cpython", "version_info": [3, 13, 0], "full_version": "3.13.0",
+              "soabi": "cpython-313-x86_64-linux-gnu", "pymalloc": True, "maxunicode": 1114111, "gil_disabled": False,
+              "debug": False, "platform": "linux-x86_64", "bits": 64, "libc": "glibc 2.36", "mac_ver": "",
+              "system": "Linux"}
+FREE_THREADED_313 = dict(PROBED_313, soabi="cpython-313t-x86_64-linux-gnu", gil_disabled=True)
+
+
+@pytest.mark.parametrize("info, fits, does_not_fit", [
+    (PROBED_27, ["x-1-cp27-cp27mu-manylinux1_x86_64.whl", "six-1.17.0-py2.py3-none-any.whl", "x-1-py2-none-any.whl"],
+     ["x-1-cp27-cp27m-manylinux1_x86_64.whl", "x-1-py3-none-any.whl", "x-1-cp36-abi3-manylinux2014_x86_64.whl"]),
+    (PROBED_313, ["x-1-cp313-cp313-manylinux_2_17_x86_64.whl", "x-1-cp38-abi3-manylinux2014_x86_64.whl"],
+     ["x-1-cp313-cp313t-manylinux_2_17_x86_64.whl"]),
+    # a free-threaded build takes only its own `t` wheels: neither the GIL build's nor the stable ABI
+    (FREE_THREADED_313, ["x-1-cp313-cp313t-manylinux_2_17_x86_64.whl", "x-1-py3-none-any.whl"],
+     ["x-1-cp313-cp313-manylinux_2_17_x86_64.whl", "x-1-cp38-abi3-manylinux2014_x86_64.whl"]),
+])
+def test_wheels_by_the_interpreter_s_own_tags(info, fits, does_not_fit):
+    ranks = index.supported_tags(info)
+    assert all(index.wheel_priority(f, ranks) is not None for f in fits), fits
+    assert all(index.wheel_priority(f, ranks) is None for f in does_not_fit), does_not_fit
+
+
+def test_a_free_threaded_slot_s_name_environment_and_gil_warning():
+    assert interpreters.slot_python(FREE_THREADED_313["version_info"], True) == "3.13t"
+    assert interpreters.slot_python(PROBED_313["version_info"], False) == "3.13"
+    layout = platforms.env_layout("/e", [3, 13, 0], system="Linux", free_threaded=True)
+    assert layout["site_packages"] == "/e/lib/python3.13t/site-packages"
+    # CPython's own words (Python/import.c) when an extension without Py_mod_gil is imported
+    output = ("<frozen importlib._bootstrap>:488: RuntimeWarning: The global interpreter lock (GIL) has been "
+              "enabled to load module 'fastext._speedups', which has not declared that it can run safely without "
+              "the GIL. To override this behavior and keep the GIL disabled (at your own risk), run with "
+              "PYTHON_GIL=0 or -Xgil=0.\n")
+    story = verdict.gil_story(output, {"gil_enabled": True})
+    assert story == {"enabled": True, "enabled_by": ["fastext._speedups"]}
+    assert verdict.gil_story("", {"gil_enabled": False}) == {"enabled": False, "enabled_by": []}
+    assert "importing fastext._speedups turned the GIL back on" in report.gil_warning(story)
+    assert report.gil_warning({"enabled": False, "enabled_by": []}) == ""
+
+
+def test_a_free_threaded_slot_that_is_not_here_is_a_usage_error(tmp_path):
+    proc, _ = run_cli("six==1.17.0", tmp_path, "http://127.0.0.1:9/simple", python="3.13t")
+    assert proc.returncode == 2 and "no Python 3.13t on this machine" in proc.stderr
 
 
 def test_find_interpreters_in_pyenv_and_uv_trees(tmp_path):

@@ -144,3 +144,12 @@ def test_checkconfig_names_the_bad_key(tmp_path):
     )
     assert result.returncode != 0
     assert "'limits.timeout' must be a whole number, not 'soon'." in result.stdout + result.stderr
+
+
+def test_a_worker_lists_every_kind_of_slot(tmp_path):
+    """2.7, free-threaded builds (3.13t) and the newest X.Y, a pre-release there, are slots like any other."""
+    loaded = load_text(tmp_path, "[[workers]]\nname = 'w'\nos = 'linux'\n"
+                                 "pythons = ['2.7', '3.13', '3.13t', '3.15']\npassword_env = 'X'\n", {"X": "secret"})
+    assert loaded.workers[-1].pythons == ("2.7", "3.13", "3.13t", "3.15")
+    with pytest.raises(SettingsError, match=r"must list versions like \"3.12\" \(or \"3.13t\""):
+        load_text(tmp_path, "[[workers]]\nname = 'w'\nos = 'linux'\npythons = ['3.13d']\npassword_env = 'X'\n")

@@ -74,7 +74,10 @@ def abi_tag(info):
         m = re.match(r"cpython-(\d+[a-z]*)", info.get("soabi") or "")
         if m:
             return "cp" + m.group(1)
-        return "cp%d%d" % (major, minor) + ("t" if info.get("gil_disabled") else "") + ("d" if info.get("debug") else "")
+        abi = "cp%d%d" % (major, minor) + ("t" if info.get("gil_disabled") else "") + ("d" if info.get("debug") else "")
+        if (major, minor) < (3, 8):  # no SOABI on 2.7: pymalloc's m and a wide build's u, as pip names them
+            abi += ("m" if info.get("pymalloc") else "") + ("u" if (major, info.get("maxunicode")) == (2, 0x10FFFF) else "")
+        return abi
     soabi = info.get("soabi") or ""
     return soabi.replace("-", "_").replace(".", "_").rsplit("_", 3)[0] if soabi else "none"
 

@@ -32,8 +32,14 @@ _PROBE = r"""
 import json, os, platform, struct, sys, sysconfig
 try:
     libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-except Exception:
-    libc = ""
+except Exception:  # Python 2.7 knows no such name: ask glibc itself
+    try:
+        import ctypes
+        get = ctypes.CDLL(None).gnu_get_libc_version
+        get.restype = ctypes.c_char_p
+        libc = "glibc " + get().decode("ascii")
+    except Exception:
+        libc = ""
 impl = getattr(sys, "implementation", None)
 print(json.dumps({
     "implementation": impl.name if impl else platform.python_implementation().lower(),
@@ -42,6 +48,8 @@ print(json.dumps({
     "executable": sys.executable,
     "prefix": os.path.realpath(getattr(sys, "base_prefix", sys.prefix)),
     "soabi": sysconfig.get_config_var("SOABI") or "",
+    "pymalloc": bool(sysconfig.get_config_var("WITH_PYMALLOC")),
+    "maxunicode": sys.maxunicode,
     "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
     "debug": hasattr(sys, "gettotalrefcount"),
     "platform": sysconfig.get_platform(),
