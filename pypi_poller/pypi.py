@@ -203,6 +203,20 @@ class Project:
     releases: dict  # version -> Release
 
 
+def serial_header(value) -> int | None:
+    """X-PyPI-Last-Serial: a non-negative integer, else None."""
+    try:
+        serial = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return serial if serial >= 0 else None
+
+
+def older_than(answer_serial, journal_serial) -> bool:
+    """Is an answer with this serial from before the journal's event? Unknown serials are not."""
+    return isinstance(answer_serial, int) and isinstance(journal_serial, int) and answer_serial < journal_serial
+
+
 def parse_time(value) -> float | None:
     if not isinstance(value, str):
         return None

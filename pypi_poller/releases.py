@@ -61,6 +61,8 @@ class Releases:
                     "name": event.name, "version": event.version, "since": now, "sdist": False, "serial": event.serial,
                 }
             entry["sdist"] = entry["sdist"] or event.kind == "sdist"
+            # The newest event of the release: an answer of the index older than it is stale.
+            entry["last_serial"] = max(entry.get("last_serial") or 0, event.serial or 0)
         return []
 
     def _forget(self, matches) -> None:

@@ -9,6 +9,7 @@ a release announced twice cannot build it twice), and the cursor is saved only a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import urllib.parse
 
@@ -204,7 +205,8 @@ class PyPIPoller(ReconfigurablePollingChangeSource, StateMixin):
 
     @defer.inlineCallbacks
     def _project(self, name: str, etag: str | None = None):
-        """(status, Project or None, headers) of /pypi/<name>/json."""
+        """(status, Project or None, headers) of /pypi/<name>/json. The project's serial is the
+        answer's X-PyPI-Last-Serial where it has one (PyPI's CDN keeps it with the cached body)."""
         headers = {"Accept": "application/json"}
         if etag:
             headers["If-None-Match"] = etag
@@ -213,7 +215,11 @@ class PyPIPoller(ReconfigurablePollingChangeSource, StateMixin):
         )
         if code != 200:
             return code, None, response_headers
-        return code, pypi.parse_project(body), response_headers
+        project = pypi.parse_project(body)
+        serial = pypi.serial_header(response_headers.get("x-pypi-last-serial"))
+        if serial is not None:
+            project = dataclasses.replace(project, last_serial=serial)
+        return code, project, response_headers
 
     # -- the changelog feed ----------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -411,6 +417,15 @@ class PyPIPoller(ReconfigurablePollingChangeSource, StateMixin):
                 return
             code, project = fetched
             release = project.releases.get(version) if project else None
+            announced = entry.get("last_serial")
+            if release is None and project is not None and pypi.older_than(project.last_serial, announced):
+                # A cached answer from before the journal's event (bandersnatch's rule): ask again
+                # later; only an answer as new as the event can say the release is gone.
+                log.msg(f"{self.name}: {name} {version}: the index's answer is older than the journal "
+                        f"(serial {project.last_serial} < {announced}); asking again later")
+                if not self.releases.postpone(key, now, self.settings.poll_interval):
+                    log.msg(f"{self.name}: {name} {version}: the index's answer stayed stale for a day; given up")
+                return
             if code == 404 or (project is not None and release is None and project.releases):
                 log.msg(f"{self.name}: {name} {version} is no longer on the index; not built")
                 self.releases.pending.pop(key, None)
@@ -532,7 +547,7 @@ def _headers(response) -> dict[str, str]:
     reads them from the wrapped treq (or txrequests) response."""
     raw = getattr(getattr(response, "_res", None), "headers", None)
     found = {}
-    for name in ("content-type", "etag", "retry-after"):
+    for name in ("content-type", "etag", "retry-after", "x-pypi-last-serial"):
         if raw is None:
             break
         if hasattr(raw, "getRawHeaders"):

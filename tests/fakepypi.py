@@ -2,7 +2,8 @@
 
 - XML-RPC over HTTP at POST /pypi: `changelog_last_serial`, `changelog_since_serial` (at most
   50,000 rows, ordered by serial, like PyPI's);
-- the JSON API at GET /pypi/<name>/json, with an ETag and 304 for If-None-Match;
+- the JSON API at GET /pypi/<name>/json, with an ETag and 304 for If-None-Match, X-PyPI-Last-Serial,
+  and on demand a stale answer (`serve_stale`), as from a CDN's cache;
 - the JSON simple index (PEP 691) at GET /simple/ and /simple/<name>/ when asked for
   `application/vnd.pypi.simple.v1+json`, with `_last-serial` under `meta` and per project.
 
@@ -40,6 +41,7 @@ class FakePyPI:
         self.hidden: set[int] = set()
         self.projects: dict[str, dict] = {}
         self.faults: list[tuple[str, str, dict]] = []  # (target, kind, options)
+        self.stale: dict[str, list] = {}  # project -> [its JSON document as it was, answers left]
         self.xmlrpc_enabled = True
         self.simple_enabled = True
         self.etags_enabled = True
@@ -156,6 +158,12 @@ class FakePyPI:
         429, 500, fault-32500, timeout, malformed-xml, truncated-json."""
         with self.lock:
             self.faults.extend([(target, kind, options)] * times)
+
+    def serve_stale(self, name: str, answers: int) -> None:
+        """The next `answers` requests for the project's JSON get it as it is now, whatever is
+        published after: a CDN's stale cache, with the older `last_serial` and X-PyPI-Last-Serial."""
+        with self.lock:
+            self.stale[normalise(name)] = [self.project_json(name), answers]
 
     def _take_fault(self, target: str):
         with self.lock:
@@ -276,11 +284,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self._fault("json"):
                 return
             document = self.pypi.project_json(match.group(1))
+            with self.pypi.lock:
+                stale = self.pypi.stale.get(normalise(match.group(1)))
+                if stale and stale[1] > 0:
+                    document, stale[1] = stale[0], stale[1] - 1
+                    self.pypi.requests["json-stale"] += 1
             if document is None:
                 self._send(404, b'{"message": "Not Found"}')
                 return
             etag = f'"{document["last_serial"]}"'
             headers = {"ETag": etag} if self.pypi.etags_enabled else {}
+            headers["X-PyPI-Last-Serial"] = str(document["last_serial"])
             if self.pypi.etags_enabled and self.headers.get("If-None-Match") == etag:
                 self.pypi.requests["json-304"] += 1
                 self._send(304, b"", headers=headers)

@@ -309,6 +309,37 @@ class ChangelogFeedTest(PollerTestCase):
         self.assertEqual(self.pypi.requests["json"], 2, "the late sdist costs no metadata request")
 
     @defer.inlineCallbacks
+    def test_a_stale_answer_of_the_index_delays_a_release_and_never_drops_it(self):
+        """The journal announced 2.0, but the project's JSON comes from a cache made before it
+        (2.0 missing, an older X-PyPI-Last-Serial): asked again later, built once it catches up."""
+        poller = yield self.make_poller()
+        self.pypi.publish("cached", "1.0")
+        yield self.poll(poller)
+        self.pypi.serve_stale("cached", answers=2)
+        self.pypi.publish("cached", "2.0")
+        yield self.poll(poller)
+        self.assertEqual(self.releases(), [], "the stale answer builds nothing")
+        release_key = pypi.release_key("cached", "2.0")
+        self.assertIn(release_key, poller.releases.pending, "and forgets nothing")
+        yield self.poll(poller)  # still within the poll interval: not asked again yet
+        self.assertEqual(self.pypi.requests["json-stale"], 1)
+        self.now += poller.settings.poll_interval + 1
+        yield self.poll(poller)  # the second stale answer
+        self.assertEqual((self.releases(), self.pypi.requests["json-stale"]), ([], 2))
+        self.now += poller.settings.poll_interval + 1
+        yield self.poll(poller)  # the cache has caught up
+        self.assertEqual(self.releases(), [("cached", "2.0")])
+        self.assertNotIn(release_key, poller.releases.pending)
+        # An answer as new as the journal that lacks the release: gone from the index, not built.
+        self.pypi.publish("cached", "3.0")
+        with self.pypi.lock:
+            del self.pypi.projects["cached"]["releases"]["3.0"]
+        self.now += poller.settings.poll_interval + 1
+        yield self.poll(poller)
+        self.assertEqual(self.releases(), [("cached", "2.0")])
+        self.assertEqual(poller.releases.pending, {})
+
+    @defer.inlineCallbacks
     def test_a_release_yanked_before_it_is_built_is_not_built_and_its_requests_are_cancelled(self):
         poller = yield self.make_poller(sdist_wait=120)
         yield self.poll(poller)
