@@ -62,6 +62,10 @@ class FarmIndexes(service.BuildbotService):
             # Plain DDL (SQLite, PostgreSQL): Buildbot's model and its metadata stay as they are.
             ddl = sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
             try:
-                yield self.master.db.pool.do_with_transaction(lambda conn, ddl=ddl: conn.execute(ddl))
+                yield self.master.db.pool.do_with_transaction(_execute, ddl)
             except Exception as error:  # the database refuses (MySQL has no IF NOT EXISTS here)
                 log.msg(f"farm: could not add the index {name} ({error}); the farm works without it, slower")
+
+
+def _execute(conn, statement) -> None:
+    conn.execute(statement)  # returning its result would hold a cursor open (Buildbot's pool refuses it)
