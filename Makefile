@@ -9,10 +9,13 @@ UV_PIN := $(shell grep '^uv==' requirements/lock.txt)
 WWW_PLUGIN := master/www
 WWW_STAMP := $(VENV)/.www-$(shell cat $(WWW_PLUGIN)/pyproject.toml $(WWW_PLUGIN)/farm_www/* $(WWW_PLUGIN)/farm_www/static/* 2>/dev/null | cksum | cut -d' ' -f1)
 
+CROSSBAR_VENV := .venv-crossbar
+CROSSBAR_STAMP := $(CROSSBAR_VENV)/.installed-$(shell cksum < requirements/crossbar-lock.txt | cut -d' ' -f1)
+
 ANSIBLE_VENV := .venv-ansible
 ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench venv ansible-venv sandbox-tools lock clean
+.PHONY: run test test-fast bench venv ansible-venv crossbar-venv sandbox-tools lock clean
 
 venv: $(STAMP) $(WWW_STAMP)
 
@@ -35,9 +38,19 @@ $(ANSIBLE_STAMP): requirements/ansible-lock.txt $(STAMP)
 	$(BIN)/uv pip install -q --no-config --python $(ANSIBLE_VENV)/bin/python -r requirements/ansible-lock.txt
 	rm -f $(ANSIBLE_VENV)/.installed-* && touch $@
 
+# Crossbar, the message queue's router of a cluster of masters, apart as well. The cluster tests
+# need it and are skipped, saying so, where it is missing; .ci/run installs it.
+crossbar-venv: $(CROSSBAR_STAMP)
+
+$(CROSSBAR_STAMP): requirements/crossbar-lock.txt $(STAMP)
+	test -x $(CROSSBAR_VENV)/bin/python || $(BIN)/uv venv -q --python $(BIN)/python $(CROSSBAR_VENV)
+	$(BIN)/uv pip install -q --no-config --python $(CROSSBAR_VENV)/bin/python -r requirements/crossbar-lock.txt
+	rm -f $(CROSSBAR_VENV)/.installed-* && touch $@
+
 lock:
 	$(BIN)/uv pip compile -q --no-config requirements/requirements.in -o requirements/lock.txt --python-version 3.11
 	$(BIN)/uv pip compile -q --no-config requirements/ansible.in -o requirements/ansible-lock.txt --python-version 3.11
+	$(BIN)/uv pip compile -q --no-config requirements/crossbar.in -o requirements/crossbar-lock.txt --python-version 3.11
 
 # Every package runs in a bubblewrap sandbox (worker/runner.py); install it where it is missing.
 sandbox-tools:
@@ -65,4 +78,4 @@ bench: venv sandbox-tools
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(ANSIBLE_VENV) var
+	rm -rf $(VENV) $(ANSIBLE_VENV) $(CROSSBAR_VENV) var

@@ -82,7 +82,8 @@ class Results:
                 f"Host: {d['host']['cores']} cores, {d['host']['memory_gb']} GB, Python {d['host']['python']}, "
                 f"{d['host']['uv']}, bubblewrap {'yes' if d['host']['bwrap'] else 'no'}.", "",
                 stats.markdown_table(d, before)]
-        for key in ("overhead_detail", "throughput_detail", "intake_detail", "ui_detail", "latency_detail"):
+        for key in ("overhead_detail", "throughput_detail", "capacity_detail", "intake_detail", "ui_detail",
+                    "latency_detail"):
             if key in d:
                 text += [f"## {key.replace('_detail', '')}", "", "```json", json.dumps(d[key], indent=1), "```", ""]
         RESULTS_MD.write_text("\n".join(text))
@@ -238,12 +239,15 @@ def section_throughput(farm, corpus, plans, interpreters, pythons, index, raw_by
                 raw_by_slot[(name, version, python)] = raw_s
         log(f"throughput: raw times on Python {python} done")
     slots = [f"linux-py{p}" for p in pythons]
+    cpu_before, db_before = farm.master_cpu_seconds(), _database_bytes(farm)
     started = time.monotonic()
     buildsets = [farm.force(name, version, slots=slots)[0] for name, version in corpus]
     while _incomplete(farm, buildsets):
         time.sleep(0.1)
     wall = time.monotonic() - started
     builds = len(corpus) * len(pythons)
+    results.update(**capacity_figures(farm.master_cpu_seconds() - cpu_before, _database_bytes(farm) - db_before,
+                                      builds))
     raw = [raw_by_slot[(n, v, p)] for n, v in corpus for p in pythons]
     outcomes = {}
     for buildsetid in buildsets:
@@ -255,6 +259,23 @@ def section_throughput(farm, corpus, plans, interpreters, pythons, index, raw_by
         "slots": slots, "builds": builds, "parallel": 2, "wall_s": round(wall, 2), "sum_raw_s": round(sum(raw), 2),
         "raw_releases_per_hour_per_core": round(stats.builds_per_hour(builds, sum(raw)), 1), "outcomes": outcomes})
     log(f"throughput: {builds} builds in {wall:.1f} s, efficiency {figures['efficiency']:.0%}")
+
+
+def capacity_figures(master_cpu_s: float, database_bytes: int, builds: int) -> dict:
+    """What plans a farm (README: "Growing past one master"): the buildmaster's CPU per build
+    (it is one Python process: one core), the builds a second one master sustains on that core,
+    and the database's growth per 10,000 builds (SQLite here; logs are most of it)."""
+    cpu = master_cpu_s / builds
+    return {"master_cpu_per_build_s": round(cpu, 3), "master_builds_per_s": round(1 / cpu, 1) if cpu else None,
+            "db_mb_per_10k_builds": round(database_bytes / builds * 10_000 / 2**20, 1),
+            "capacity_detail": {"builds": builds, "master_cpu_s": round(master_cpu_s, 2), "database_bytes": database_bytes}}
+
+
+def _database_bytes(farm: Farm) -> int:
+    """The master's SQLite database with its write-ahead log."""
+    folder = farm.folder / "master"
+    return sum((folder / name).stat().st_size for name in ("state.sqlite", "state.sqlite-wal")
+               if (folder / name).exists())
 
 
 def _pending_requests(farm: Farm) -> int:

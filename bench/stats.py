@@ -62,6 +62,9 @@ TARGETS = (
     ("builds_per_hour", "Builds per hour (2 at a time)", "/h", None, None),
     ("intake_10k_s", "Intake: 10,000 releases queued as build requests", "s", 60.0, "max"),
     ("master_rss_mb", "Master memory after the burst (RSS, peak)", "MB", None, None),
+    ("master_cpu_per_build_s", "Master CPU per build (throughput run)", "s", None, None),
+    ("master_builds_per_s", "Builds per second one master sustains (one core, from its CPU per build)", "/s", None, None),
+    ("db_mb_per_10k_builds", "Database growth per 10,000 builds (SQLite, logs included)", "MB", None, None),
     ("ui_p95_ms", "UI: 95th percentile of the REST endpoints, 10,000 requests pending", "ms", 300.0, "max"),
     ("latency_s", "Latency: release on the journal to its first finished build", "s", 60.0, "max"),
 )
@@ -79,6 +82,8 @@ def verdict(value, target, direction) -> str:
 def _format(value, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "/s":
+        return f"{value:.1f} {unit}"
     if unit == "ms" or unit == "/h" or unit == "MB":
         return f"{value:.0f} {unit}"
     if unit == "":

@@ -13,7 +13,7 @@ from farm_runner.host.interpreters import find_interpreters
 from twisted.python import log
 
 import pypi_poller
-from master import access, collapse, database, mail, maintainers, pages, priorities, retests, schedulers
+from master import access, cluster, collapse, database, janitor, mail, maintainers, pages, priorities, retests, schedulers
 from master.release_build import ReleaseBuild
 from master.secrets import worker_password
 from master.slots import slot_key, slot_name
@@ -50,6 +50,7 @@ def build_config(settings: Settings) -> dict:
                 worker_password(entry),
                 max_builds=entry.max_builds,
                 properties={"runner_python": entry.runner_python, "worker_os": entry.os},
+                **mail.missing_worker_notice(settings.mail),
             )
         )
 
@@ -77,7 +78,7 @@ def build_config(settings: Settings) -> dict:
         )
     names = [b.name for b in builders]
 
-    return {
+    config = {
         "title": settings.title,
         "titleURL": settings.title_url,
         "buildbotURL": settings.buildbot_url,
@@ -108,6 +109,11 @@ def build_config(settings: Settings) -> dict:
         "services": [database.FarmIndexes(), pages.PluginStyles(), *mail.mail_services(settings), *retests.retest_services(settings, dict(capacity))],
         "buildbotNetUsageData": None,
     }
+    # Log and build data retention: Buildbot's janitor (a builder and a nightly scheduler of its own).
+    janitor.configure(settings.retention, config)
+    # One master, or several on one database ([cluster]): the once-only services are clustered.
+    cluster.configure(settings.cluster, config)
+    return config
 
 
 def _unsubscribe_secret(settings: Settings) -> bytes | None:

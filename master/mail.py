@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import json
 import os
+import time
 from email.message import EmailMessage
+
+import sqlalchemy as sa
 
 from buildbot import interfaces
 from buildbot.process.results import EXCEPTION, RETRY, statusToString
 from buildbot.reporters import utils as reporter_utils
+from buildbot.reporters.generators.worker import WorkerMissingGenerator
 from buildbot.reporters.mail import MailNotifier
 from buildbot.util import httpclientservice
 from buildbot.util.state import StateMixin
@@ -35,10 +40,42 @@ from twisted.internet import defer, task
 from twisted.python import log
 from zope.interface import implementer
 
-from master import history, maintainers
+from master import cluster, history, maintainers
 from master.settings import MailSettings, Settings
 
 SERVICE_NAME = "maintainer-mail"
+
+# The digest queue: one row per change waiting for its address's next digest. Rows are added and
+# taken (read and deleted in one transaction) by any master of a cluster without losing one.
+metadata = sa.MetaData()
+digest_queue = sa.Table(
+    "farm_mail_digest", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("entry", sa.Text, nullable=False),  # JSON: package, version and a SlotChange's fields
+    sa.Column("queued_at", sa.Integer, nullable=False),
+)
+
+
+def queue_entries(conn, address: str, entries: list[dict], now: int) -> None:
+    metadata.create_all(conn, checkfirst=True)
+    conn.execute(digest_queue.insert(), [{"address": address, "entry": json.dumps(e), "queued_at": now}
+                                         for e in entries])
+
+
+def take_entries(conn) -> dict[str, list[dict]]:
+    """{address: entries} of the whole queue, which is emptied of them in the same transaction."""
+    metadata.create_all(conn, checkfirst=True)
+    rows = conn.execute(sa.select(digest_queue.c.id, digest_queue.c.address, digest_queue.c.entry)
+                        .order_by(digest_queue.c.id)).fetchall()
+    if rows:
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), 500):
+            conn.execute(digest_queue.delete().where(digest_queue.c.id.in_(ids[start:start + 500])))
+    pending: dict[str, list[dict]] = {}
+    for row in rows:
+        pending.setdefault(row.address, []).append(json.loads(row.entry))
+    return pending
 KIND_TEXT = {"regression": "regression", "fixed": "fixed", "new-failure": "new failure"}
 
 
@@ -115,6 +152,9 @@ class ReleaseChangesGenerator:
     def generate(self, master, reporter, key, message):
         details = yield reporter_utils.getDetailsForBuildset(master, message["bsid"], want_properties=True)
         builds = details["builds"]
+        if builds and max(builds, key=lambda b: (b["complete_at"] or 0, b["buildid"]))["masterid"] != master.masterid:
+            # Every master of a cluster hears of the buildset: the one that ran its last build reports it.
+            return None
         package = next((history.property_value(b, "package") for b in builds if history.property_value(b, "package")), None)
         if not package:
             return None  # not a release (for example a buildset with no build)
@@ -186,6 +226,12 @@ class MaintainerMail(MailNotifier, StateMixin):
     @defer.inlineCallbacks
     def startService(self):
         yield super().startService()
+        # The queue was kept in Buildbot's state before it had a table: moved over once.
+        old = yield self.getState("pending", {})
+        if old:
+            for address, entries in old.items():
+                yield self.master.db.pool.do_with_transaction(queue_entries, address, entries, int(time.time()))
+            yield self.setState("pending", {})
         timer = getattr(self, "digest_timer", None)
         if timer is not None and not timer.running:
             timer.start(self.mail_settings.digest_interval, now=False)
@@ -305,34 +351,16 @@ class MaintainerMail(MailNotifier, StateMixin):
             log.err(error, f"{self.name}: could not send {subject!r} to {recipients}")
 
     # -- digests --------------------------------------------------------------------------------
-    def _pending_lock(self) -> defer.DeferredLock:
-        # The pending entries are read, changed and written back across database round trips:
-        # without a lock, two releases reported at once (or a digest being sent) lose entries.
-        if getattr(self, "_pending_lock_", None) is None:
-            self._pending_lock_ = defer.DeferredLock()
-        return self._pending_lock_
-
     def _queue_for_digest(self, address: str, package: str, version: str, changes: list[SlotChange]):
-        return self._pending_lock().run(self._add_pending, address, package, version, changes)
-
-    @defer.inlineCallbacks
-    def _add_pending(self, address: str, package: str, version: str, changes: list[SlotChange]):
-        pending = yield self.getState("pending", {})
-        entries = pending.setdefault(address, [])
-        entries += [dict(package=package, version=version, **dataclasses.asdict(c)) for c in changes]
-        yield self.setState("pending", pending)
-
-    @defer.inlineCallbacks
-    def _take_pending(self):
-        pending = yield self.getState("pending", {})
-        if pending:
-            yield self.setState("pending", {})
-        return pending
+        entries = [dict(package=package, version=version, **dataclasses.asdict(c)) for c in changes]
+        return self.master.db.pool.do_with_transaction(queue_entries, address, entries, int(time.time()))
 
     @defer.inlineCallbacks
     def send_digests(self):
         try:
-            pending = yield self._pending_lock().run(self._take_pending)
+            if not cluster.duties_here(self.master):
+                return  # another master of the cluster sends them
+            pending = yield self.master.db.pool.do_with_transaction(take_entries)
             if not pending:
                 return
             registry = self.current_registry()
@@ -397,10 +425,37 @@ def _stamp(path):
         return None
 
 
+class OperatorMail(MailNotifier):
+    """Tells the operators when a worker has been away for `[mail] worker_missing_after` seconds
+    (Buildbot's missing-worker report; each worker names the operators in notify_on_missing)."""
+
+    name = "operator-mail"
+
+    def checkConfig(self, mail: MailSettings):
+        super().checkConfig(fromaddr=mail.sender, **_smtp(mail), generators=[WorkerMissingGenerator(workers="all")])
+
+    @defer.inlineCallbacks
+    def reconfigService(self, mail: MailSettings):
+        yield super().reconfigService(fromaddr=mail.sender, **_smtp(mail),
+                                      generators=[WorkerMissingGenerator(workers="all")])
+
+    def sendMessage(self, reports):
+        if not cluster.duties_here(self.master):
+            return None  # every master of a cluster hears of the missing worker: one tells
+        return super().sendMessage(reports)
+
+
+def missing_worker_notice(mail: MailSettings) -> dict:
+    """The Worker arguments that make Buildbot report a worker gone missing to the operators."""
+    if not (mail.enabled and mail.operators):
+        return {}
+    return {"notify_on_missing": list(mail.operators), "missing_timeout": mail.worker_missing_after}
+
+
 def mail_services(settings: Settings) -> list:
-    """The mail reporter for c['services'], when `mail.enabled`."""
+    """The mail reporters for c['services'], when `mail.enabled`."""
     if not settings.mail.enabled:
         return []
     registry = maintainers.load(settings.mail.maintainers_file)
     secret = maintainers.unsubscribe_secret(settings.secrets_dir)
-    return [MaintainerMail(settings, registry, secret)]
+    return [MaintainerMail(settings, registry, secret)] + ([OperatorMail(settings.mail)] if settings.mail.operators else [])

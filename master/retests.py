@@ -26,6 +26,9 @@ SQLAlchemy Core, so SQLite and PostgreSQL alike):
   packages resolved (their report's `dependencies`).
 
 Any finished build of a package of the set counts as its test on that slot, whatever started it.
+
+In a cluster of masters (master/cluster.py) the queue is topped up by the master that holds the
+`duties` scheduler, and each build is recorded by the master that ran it.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from packaging.utils import canonicalize_name
 from twisted.internet import defer, reactor, task
 from twisted.python import log
 
-from master import priorities
+from master import cluster, priorities
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 INDEX_REFRESH = 24 * 3600  # seconds between two readings of the index's project list (set = "all")
@@ -289,6 +292,12 @@ def slot_progress(conn, now: int, window: int) -> dict[str, dict]:
     }
 
 
+def new_slots(conn, slots: list[str], now: int) -> set[str]:
+    """The slots that have not yet tested the whole set once."""
+    progress = slot_progress(conn, now, RATE_WINDOW)
+    return {slot for slot in slots if slot in progress and progress[slot]["tested"] < progress[slot]["set_size"]}
+
+
 # -- the service ------------------------------------------------------------------------------------
 
 class RetestService(service.BuildbotService, StateMixin):
@@ -440,6 +449,11 @@ class RetestService(service.BuildbotService, StateMixin):
             return
         try:
             yield self._ensure_tables()
+            if not cluster.duties_here(self.master):
+                # Another master of the cluster queues the re-tests; this one only learns which
+                # slots are new, for the order in which its workers take builds.
+                self.new_slots = yield self.master.db.pool.do(new_slots, self.slots, int(time.time()))
+                return
             yield self._sync_set()
             started = time.perf_counter()
             picks = yield self.master.db.pool.do_with_transaction(self._choose_all, int(time.time()))
@@ -451,9 +465,7 @@ class RetestService(service.BuildbotService, StateMixin):
                 kind = "dependency" if because else "rolling"
                 buildsetid, _ = yield scheduler.retest(package, slots, kind, because or "")
                 yield self.master.db.pool.do_with_transaction(mark_queued, package, slots, buildsetid)
-            progress = yield self.master.db.pool.do(slot_progress, int(time.time()), RATE_WINDOW)
-            self.new_slots = {slot for slot in self.slots
-                              if slot in progress and progress[slot]["tested"] < progress[slot]["set_size"]}
+            self.new_slots = yield self.master.db.pool.do(new_slots, self.slots, int(time.time()))
         except Exception as error:
             log.err(error, f"{self.name}: topping up the re-test queue")
 
@@ -474,6 +486,8 @@ class RetestService(service.BuildbotService, StateMixin):
         try:
             if build.get("results") == RETRY:
                 return  # the request goes back in the queue: not a test yet
+            if build.get("masterid") not in (None, self.master.masterid):
+                return  # in a cluster, each build is recorded by the master that ran it
             if not self.tables_ready:
                 return
             slot = yield self._builder_name(build["builderid"])

@@ -110,6 +110,36 @@ class MailSettings:
     pypi_addresses: bool = False
     # Seconds between two digests, for registrations that asked for one.
     digest_interval: int = 24 * 3600
+    # Seconds a worker may stay away before the operators are mailed that it is missing.
+    worker_missing_after: int = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings:
+    """Several masters on one database (Buildbot's multi-master): `router` is the Crossbar router
+    of the WAMP message queue between them; empty, this master is the only one."""
+
+    router: str = ""
+    realm: str = "farm"
+    # Seconds a master may stay silent before the others take it for dead, retry its builds and
+    # take over its services (Buildbot's heartbeat is every 60 s; its own default is 600).
+    master_timeout: int = 600
+    # Seconds between a master's tries to take over a service another master held (Buildbot: 300).
+    claim_interval: int = 60
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.router)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionSettings:
+    """How long the database keeps logs and build data (Buildbot's janitor, once a day); 0: forever."""
+
+    log_days: int = 0
+    build_days: int = 0
+    # The hour (0-23, the master's local time) the janitor runs at.
+    hour: int = 3
 
 
 ROLLING_SETS = ("all", "watch", "file:PATH")
@@ -164,6 +194,8 @@ class Settings:
     rolling: RollingSettings = RollingSettings()
     # [farm] sdist_check: also build each release from its sdist when the test used a wheel.
     sdist_check: bool = False
+    cluster: ClusterSettings = ClusterSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def local_worker(self) -> WorkerSettings | None:
@@ -244,6 +276,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
     mail = _Table(source, "mail", top.get("mail", dict, {}))
     rolling = _Table(source, "rolling", top.get("rolling", dict, {}))
     farm = _Table(source, "farm", top.get("farm", dict, {}))
+    cluster = _Table(source, "cluster", top.get("cluster", dict, {}))
+    retention = _Table(source, "retention", top.get("retention", dict, {}))
     http_port = _port(master, "http_port", 8010, "FARM_HTTP_PORT", environ)
     settings = Settings(
         source=source,
@@ -264,6 +298,8 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         mail=_mail(mail, base),
         rolling=_rolling(rolling, base),
         sdist_check=farm.get("sdist_check", bool, False),
+        cluster=_cluster(cluster),
+        retention=_retention(retention),
     )
     if not settings.buildbot_url.endswith("/"):
         raise master.error("url", "must end with '/'.")
@@ -279,9 +315,42 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
         raise top.error("workers", "has more than one worker with local = true; there is one local worker.")
     if settings.retries < 0:
         raise limits.error("retries", "must be 0 or more.")
-    for table in (top, master, index, limits, access, mail, rolling, farm):
+    if settings.cluster.enabled and settings.db_url.startswith("sqlite"):
+        raise cluster.error("router", "needs a database the masters share: set [master] db_url to PostgreSQL.")
+    for table in (top, master, index, limits, access, mail, rolling, farm, cluster, retention):
         table.check_unknown()
     return settings
+
+
+def _positive(table: _Table, key: str, default: int) -> int:
+    value = table.get(key, int, default)
+    if value <= 0:
+        raise table.error(key, f"must be a positive number of seconds, not {value}.")
+    return value
+
+
+def _cluster(table: _Table) -> ClusterSettings:
+    defaults = ClusterSettings()
+    router = table.get("router", str, defaults.router)
+    if router and not router.startswith(("ws://", "wss://")):
+        raise table.error("router", f"must be the router's WebSocket URL (ws://host:port/ws), not {router!r}.")
+    values = {key: table.get(key, int, getattr(defaults, key)) for key in ("master_timeout", "claim_interval")}
+    if values["master_timeout"] < 90:
+        raise table.error("master_timeout", "must be 90 seconds or more: masters say they are alive once a minute.")
+    if values["claim_interval"] <= 0:
+        raise table.error("claim_interval", "must be a positive number of seconds.")
+    return ClusterSettings(router=router, realm=table.get("realm", str, defaults.realm), **values)
+
+
+def _retention(table: _Table) -> RetentionSettings:
+    defaults = RetentionSettings()
+    values = {key: table.get(key, int, getattr(defaults, key)) for key in ("log_days", "build_days", "hour")}
+    for key in ("log_days", "build_days"):
+        if values[key] < 0:
+            raise table.error(key, "must be 0 (keep for ever) or a number of days.")
+    if not 0 <= values["hour"] <= 23:
+        raise table.error("hour", "must be an hour from 0 to 23.")
+    return RetentionSettings(**values)
 
 
 def _limits(table: _Table) -> Limits:
@@ -338,6 +407,7 @@ def _mail(table: _Table, base: Path) -> MailSettings:
         maintainers_file=base / table.get("maintainers_file", str, "var/maintainers.toml"),
         pypi_addresses=table.get("pypi_addresses", bool, defaults.pypi_addresses),
         digest_interval=digest_interval,
+        worker_missing_after=_positive(table, "worker_missing_after", defaults.worker_missing_after),
     )
     if settings.smtp_user and not (settings.smtp_password_env or settings.smtp_password_file):
         raise table.error("smtp_password_file", "or 'smtp_password_env' must say where the SMTP password is.")

@@ -2,8 +2,9 @@
 
 `pending`: releases seen on the feed and not built yet: waiting a short while for their sdist, or
 for their metadata to be fetched. `awaiting`: releases built from wheels only, whose sdist, when it
-comes, starts the tests again. Both are bounded, and both are saved in Buildbot's state, so a
-restart loses neither.
+comes, starts the tests again. Both are bounded, and both are saved in the farm's table
+(pypi_poller/store.py, the rows a poll changed), so a restart, or another master of a cluster
+taking the change source over, loses neither.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The change source: fetches PyPI's answers, keeps the cursor in Buildbot's state, adds Changes.
+"""The change source: fetches PyPI's answers, keeps the cursor in Buildbot's state and the releases
+between polls in the farm's table (pypi_poller/store.py), adds Changes.
 
 All reading of answers is in pypi_poller/pypi.py and all bookkeeping of releases in
 pypi_poller/releases.py; this class only does the I/O around them. Exactly once: before a release
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 import urllib.parse
 
@@ -20,7 +22,7 @@ from buildbot.util.state import StateMixin
 from twisted.internet import defer
 from twisted.python import log
 
-from pypi_poller import pypi
+from pypi_poller import pypi, store
 from pypi_poller.releases import Cancel, Releases, Retest
 from pypi_poller.settings import PypiSettings
 
@@ -74,7 +76,16 @@ class PyPIPoller(ReconfigurablePollingChangeSource, StateMixin):
         self.cursor = yield get("serial", None)
         self.floor = yield get("floor", 0)
         self.seen = set((yield get("seen", [])))
-        self.releases = Releases((yield get("pending", {})), (yield get("awaiting", {})), self.settings.sdist_wait)
+        self.saved = yield self.master.db.pool.do_with_transaction(store.load, self.name)
+        old = {}
+        for kind in store.KINDS:  # kept as state blobs before the table
+            old[kind] = yield get(kind, {})
+        self.releases = Releases(
+            {**{k: json.loads(v) for k, v in self.saved["pending"].items()}, **old["pending"]},
+            {**{k: json.loads(v) for k, v in self.saved["awaiting"].items()}, **old["awaiting"]},
+            self.settings.sdist_wait,
+        )
+        self.blobs = any(old.values())
         self.watched = yield get("watch", {})
         self.simple_since = yield get("simple_since", None)
         self.saved_feed = yield get("feed", None)
@@ -85,8 +96,18 @@ class PyPIPoller(ReconfigurablePollingChangeSource, StateMixin):
         yield self.setState("serial", self.cursor)
         yield self.setState("floor", self.floor)
         yield self.setState("seen", sorted(self.seen))
-        yield self.setState("pending", self.releases.pending)
-        yield self.setState("awaiting", self.releases.awaiting)
+        current = {"pending": self.releases.pending, "awaiting": self.releases.awaiting}
+        write, delete = store.changes(self.saved, current)
+        if any(write.values()) or any(delete.values()):
+            yield self.master.db.pool.do_with_transaction(store.save, self.name, write, delete)
+            for kind in store.KINDS:
+                self.saved[kind].update(write[kind])
+                for key in delete[kind]:
+                    self.saved[kind].pop(key, None)
+        if self.blobs:  # moved into the table: the old blobs go
+            for kind in store.KINDS:
+                yield self.setState(kind, {})
+            self.blobs = False
         yield self.setState("watch", self.watched)
         yield self.setState("simple_since", self.simple_since)
         yield self.setState("feed", self.saved_feed)

@@ -47,6 +47,7 @@ class Farm:
         env: dict | None = None,
         timeout: int = 300,
         db_url: str = "sqlite:///state.sqlite",
+        worker_name: str = "local",
     ):
         self.folder = folder
         # The master reads admin's password from FARM_ADMIN_PASSWORD (master/access.py); force()
@@ -80,10 +81,10 @@ retries = {retries}
             + (
                 f"""
 [[workers]]
-name = "local"
+name = "{worker_name}"
 local = true
 pythons = {json.dumps(list(pythons))}
-password_file = "secrets/worker-local.pass"
+password_file = "secrets/worker-{worker_name}.pass"
 max_builds = {max_builds}
 """
                 if local_worker
@@ -92,6 +93,7 @@ max_builds = {max_builds}
             + extra_toml
         )
         self.slots = [f"linux-py{p}" for p in pythons]
+        self.worker_name = worker_name
         self.process = None
         self.output = folder / "run.log"
 
@@ -142,7 +144,7 @@ max_builds = {max_builds}
 
     def worker_pid(self) -> int:
         """The local worker's process, found by its command line (it runs in the foreground)."""
-        workdir = str(self.folder / "worker-local")
+        workdir = str(self.folder / f"worker-{self.worker_name}")
         for entry in Path("/proc").iterdir():
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
@@ -152,6 +154,23 @@ max_builds = {max_builds}
                 return int(entry.name)
         raise AssertionError(f"no worker process runs from {workdir}")
 
+    def master_pid(self) -> int:
+        """The buildmaster process (`buildbot start`) master.run started for this farm."""
+        basedir = str(self.folder / "master").encode()
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if b"start" in argv and basedir in argv and any(a.endswith(b"buildbot") for a in argv):
+                return int(entry.name)
+        raise AssertionError(f"no buildbot master runs from {basedir.decode()}")
+
+    def master_cpu_seconds(self) -> float:
+        """User and system CPU the buildmaster has used so far (/proc/PID/stat)."""
+        fields = (Path("/proc") / str(self.master_pid()) / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def worker_environment(self) -> dict[str, str]:
         """The local worker's environment as its process has it (master/run.py chose it)."""
         raw = (Path("/proc") / str(self.worker_pid()) / "environ").read_bytes().decode("utf-8", "replace")
@@ -159,7 +178,8 @@ max_builds = {max_builds}
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []
-        for path in (self.output, self.folder / "master" / "twistd.log", self.folder / "worker-local" / "twistd.log"):
+        for path in (self.output, self.folder / "master" / "twistd.log",
+                     self.folder / f"worker-{self.worker_name}" / "twistd.log"):
             if path.exists():
                 parts.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
         return "\n".join(parts)

@@ -90,3 +90,12 @@ def test_scripts_fall_back_to_unittest_when_pytest_collects_nothing(tmp_path):
     raw = script(plan, "raw", "/usr/bin/python3.12", tmp_path / "w", "http://127.0.0.1:1/simple", "uv", tmp_path / "c")
     assert "-m unittest discover -s tests" in raw and "[ $s = 5 ]" in raw
     assert subprocess.run(["bash", "-n"], input=raw, text=True).returncode == 0  # the script parses
+
+
+def test_capacity_figures_per_build():
+    from bench.run import capacity_figures
+
+    figures = capacity_figures(master_cpu_s=24.0, database_bytes=6 * 2**20, builds=120)
+    assert figures["master_cpu_per_build_s"] == 0.2 and figures["master_builds_per_s"] == 5.0
+    assert figures["db_mb_per_10k_builds"] == 500.0
+    assert figures["capacity_detail"] == {"builds": 120, "master_cpu_s": 24.0, "database_bytes": 6 * 2**20}

@@ -313,3 +313,44 @@ def test_infrastructure_errors_mail_only_the_operators(farm, release, mailbox):
     assert "maintainers were not told" in text
     time.sleep(1)
     assert mailbox.to(HANG_MAINTAINER) == [], "infrastructure errors never mail maintainers"
+
+
+@pytest.mark.slow
+def test_the_operators_hear_of_a_worker_gone_missing(tmp_path, package_index, mailbox):
+    """A worker that connected and went away for [mail] worker_missing_after seconds: one mail."""
+    operators = "missing-watch@example.org"
+    extra = f"""
+[mail]
+enabled = true
+relay_host = "127.0.0.1"
+relay_port = {mailbox.port}
+operators = ["{operators}"]
+worker_missing_after = 3
+
+[[workers]]
+name = "ghost"
+os = "linux"
+pythons = ["3.12"]
+password_env = "FARM_TEST_GHOST_PASSWORD"
+"""
+    farm = Farm(tmp_path, package_index.url, pythons=("3.12",), extra_toml=extra,
+                env={"FARM_TEST_GHOST_PASSWORD": "password-of-the-ghost"}).start()
+    ghost_dir = tmp_path / "ghost"
+    try:
+        bin_dir = ROOT / ".venv" / "bin"
+        subprocess.run([str(bin_dir / "buildbot-worker"), "create-worker", "--quiet", str(ghost_dir),
+                        f"127.0.0.1:{farm.pb_port}", "ghost", "password-of-the-ghost"], check=True)
+        ghost = subprocess.Popen([str(bin_dir / "buildbot-worker"), "start", "--nodaemon", str(ghost_dir)],
+                                 cwd=ghost_dir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: any(w["name"] == "ghost" and w["connected_to"] for w in farm.get("workers")["workers"]),
+                     60, "the ghost worker to connect")
+        finally:
+            ghost.kill()
+            ghost.wait()
+        (message,) = mailbox.wait(operators, 1, timeout=90)
+        assert "ghost" in message["Subject"] and "missing" in message["Subject"].lower(), message["Subject"]
+        time.sleep(5)
+        assert len(mailbox.to(operators)) == 1, "told once"
+    finally:
+        assert farm.stop() == 0, farm.log_tail()

@@ -3,6 +3,7 @@ index that speaks PyPI's real protocols (tests/fakepypi.py) over real HTTP, with
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import resource
@@ -24,7 +25,7 @@ from twisted.internet import defer  # noqa: E402
 from twisted.trial import unittest  # noqa: E402
 
 from master.settings import SettingsError  # noqa: E402
-from pypi_poller import change_sources, pypi  # noqa: E402
+from pypi_poller import change_sources, pypi, store  # noqa: E402
 from pypi_poller import settings as pypi_settings  # noqa: E402
 from pypi_poller.releases import Cancel, Releases, Retest  # noqa: E402
 from pypi_poller.settings import PypiSettings, SkipEntry  # noqa: E402
@@ -468,6 +469,25 @@ class ChangelogFeedTest(PollerTestCase):
 
     @pytest.mark.slow
     @defer.inlineCallbacks
+    def test_releases_kept_in_the_old_state_blob_move_to_the_table(self):
+        poller = yield self.make_poller(sdist_wait=600)
+        yield self.poll(poller)
+        self.pypi.publish("waiting", "1.0", sdist=False)
+        yield self.poll(poller)  # waits for its sdist
+        key = pypi.release_key("waiting", "1.0")
+        entry = poller.releases.pending[key]
+        # An older master kept them as a blob in Buildbot's state.
+        yield poller.setState("pending", {key: entry})
+        yield self.master.db.pool.do_with_transaction(
+            lambda conn: conn.execute(store.releases.delete()) and None)
+        poller = yield self.restart(poller, sdist_wait=600)
+        yield self.poll(poller)
+        self.assertIn(key, poller.releases.pending)
+        saved = yield self.master.db.pool.do_with_transaction(store.load, "pypi")
+        self.assertEqual(list(saved["pending"]), [key])
+        self.assertEqual((yield poller.getState("pending", {})), {})
+
+    @defer.inlineCallbacks
     def test_a_burst_of_50000_journal_events_in_bounded_memory(self):
         poller = yield self.make_poller()
         yield self.poll(poller)
@@ -579,3 +599,33 @@ class RealIndexTest(PollerTestCase):
         self.assertNotEqual(change["author"], "unknown")
         yield poller.poll()  # nothing new: nothing more
         self.assertEqual(self.releases(), [("six", version)])
+
+
+def test_the_releases_table_gets_only_the_rows_a_poll_changed():
+    import sqlalchemy as sa
+
+    from pypi_poller import store
+
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        saved = store.load(conn, "pypi")
+        pending = {f"p{n}": {"name": f"p{n}", "version": "1.0", "since": 1.0} for n in range(1200)}
+        write, delete = store.changes(saved, {"pending": pending, "awaiting": {}})
+        assert len(write["pending"]) == 1200 and delete["pending"] == []
+        store.save(conn, "pypi", write, delete)
+    with engine.begin() as conn:
+        saved = store.load(conn, "pypi")
+    assert len(saved["pending"]) == 1200
+    # The next poll: one release built (gone), one changed, one new; nothing else is written.
+    del pending["p0"]
+    pending["p1"]["retry_at"] = 5.0
+    pending["new"] = {"name": "new", "version": "2.0", "since": 2.0}
+    write, delete = store.changes(saved, {"pending": pending, "awaiting": {"p0": {"name": "p0", "since": 3.0}}})
+    assert (sorted(write["pending"]), delete["pending"], list(write["awaiting"])) == (["new", "p1"], ["p0"], ["p0"])
+    with engine.begin() as conn:
+        store.save(conn, "pypi", write, delete)
+        store.save(conn, "other-source", {"pending": {"x": "{}"}}, {})
+    with engine.begin() as conn:
+        again = store.load(conn, "pypi")
+    assert len(again["pending"]) == 1200 and "p0" not in again["pending"] and again["awaiting"].keys() == {"p0"}
+    assert json.loads(again["pending"]["p1"])["retry_at"] == 5.0
