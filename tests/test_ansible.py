@@ -28,7 +28,7 @@ TOOLS = ROOT / ".venv-ansible" / "bin"
 EXAMPLE_INVENTORY = ANSIBLE_DIR / "inventory" / "example" / "hosts.yml"
 # The example vault's dummy password, documented in ansible/README.md; a real farm has its own.
 EXAMPLE_VAULT_PASSWORD = ANSIBLE_DIR / "inventory" / "example" / "example-vault-password"
-PLAYBOOKS = ("site.yml", "master.yml", "workers.yml")
+PLAYBOOKS = ("site.yml", "cluster.yml", "master.yml", "workers.yml")
 
 pytestmark = pytest.mark.skipif(
     not (TOOLS / "ansible-playbook").exists(),
@@ -216,6 +216,36 @@ def test_linux_worker_role_gives_a_worker_that_builds(tmp_path, package_index, m
     vars_file.write_text(json.dumps(variables))
     run_tool(*playbook)
     assert not prefix.exists(), "removing the worker removes its files"
+
+
+def test_a_cluster_inventory_gives_each_master_the_shared_database_and_the_router(tmp_path):
+    """Two masters, a database host and a router host: a master's farm.toml says [cluster] and the
+    shared database; the router role's Crossbar configuration is the one the tests run."""
+    from master.cluster import router_config
+
+    inventory = tmp_path / "inventory.yml"
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory.write_text(json.dumps({
+        "farm_master": {"hosts": {"master-1": local, "master-2": local}},
+        "farm_database": {"hosts": {"db.internal": local}},
+        "farm_router": {"hosts": {"router.internal": dict(local, farm_router_port=8081)}},
+        "linux_workers": {"hosts": {"linux-9": {"farm_worker_os": "linux", "farm_worker_pythons": ["3.12"],
+                                                "farm_worker_password": secrets.token_urlsafe(24)}}},
+    }))
+    password = "a password/with:odd characters"
+    prefix = tmp_path / "master"
+    run_tool("ansible-playbook", "master.yml", "-i", inventory, "--limit", "master-1", "--tags", "farm_config",
+             "-e", json.dumps({"farm_master_prefix": str(prefix), "farm_master_user": "root", "farm_master_group": "root",
+                               "farm_master_manage_service": False, "farm_database_password": password}))
+    loaded = farm_settings.load(prefix / "farm.toml", environ={})
+    assert loaded.cluster.router == "ws://router.internal:8081/ws"
+    assert loaded.db_url == "postgresql://farm:a%20password/with%3Aodd%20characters@db.internal/farm"
+    router = tmp_path / "router"
+    run_tool("ansible-playbook", "cluster.yml", "-i", inventory, "--limit", "router.internal",
+             "--tags", "farm_router_config",
+             "-e", json.dumps({"farm_router_prefix": str(router), "farm_router_user": "root",
+                               "farm_router_manage_user": False, "farm_router_manage_service": False}))
+    assert json.loads((router / ".crossbar" / "config.json").read_text()) == router_config("farm", 8081, "0.0.0.0")
 
 
 @pytest.mark.slow
