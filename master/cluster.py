@@ -112,8 +112,13 @@ def router_config(realm: str, port: int, interface: str = "127.0.0.1") -> dict:
 
 def configure(cluster: ClusterSettings, config: dict) -> None:
     """The multi-master parts of the BuildmasterConfig; a single master keeps Buildbot's defaults."""
-    config["schedulers"].append(Duties())
     config["services"].append(ReleaseClaims())
+    if cluster.enabled and not cluster.services:
+        # A master for builds and the UI only: it never takes the feed or the duties over. (The
+        # schedulers stay: a rebuild forced through this master's UI is queued by its own.)
+        config["change_source"] = []
+    else:
+        config["schedulers"].append(Duties())
     claimants = list(config["schedulers"]) + list(config["change_source"])
     if not cluster.enabled:
         return

@@ -126,6 +126,9 @@ class ClusterSettings:
     master_timeout: int = 600
     # Seconds between a master's tries to take over a service another master held (Buildbot: 300).
     claim_interval: int = 60
+    # false: this master only builds and serves the UI; the change source and the farm's duties
+    # (re-test top-ups, mail digests) always run on the masters that have it true.
+    services: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -339,7 +342,8 @@ def _cluster(table: _Table) -> ClusterSettings:
         raise table.error("master_timeout", "must be 90 seconds or more: masters say they are alive once a minute.")
     if values["claim_interval"] <= 0:
         raise table.error("claim_interval", "must be a positive number of seconds.")
-    return ClusterSettings(router=router, realm=table.get("realm", str, defaults.realm), **values)
+    return ClusterSettings(router=router, realm=table.get("realm", str, defaults.realm),
+                           services=table.get("services", bool, defaults.services), **values)
 
 
 def _retention(table: _Table) -> RetentionSettings:

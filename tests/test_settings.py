@@ -161,3 +161,16 @@ def test_a_worker_lists_every_kind_of_slot(tmp_path):
     assert loaded.workers[-1].pythons == ("2.7", "3.13", "3.13t", "3.15")
     with pytest.raises(SettingsError, match=r"must list versions like \"3.12\" \(or \"3.13t\""):
         load_text(tmp_path, "[[workers]]\nname = 'w'\nos = 'linux'\npythons = ['3.13d']\npassword_env = 'X'\n")
+
+
+def test_a_master_of_a_cluster_for_builds_only_takes_no_service_over(tmp_path):
+    from master import cluster, config
+
+    cluster_table = "[master]\ndb_url = 'postgresql://@/farm'\n[cluster]\nrouter = 'ws://router:8080/ws'\n"
+    for services, expected in ((True, True), (False, False)):
+        text = cluster_table + f"services = {'true' if services else 'false'}\n[pypi]\nfeed = 'changelog'\n" + LOCAL
+        built = config.build_config(load_text(tmp_path, text))
+        assert built["multiMaster"] is True and built["mq"]["router_url"] == "ws://router:8080/ws"
+        assert bool(built["change_source"]) is expected
+        assert (cluster.DUTIES in [s.name for s in built["schedulers"]]) is expected
+        assert "rebuild" in [s.name for s in built["schedulers"]], "its UI still queues rebuilds"
