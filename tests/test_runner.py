@@ -337,7 +337,8 @@ def test_report_of_a_passing_release(all_reports, package_index):
     assert r["schema"] == contract.SCHEMA and r["spec"] == "farmfix-pass" and r["package"] == "farmfix-pass"
     assert r["version"] == "1.0" and r["index_url"] == package_index.url
     py = INTERPRETERS[MAIN_PY]
-    assert r["python"] == {"requested": MAIN_PY, "path": py["path"], "version": py["full_version"]}
+    assert r["python"] == {"requested": MAIN_PY, "path": py["path"], "version": py["full_version"],
+                           "free_threaded": False, "prerelease": False, "installer": "uv"}
     wheel = package_index.dists / "farmfix_pass-1.0-py3-none-any.whl"
     assert r["installed_from"]["filename"] == wheel.name and r["installed_from"]["kind"] == "wheel"
     assert r["installed_from"]["sha256"] == index.sha256_file(str(wheel))
