@@ -153,7 +153,7 @@ FIXTURES = {
             build-backend = "setuptools.build_meta"
 
             [tool.pytest.ini_options]
-            addopts = "--cov=vfix_cov --cov-report=term-missing -n 2 --timeout 30"
+            addopts = "--cov=vfix_cov --cov-report=term-missing -n 2 --timeout 30 --flake8 --black"
             testpaths = ["tests"]
             """),
     }, (), "passed"),

@@ -7,7 +7,7 @@ Python has. It:
   loopback, or a host name looked up; the sandbox has no network, so such
   a test fails for the farm's reasons, not the package's;
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
-  timeouts), so that a project's `addopts = --cov` is not a usage error.
+  timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
 
 What it writes is the package's to forge; the host only shows it and checks it.
 """
@@ -112,6 +112,12 @@ def pytest_addoption(parser):
     if _missing("pytest_benchmark"):
         for option in ("--benchmark-skip", "--benchmark-disable", "--benchmark-only", "--benchmark-autosave"):
             group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
+    # Style checkers run as tests (jaraco's projects: `addopts = --flake8 --black`): they judge the
+    # source's style, not the installed package's behaviour; without their plugin, no such tests.
+    for module, option in (("pytest_flake8", "--flake8"), ("pytest_black", "--black"), ("pytest_mypy", "--mypy"),
+                           ("pytest_isort", "--isort"), ("pytest_pylint", "--pylint")):
+        if _missing(module):
+            group.addoption(option, action="store_true", dest="farm_" + option.strip("-"))
 
 
 # The first line of the stub __init__.py the stage step writes (inside/stage.py) where a package
