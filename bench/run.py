@@ -133,19 +133,6 @@ def build_report(farm: Farm, buildsetid: int) -> list[dict]:
     return out
 
 
-def master_pid(farm: Farm) -> int | None:
-    """The buildmaster process (`buildbot start --nodaemon <folder>/master`), found by its command line."""
-    basedir = str(farm.folder / "master").encode()
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if any(a.endswith(b"/buildbot") for a in argv) and b"start" in argv and basedir in argv:
-            return int(entry.name)
-    return None
-
-
 def memory_mb(pid: int | None) -> dict:
     if pid is None:
         return {}
@@ -321,14 +308,14 @@ def section_intake_and_ui(folder, index, sections, results):
     try:
         wait_for(lambda: journal.requests["xmlrpc"] >= 1, 60, "the poller's first journal call")
         before_burst = len(journal.reads)
-        profiler = start_profiler(master_pid(farm), "intake")
+        profiler = start_profiler(farm.master_pid(), "intake")
         with journal.lock:
             for number in range(BURST):
                 journal.publish(f"burst-{number:05d}", "1.0", wheels=1)
         published = time.monotonic()
         wait_for(lambda: len(journal.reads) > before_burst, 60, "the poll that sees the burst", interval=0.05)
         seen = journal.reads[before_burst]
-        pid = master_pid(farm)
+        pid = farm.master_pid()
         peak_rss = 0.0
         progress = []
         while True:

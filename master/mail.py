@@ -57,15 +57,17 @@ digest_queue = sa.Table(
 )
 
 
-def queue_entries(conn, address: str, entries: list[dict], now: int) -> None:
+def create_tables(conn) -> None:
     metadata.create_all(conn, checkfirst=True)
+
+
+def queue_entries(conn, address: str, entries: list[dict], now: int) -> None:
     conn.execute(digest_queue.insert(), [{"address": address, "entry": json.dumps(e), "queued_at": now}
                                          for e in entries])
 
 
 def take_entries(conn) -> dict[str, list[dict]]:
     """{address: entries} of the whole queue, which is emptied of them in the same transaction."""
-    metadata.create_all(conn, checkfirst=True)
     rows = conn.execute(sa.select(digest_queue.c.id, digest_queue.c.address, digest_queue.c.entry)
                         .order_by(digest_queue.c.id)).fetchall()
     if rows:
@@ -226,6 +228,7 @@ class MaintainerMail(MailNotifier, StateMixin):
     @defer.inlineCallbacks
     def startService(self):
         yield super().startService()
+        yield self.master.db.pool.do_with_transaction(create_tables)
         # The queue was kept in Buildbot's state before it had a table: moved over once.
         old = yield self.getState("pending", {})
         if old:

@@ -28,7 +28,8 @@ def encode(entry: dict) -> str:
 
 
 def load(conn, source: str) -> dict[str, dict[str, str]]:
-    """{kind: {release key: encoded entry}} as saved."""
+    """{kind: {release key: encoded entry}} as saved; the table is created here if absent (the
+    change source loads before it first saves)."""
     metadata.create_all(conn, checkfirst=True)
     found: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
     rows = conn.execute(sa.select(releases.c.kind, releases.c.release, releases.c.entry)
@@ -52,7 +53,6 @@ def changes(saved: dict[str, dict[str, str]], current: dict[str, dict[str, dict]
 
 
 def save(conn, source: str, write: dict[str, dict[str, str]], delete: dict[str, list[str]]) -> None:
-    metadata.create_all(conn, checkfirst=True)
     for kind in KINDS:
         keys = list(write.get(kind, {})) + list(delete.get(kind, []))
         for start in range(0, len(keys), BATCH):

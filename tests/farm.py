@@ -37,6 +37,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
         time.sleep(interval)
 
 
+def _pid_of(matches, missing: str) -> int:
+    """The process whose command line (argv as bytes) `matches`; AssertionError(missing) if none."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if matches(argv):
+            return int(entry.name)
+    raise AssertionError(missing)
+
+
 class Farm:
     """One master and its local worker, as `make run` starts them."""
 
@@ -144,27 +156,15 @@ max_builds = {max_builds}
 
     def worker_pid(self) -> int:
         """The local worker's process, found by its command line (it runs in the foreground)."""
-        workdir = str(self.folder / f"worker-{self.worker_name}")
-        for entry in Path("/proc").iterdir():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except (OSError, ValueError):
-                continue
-            if b"buildbot-worker" in b" ".join(argv) and workdir.encode() in argv:
-                return int(entry.name)
-        raise AssertionError(f"no worker process runs from {workdir}")
+        workdir = str(self.folder / f"worker-{self.worker_name}").encode()
+        return _pid_of(lambda argv: b"buildbot-worker" in b" ".join(argv) and workdir in argv,
+                       f"no worker process runs from {workdir.decode()}")
 
     def master_pid(self) -> int:
         """The buildmaster process (`buildbot start`) master.run started for this farm."""
         basedir = str(self.folder / "master").encode()
-        for entry in Path("/proc").iterdir():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except (OSError, ValueError):
-                continue
-            if b"start" in argv and basedir in argv and any(a.endswith(b"buildbot") for a in argv):
-                return int(entry.name)
-        raise AssertionError(f"no buildbot master runs from {basedir.decode()}")
+        return _pid_of(lambda argv: b"start" in argv and basedir in argv and any(a.endswith(b"buildbot") for a in argv),
+                       f"no buildbot master runs from {basedir.decode()}")
 
     def master_cpu_seconds(self) -> float:
         """User and system CPU the buildmaster has used so far (/proc/PID/stat)."""

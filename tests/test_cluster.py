@@ -5,6 +5,7 @@ mid-burst without a release lost or built twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,32 +110,40 @@ max_builds = 2
 PASSWORDS = {"FARM_TEST_PASSWORD_WORKER_A": "password-of-worker-a", "FARM_TEST_PASSWORD_WORKER_B": "password-of-worker-b"}
 
 
-def cluster_farms(folder: Path, index_url: str, db_url: str, router: Router, feed: FakePyPI,
-                  rolling_file: Path) -> dict[str, Farm]:
-    """Two masters, each with its local worker, each knowing the other's worker."""
+@contextlib.contextmanager
+def cluster(folder: Path, postgres_server, index_url: str, rolling_set: str):
+    """(farms by worker name, the fake feed): two masters on one new PostgreSQL database with a
+    router between them, each with its local worker and knowing the other's; stopped after."""
+    missing = crossbar_missing()
+    if missing:
+        pytest.skip(missing)
+    db_url = postgres_server()
+    router = Router(folder / "router")
+    feed = FakePyPI().start()
+    rolling_file = folder / "rolling.txt"
+    rolling_file.write_text(rolling_set)
     farms = {}
-    for me, other in (("worker-a", "worker-b"), ("worker-b", "worker-a")):
-        (folder / me).mkdir()
-        farm = farms[me] = Farm(
-            folder / me, index_url, pythons=(SLOT,), db_url=db_url, worker_name=me, env=PASSWORDS,
-            extra_toml=cluster_toml(router.url, feed.url, me, other, rolling_file),
-        )
-        # The local worker takes its password from the environment too, so both masters know both.
-        farm.config.write_text(farm.config.read_text().replace(
-            f'password_file = "secrets/worker-{me}.pass"', f'password_env = "{password_variable(me)}"'))
-    return farms
+    try:
+        for me, other in (("worker-a", "worker-b"), ("worker-b", "worker-a")):
+            (folder / me).mkdir()
+            farm = farms[me] = Farm(
+                folder / me, index_url, pythons=(SLOT,), db_url=db_url, worker_name=me, env=PASSWORDS,
+                extra_toml=cluster_toml(router.url, feed.url, me, other, rolling_file),
+            )
+            # The local worker takes its password from the environment too, so both masters know both.
+            farm.config.write_text(farm.config.read_text().replace(
+                f'password_file = "secrets/worker-{me}.pass"', f'password_env = "{password_variable(me)}"'))
+        yield farms, feed
+    finally:
+        for farm in farms.values():
+            if farm.process is not None:
+                farm.stop()
+        feed.stop()
+        router.stop()
 
 
 def password_variable(worker: str) -> str:
     return "FARM_TEST_PASSWORD_" + worker.upper().replace("-", "_")
-
-
-def stop_all(farms: dict, feed: FakePyPI, router: Router) -> None:
-    for farm in farms.values():
-        if farm.process is not None:
-            farm.stop()
-    feed.stop()
-    router.stop()
 
 
 def builds_by_release(farm: Farm) -> dict:
@@ -154,16 +163,7 @@ def release_changes(farm: Farm) -> list:
 
 
 def test_two_masters_share_the_work_and_survive_the_loss_of_one(tmp_path, postgres_server, burst_index):
-    missing = crossbar_missing()
-    if missing:
-        pytest.skip(missing)
-    db_url = postgres_server()
-    router = Router(tmp_path / "router")
-    feed = FakePyPI().start()
-    rolling_file = tmp_path / "rolling.txt"
-    rolling_file.write_text("clu-00\nclu-01\nclu-02\n")
-    farms = cluster_farms(tmp_path, burst_index.url, db_url, router, feed, rolling_file)
-    try:
+    with cluster(tmp_path, postgres_server, burst_index.url, "clu-00\nclu-01\nclu-02\n") as (farms, feed):
         a, b = farms["worker-a"], farms["worker-b"]
         a.start()
         wait_for(lambda: feed.requests["xmlrpc"] >= 1, 60, "the change source's first journal call")
@@ -220,21 +220,10 @@ def test_two_masters_share_the_work_and_survive_the_loss_of_one(tmp_path, postgr
         time.sleep(6)  # three more top-ups of the survivor: nothing more may be queued
         retests = [b for b in survivor.get("buildsets", limit=1000)["buildsets"] if "re-test" in (b.get("reason") or "")]
         assert len(retests) == 3, [(b["bsid"], b["reason"]) for b in retests]
-    finally:
-        stop_all(farms, feed, router)
 
 
 def test_either_master_s_ui_shows_every_build(tmp_path, postgres_server, burst_index):
-    missing = crossbar_missing()
-    if missing:
-        pytest.skip(missing)
-    db_url = postgres_server()
-    router = Router(tmp_path / "router")
-    feed = FakePyPI().start()
-    rolling_file = tmp_path / "rolling.txt"
-    rolling_file.write_text("")
-    farms = cluster_farms(tmp_path, burst_index.url, db_url, router, feed, rolling_file)
-    try:
+    with cluster(tmp_path, postgres_server, burst_index.url, "") as (farms, _):
         for farm in farms.values():
             farm.start()
         a, b = farms["worker-a"], farms["worker-b"]
@@ -245,5 +234,3 @@ def test_either_master_s_ui_shows_every_build(tmp_path, postgres_server, burst_i
         # B's UI heard of the build through the message queue, as it happened, not from a reload.
         masters = {m["name"] for m in a.get("masters")["masters"] if m["active"]}
         assert len(masters) == 2, masters
-    finally:
-        stop_all(farms, feed, router)
