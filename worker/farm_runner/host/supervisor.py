@@ -266,7 +266,8 @@ class Runner:
     def sandbox_path(self, host_path, inside_path):
         return inside_path if self.sandbox.mode == "bwrap" else host_path
 
-    def uv_install(self, *args):
+    def install_command(self, *args):
+        """The command that installs ARGS into the environment, in the sandbox (uv, or pip for 2.7)."""
         st = self.report["_state"]
         return self.installer().install(st["env_python"], st["box_cache"], args)
 
@@ -332,7 +333,7 @@ class Runner:
         args = []
         if self.spec[0] == "name":
             args = ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", canonicalize_name(self.spec[1])]
-        rc, out = self.boxed(self.uv_install(*args + [target]), self.box, deadline, log, network=True)
+        rc, out = self.boxed(self.install_command(*args + [target]), self.box, deadline, log, network=True)
         r["installed_from"] = {"filename": chosen["filename"], "kind": chosen["kind"], "url": chosen["url"],
                                "sha256": chosen.get("sha256")}
         if rc != 0:
@@ -515,7 +516,7 @@ class Runner:
                 reqs = [dist for _, dist in wanted]
                 log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
                     ", ".join(m for m, _ in wanted), ", ".join(reqs)))
-                irc, iout = self.boxed(self.uv_install(*reqs), self.box, deadline, log, network=True)
+                irc, iout = self.boxed(self.install_command(*reqs), self.box, deadline, log, network=True)
                 if irc == 0:
                     tests["inferred"] = [{"module": m, "requirement": d} for m, d in wanted]
                     rc, output, out_dir = self.run_tests(plan, deadline, log)
@@ -668,7 +669,7 @@ class Runner:
         args, shown = self.test_requirements(deps, out_dir)
         if not args:
             return shown
-        rc, output = self.boxed(self.uv_install(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        rc, output = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
         if rc != 0:
             if _network_trouble(output):
                 raise InfraError("the index could not be reached for the test dependencies: %s"
@@ -734,8 +735,9 @@ class Runner:
     def phase_uninstall(self, deadline, log):
         r, st = self.report, self.report["_state"]
         site, env_dir = st["site_packages"], st["env"]
-        # One command: uv's uninstall runs none of the package's code, so the listing after it sees
-        # the environment exactly as the uninstall left it; the import check comes last.
+        # One command: the uninstall (uv's runs none of the package's code; 2.7's pip starts the
+        # environment's interpreter), then the listing, made by the runner's own code after it;
+        # the import check comes last.
         uninstall = self.installer().uninstall(st["env_python"], st["box_cache"], r["package"])
         python = [st["env_python"]] + installers.isolated_flags(st["interpreter"]["version_info"])
         listing, rc, out = self.inside("audit", [env_dir, site, TOOLS_PTH, json.dumps(python),
