@@ -223,8 +223,58 @@ FIXTURES = {
             """),
     }, (), "passed"),
     # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
+    # One is read in a test file's imports before the first run; one only a failed run names (a
+    # helper module imports it); an optional one (under try) is left alone.
     "vfix-infer": ({
-        "tests/test_infer.py": "import vfix_undeclared\n\n\ndef test_it():\n    assert vfix_undeclared.__version__\n",
+        "tests/test_infer.py": dedent("""
+            import vfix_undeclared
+
+            try:
+                import vfix_optional
+            except ImportError:
+                vfix_optional = None
+
+
+            def test_it():
+                assert vfix_undeclared.__version__
+
+
+            def test_the_optional_module_is_not_installed():
+                assert vfix_optional is None
+            """),
+        "tests/helpers.py": "import vfix_later\n\nVERSION = vfix_later.__version__\n",
+        "tests/test_helped.py": "from helpers import VERSION\n\n\ndef test_helped():\n    assert VERSION\n",
+    }, (), "passed"),
+    # The project asks for pytest without a pin: the farm's pytest tests it (not installed again),
+    # and a requirement for another interpreter is not installed.
+    "vfix-farmpytest": ({
+        "pyproject.toml": dedent("""
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+
+            [dependency-groups]
+            test = ["pytest>=7", "vfix-later; python_version < '3'"]
+            """),
+        "tests/test_tool.py": dedent("""
+            import os
+
+            import pytest
+
+
+            def test_the_farm_s_pytest():
+                assert os.sep + "site-packages" + os.sep not in pytest.__file__
+
+
+            def test_nothing_for_another_interpreter():
+                with pytest.raises(ImportError):
+                    import vfix_later  # noqa: F401
+            """),
+    }, (), "passed"),
+    # A test plugin that needs an older pytest than the farm's: it gets the one it asks for.
+    "vfix-oldplugin": ({
+        "requirements-test.txt": "vfix-pytest8-plugin\n",
+        "tests/test_old.py": "import pytest\n\n\ndef test_old():\n    assert pytest.__version__.startswith('8.')\n",
     }, (), "passed"),
     # A real failure stays a failure, next to a test that needed the network.
     "vfix-realfail": ({
@@ -284,14 +334,19 @@ TOOLS = {
         """)},
     "vfix-helper": {},
     "vfix-undeclared": {},
+    "vfix-later": {},
+    "vfix-optional": {},
+    "vfix-pytest8-plugin": {},
 }
+TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 
 
 @pytest.fixture(scope="module")
 def verdict_reports(tmp_path_factory):
     dists = tmp_path_factory.mktemp("vdists")
     for name, files in TOOLS.items():
-        write_package(dists, name, VERSION, "notests", extra_files=files, kind="wheel")
+        write_package(dists, name, VERSION, "notests", extra_files=files, kind="wheel",
+                      dependencies=TOOL_DEPENDENCIES.get(name, ()))
     for name, (files, deps, _) in FIXTURES.items():
         # vfix-unittest has no pytest-style test file at all
         write_package(dists, name, VERSION, "notests" if name == "vfix-unittest" else "pass", dependencies=deps,
@@ -394,8 +449,32 @@ def test_a_module_that_needs_the_network_to_be_collected_does_not_stop_the_other
 @pytest.mark.slow
 def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
     report, tests = check(verdict_reports, "vfix-infer")
-    assert tests["inferred"] == [{"module": "vfix_undeclared", "requirement": "vfix-undeclared"}]
-    assert tests["passed"] == 3
+    assert tests["inferred"] == [{"module": "vfix_undeclared", "requirement": "vfix-undeclared"},
+                                 {"module": "vfix_later", "requirement": "vfix-later"}]
+    assert tests["passed"] == 5
+    log = report["phases"]["test"]["log_excerpt"]
+    # the test files' own import before the first run; the helper's after the run that failed on it
+    assert log.index("the tests need vfix_undeclared") < log.index("-m pytest") < log.index("the tests need vfix_later")
+
+
+@pytest.mark.slow
+def test_the_farm_s_pytest_serves_a_project_that_pins_none(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-farmpytest")
+    assert tests["passed"] == 4
+    assert tests["pytest"]["version"] == "9.2.0"
+    assert tests["deps"] == [
+        {"requirement": "pytest>=7", "source": "pyproject.toml [dependency-groups] test; the farm's pytest 9.2.0"},
+        {"requirement": 'vfix-later; python_version < "3"',
+         "source": "pyproject.toml [dependency-groups] test; not for this interpreter"}]
+    assert "uv pip install" not in report["phases"]["test"]["log_excerpt"]  # nothing to install: one sandbox
+
+
+@pytest.mark.slow
+def test_a_plugin_that_needs_an_older_pytest_gets_it(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-oldplugin")
+    assert tests["pytest"]["version"].startswith("8.")
+    assert tests["pytest"]["chosen"] == "the project's own (its test dependencies ask for it)"
+    assert "installing them again with the pytest they ask for" in report["phases"]["test"]["log_excerpt"]
 
 
 @pytest.mark.slow
@@ -544,3 +623,51 @@ def test_an_installer_a_test_runs_needs_the_network():
              "'--depth=1', 'https://github.com/chardet/test-data.git', '/tmp/t']' returned non-zero exit status 128."}
     assert verdict.install_attempts([clone]) == {
         "tests/test_accuracy.py": ["git clone https://github.com/chardet/test-data.git (from a subprocess)"]}
+
+
+def test_what_the_farm_s_pytest_or_a_marker_already_meets():
+    from farm_runner.inside.discover import already_met
+
+    tools = {"pytest": "9.0.2", "pluggy": "1.6.0"}
+    markers = {"python_version": "3.12", "python_full_version": "3.12.1", "sys_platform": "linux",
+               "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    assert already_met("pytest", [], tools, markers) == "the farm's pytest 9.0.2"
+    assert already_met("pytest>=8,<10", [], tools, markers) == "the farm's pytest 9.0.2"
+    assert already_met("pytest>=9.1", [], tools, markers) is None  # the project asks for a newer one
+    assert already_met("pytest", ["pytest==8.3.5"], tools, markers) is None  # its lock file pins another
+    assert already_met("pytest[testing]", [], tools, markers) is None  # extras: the installer's to resolve
+    assert already_met("hypothesis", [], tools, markers) is None
+    assert already_met("pytest-run-parallel; python_version >= '3.13'", [], tools, markers) == "not for this interpreter"
+    assert already_met("tomli; python_version < '3.11'", [], tools, markers) == "not for this interpreter"
+    assert already_met("not a requirement!", [], tools, markers) is None
+
+
+def test_test_files_imports_that_nothing_provides(tmp_path):
+    from farm_runner.inside.imports import unmet_imports
+
+    site = tmp_path / "site"
+    (site / "installed_pkg").mkdir(parents=True)
+    (site / "single.py").write_text("")
+    (site / "ext.cpython-312-x86_64-linux-gnu.so").write_text("")
+    root = tmp_path / "src"
+    (root / "tests" / "helpers").mkdir(parents=True)
+    (root / "tests" / "conftest.py").write_text("import conf_needed\n")
+    (root / "tests" / "test_a.py").write_text(
+        "import os, json\nimport installed_pkg.sub\nfrom single import x\nimport ext\nimport helpers\n"
+        "from . import sibling\nimport pytest\nimport hypothesis.strategies\n"
+        "try:\n    import optional_one\nexcept ImportError:\n    pass\n"
+        "if False:\n    import never\n\ndef test_x():\n    import inside_a_test\n")
+    (root / "tests" / "test_b.py").write_text("from yaml import safe_load\nimport hypothesis\n")
+    (root / "tests" / "shared.py").write_text("import unread\n")  # not a test file: not read
+    (root / "tests" / "test_py2.py").write_text("print 'python 2'\nimport unparsed\n")
+    (root / "tests" / "test_link.py").symlink_to("/etc/hostname")
+    assert unmet_imports(str(root), "", [], str(site), ["pytest", "_pytest"]) == ["conf_needed", "hypothesis", "yaml"]
+    # only under the plan's test paths, with the project's python_files
+    (root / "other").mkdir()
+    (root / "other" / "check_c.py").write_text("import from_other\n")
+    (root / "other" / "build").mkdir()
+    (root / "other" / "build" / "check_d.py").write_text("import from_a_build\n")  # pytest does not look there
+    (root / "pytest.ini").write_text("[pytest]\npython_files = check_*.py\n")
+    assert unmet_imports(str(root), "", ["other"], str(site), []) == ["from_other"]
+    (root / "pytest.ini").write_text("[pytest]\npython_files = check_*.py\ntestpaths = other\n")
+    assert unmet_imports(str(root), "", [], str(site), []) == ["from_other"]

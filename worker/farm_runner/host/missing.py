@@ -22,18 +22,25 @@ IMPORT_TO_DIST = {
 MAX_INFERRED = 5
 _MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 def missing_modules(texts, own_names, known):
     """[(module, distribution)] named as missing in `texts`, excluding the package's own import
     names, `known` ones (already tried or installed) and the standard library."""
+    return distributions_for([m for text in texts for m in _MISSING.findall(text or "")], own_names, known)
+
+
+def distributions_for(modules, own_names, known):
+    """[(module, distribution)] for top-level module names said to be missing (by a failed run, or
+    by the stage step's reading of the test files: untrusted either way), at most MAX_INFERRED."""
     out = []
-    for text in texts:
-        for module in _MISSING.findall(text or ""):
-            if module in own_names or module in known or module in _STDLIB or module.startswith("_farm"):
-                continue
-            if module not in [m for m, _ in out]:
-                out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
+    for module in modules if isinstance(modules, list) else []:
+        if not isinstance(module, str) or not _NAME.match(module) or module in own_names or module in known \
+                or module in _STDLIB or module.startswith("_farm"):
+            continue
+        if module not in [m for m, _ in out]:
+            out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
     return out[:MAX_INFERRED]
 
 

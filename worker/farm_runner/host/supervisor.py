@@ -36,7 +36,7 @@ from farm_runner.host.interpreters import UsageError, uses_legacy_tools
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
-from farm_runner.inside import environment
+from farm_runner.inside import discover, environment, imports
 from farm_runner.inside.discover import NOT_THE_PACKAGE, is_dev_name, is_test_name
 from farm_runner.inside.stage import test_command
 
@@ -421,9 +421,12 @@ class Runner:
         final = os.path.join(root, "%s-%s-%s-%d" % (info["implementation"], key, wanted or "newest", stamp))
         if not os.path.isfile(os.path.join(final, ".complete")):
             self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log)
-        version = next((n[len("pytest-"):-len(".dist-info")] for n in os.listdir(final)
-                        if n.startswith("pytest-") and n.endswith(".dist-info")), None)
-        st["pytest"] = {"version": version, "chosen": rule}
+        # What the folder holds ({name: version}, from its dist-info names: the runner's own folder)
+        # is not installed again for the tests (discover.tools_provide).
+        st["tools_provide"] = {canonicalize_name(n[:-len(".dist-info")].rsplit("-", 1)[0]):
+                               n[:-len(".dist-info")].rsplit("-", 1)[1]
+                               for n in os.listdir(final) if n.endswith(".dist-info") and "-" in n}
+        st["pytest"] = {"version": st["tools_provide"].get("pytest"), "chosen": rule}
         return final
 
     def make_test_tools(self, final, requirement, deadline, log):
@@ -469,6 +472,8 @@ class Runner:
             "package": r["package"], "sdist": sdist, "src": src_dir, "run": run_dir,
             "site_packages": st["site_packages"], "max_bytes": self.limits.disk,
             "python_version": list(info["version_info"][:2]), "implementation": info["implementation"],
+            "provided": st["tools_provide"], "markers": audit.marker_environment(info),
+            "tools_names": sorted(imports.top_names(st["tools"])),
             "test": {"python": st["env_python"], "out": out, "env": self.test_env(out)}}))
         staged, rc, output = self.inside("stage", [out], deadline, log, out_dir=out_dir, extra_ro=extra_ro)
         ran = staged.get("ran_tests") is True
@@ -494,11 +499,18 @@ class Runner:
         tests = r["tests"] = dict(verdict.ZERO, how=plan["how"], tool=plan["tool"], set_aside=plan["set_aside"],
                                   deps=[], inferred=[], needs_network=[], flaky=[], failures=[], sdist_lacks=[],
                                   pytest=st.get("pytest"))
-        if ran:
+        if ran:  # nothing was to install (what the project asks for is met): said all the same
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
+            tests["deps"] = self.test_requirements(plan["deps"], self.new_out_dir())[1]
         else:
             log.write("tests: %s\n" % plan["how"])
-            tests["deps"] = self.install_test_dependencies(plan["deps"], deadline, log)
+            tests["deps"], installed = self.install_test_dependencies(plan["deps"], deadline, log)
+            if not installed:
+                # What the test files import and nothing provides, before the first run rather than
+                # after it failed. (After an install, the stage step's reading is out of date: a
+                # module may have come with a dependency; the first run tells.)
+                self.infer(missing.distributions_for(plan.get("unmet_imports"), st.get("import_names", []),
+                                                     set(st.get("installed_import_names", []))), deadline, log)
             rc, output, out_dir = self.run_tests(plan, deadline, log)
         counts, probe = self.read_run(out_dir, plan["tool"])
         if plan["tool"] == "pytest" and rc == 5 and plan["fallback"]:
@@ -509,20 +521,13 @@ class Runner:
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             counts, probe = self.read_run(out_dir, plan["tool"])
         if rc in (1, 2, 4):  # a module plainly missing: install it once and run again
-            known = set(st.get("import_names", [])) | set(st.get("installed_import_names", []))
+            known = set(st.get("import_names", [])) | set(st.get("installed_import_names", [])) | {
+                i["module"] for i in tests["inferred"]} | set(st.get("infer_tried", []))
             wanted = missing.missing_modules([output] + [f["message"] for f in probe["failures"]],
                                              st.get("import_names", []), known)
-            if wanted:
-                reqs = [dist for _, dist in wanted]
-                log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
-                    ", ".join(m for m, _ in wanted), ", ".join(reqs)))
-                irc, iout = self.boxed(self.install_command(*reqs), self.box, deadline, log, network=True)
-                if irc == 0:
-                    tests["inferred"] = [{"module": m, "requirement": d} for m, d in wanted]
-                    rc, output, out_dir = self.run_tests(plan, deadline, log)
-                    counts, probe = self.read_run(out_dir, plan["tool"])
-                else:
-                    log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(iout)))
+            if self.infer(wanted, deadline, log):
+                rc, output, out_dir = self.run_tests(plan, deadline, log)
+                counts, probe = self.read_run(out_dir, plan["tool"])
         failures, lacking, unshipped, tried, network = self.environment_s(probe)
         if rc == 2 and plan["tool"] == "pytest" and failures and \
                 all(f["when"] == "collect" and f["test"] in network for f in failures):
@@ -556,6 +561,8 @@ class Runner:
                      sdist_lacks=[{"test": t, "path": p} for t, p in unshipped.items()
                                   if t not in tried][:verdict.MAX_SHOWN])
         tests.setdefault("command", [])
+        if probe.get("pytest") and probe["pytest"] != (st.get("pytest") or {}).get("version"):
+            tests["pytest"] = {"version": probe["pytest"], "chosen": "the project's own (its test dependencies ask for it)"}
         if st["interpreter"].get("gil_disabled"):
             tests["gil"] = verdict.gil_story(output, probe)
         wrong = verdict.imported_elsewhere(probe["imports"], st["site_packages"])
@@ -575,6 +582,23 @@ class Runner:
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
         return status, outcome, reason
+
+    def infer(self, wanted, deadline, log):
+        """Install [(module, distribution)] the tests need and the project does not declare, once;
+        the report says they were inferred. True when they were installed."""
+        if not wanted:
+            return False
+        st, tests = self.report["_state"], self.report["tests"]
+        reqs = [dist for _, dist in wanted]
+        st["infer_tried"] = st.get("infer_tried", []) + [m for m, _ in wanted]
+        log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
+            ", ".join(m for m, _ in wanted), ", ".join(reqs)))
+        rc, output = self.boxed(self.install_command(*reqs), self.box, deadline, log, network=True)
+        if rc != 0:
+            log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(output)))
+            return False
+        tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
+        return True
 
     def environment_s(self, probe):
         """The run's failures and those that were the environment's: (failures, {test: standard
@@ -663,28 +687,40 @@ class Runner:
 
     def install_test_dependencies(self, deps, deadline, log):
         """Install what the project declares for its tests (the stage step's findings, each checked
-        here): [{"requirement", "source"}] of what was asked for. A failed install is said in the
-        log and the report; the tests run all the same (a missing one shows as their error)."""
+        here): ([{"requirement", "source"}] of what was asked for, whether an install ran). A failed
+        install is said in the log and the report; the tests run all the same (a missing one shows
+        as their error)."""
         out_dir = self.new_out_dir()
-        args, shown = self.test_requirements(deps, out_dir)
+        args, shown, instrument_pin = self.test_requirements(deps, out_dir)
         if not args:
-            return shown
+            return shown, False
         rc, output = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        if rc != 0 and instrument_pin and "pytest" in output and not _network_trouble(output):
+            log.write("[farm: the test dependencies could not be installed with the farm's pytest %s; "
+                      "installing them again with the pytest they ask for]\n" % instrument_pin)
+            out_dir = self.new_out_dir()
+            args, shown, _ = self.test_requirements(deps, out_dir, pin_instrument=False)
+            rc, output = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
         if rc != 0:
             if _network_trouble(output):
                 raise InfraError("the index could not be reached for the test dependencies: %s"
                                  % _last_line(output), kind="index")
             self.report["tests"]["deps_error"] = report_.sentence(_error_line(output))[:500]
             log.write("[farm: the test dependencies could not be installed; the tests run without them]\n")
-        return shown
+        return shown, True
 
-    def test_requirements(self, deps, out_dir):
-        """(uv arguments, [{"requirement", "source"}]) for the test dependencies: the release's
-        extras and requirement lines (its dependency groups among them), each parsed as a PEP 508
-        requirement, never passed as an option."""
+    def test_requirements(self, deps, out_dir, pin_instrument=True):
+        """(uv arguments, [{"requirement", "source"}], the pytest version pinned or None) for the
+        test dependencies: the release's extras and requirement lines (its dependency groups among
+        them), each parsed as a PEP 508 requirement, never passed as an option. What the farm's
+        pytest tools satisfy is not installed; what is installed keeps to the farm's pytest
+        unless the project asks for another (`pin_instrument`)."""
         r, st = self.report, self.report["_state"]
         if not isinstance(deps, dict):
-            return [], []
+            return [], [], None
+        tools, markers = st.get("tools_provide") or {}, audit.marker_environment(st["interpreter"])
+        project_constraints = [text for text, _ in _pairs(deps.get("constraints"))]
+        other_pytest = False  # the project asks for a pytest the farm's is not
         me = canonicalize_name(r["package"])
         provided = [e for e in st.get("provides_extras", []) if isinstance(e, str)]
         wanted = [e for e in deps.get("extras") or [] if isinstance(e, str)]
@@ -698,6 +734,11 @@ class Runner:
             if name == me:  # the release itself, perhaps with extras
                 wanted += sorted(req.extras)
                 continue
+            met = discover.already_met(str(req), project_constraints, tools, markers)
+            if met:
+                shown.append({"requirement": str(req), "source": "%s; %s" % (source, met)})
+                continue
+            other_pytest = other_pytest or name == "pytest"
             requirements.append(str(req))
             if name in elsewhere:
                 # The project's uv takes it from git or a URL; the farm has the index only.
@@ -721,15 +762,20 @@ class Runner:
             # Pins for what the tests add; what the install resolved stays as it is.
             if req is not None and canonicalize_name(req.name) not in installed | {me}:
                 constraints.append(str(req))
+                other_pytest = other_pytest or (canonicalize_name(req.name) == "pytest" and not discover.already_met(
+                    "pytest", [str(req)], tools, markers))
         if not (args or requirements):
-            return [], shown
+            return [], shown, None
+        pin = tools.get("pytest") if pin_instrument and not other_pytest and me != "pytest" else None
+        if pin:  # a plugin asking for pytest gets the farm's, not the newest
+            constraints.append("pytest==%s" % pin)
         if requirements:
             untrusted.write_new(os.path.join(out_dir, "requirements.txt"), "\n".join(requirements) + "\n")
             args += ["-r", self.sandbox_path(os.path.join(out_dir, "requirements.txt"), sandbox_.OUT + "/requirements.txt")]
         if constraints:
             untrusted.write_new(os.path.join(out_dir, "constraints.txt"), "\n".join(constraints) + "\n")
             args += ["-c", self.sandbox_path(os.path.join(out_dir, "constraints.txt"), sandbox_.OUT + "/constraints.txt")]
-        return args, shown
+        return args, shown, pin
 
     # -- uninstall ---------------------------------------------------------------------------------
     def phase_uninstall(self, deadline, log):
@@ -806,7 +852,8 @@ def _checked_plan(plan, src, src_dir, run_dir):
     return {"how": str(plan.get("how"))[:300], "tool": plan["tool"], "args": args, "fallback": fallback,
             "cwd": cwd, "root": src if cwd is not None else run_dir, "deps": plan.get("deps"),
             "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
-            if isinstance(plan.get("set_aside"), list) else []}
+            if isinstance(plan.get("set_aside"), list) else [],
+            "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else []}
 
 
 def _pairs(value):

@@ -113,6 +113,9 @@ MAX_RERUN = 20  # failed tests run again to tell a flaky test from a broken one
 MAX_RERUN_ALONE = 5  # when they do not all pass together, run again one at a time
 
 
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
+
+
 def probe_answer(data):
     """The probe plugin's (or the unittest runner's) answer, kept to well-formed, bounded parts:
     {"imports": {name: path}, "network": {test: [what...]}, "failures": [{"test", "message", "when"}]}."""
@@ -128,6 +131,7 @@ def probe_answer(data):
                       "when": str(f.get("when") or "call")[:10]}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],
         "gil_enabled": data.get("gil_enabled") is True,
+        "pytest": data["pytest"] if isinstance(data.get("pytest"), str) and _VERSION.match(data["pytest"]) else None,
     }
 
 

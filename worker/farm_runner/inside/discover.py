@@ -482,6 +482,41 @@ def unittest_args(words):
 
 # -- test dependencies -------------------------------------------------------------------------------
 
+def already_met(text, constraints, provided, markers):
+    """Why the test requirement `text` needs no install, or None: its marker excludes this
+    interpreter (`markers`, PEP 508 values), or the farm's own test instrument (pytest and what it
+    needs: `provided`, {normalised name: version}, already on every test run's path) satisfies it
+    and each of `constraints` (texts) on its name. So a project's unpinned `pytest` gets the farm's
+    pytest, the newest the release could know. Requirements with extras are left to the installer."""
+    from farm_runner._vendor.packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+    from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
+    from farm_runner._vendor.packaging.utils import canonicalize_name
+
+    def parse(t):
+        try:
+            return Requirement(t)
+        except InvalidRequirement:
+            return None
+
+    req = parse(text)
+    if req is None or req.url:
+        return None
+    if req.marker is not None:
+        try:
+            if not req.marker.evaluate(dict(markers, extra="")):
+                return "not for this interpreter"
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            return None
+    name = canonicalize_name(req.name)
+    if req.extras or name not in provided:
+        return None
+    version = provided[name]
+    for r in [req] + [c for c in map(parse, constraints) if c is not None and canonicalize_name(c.name) == name]:
+        if r.url or not r.specifier.contains(version, prereleases=True):
+            return None
+    return "the farm's %s %s" % (req.name, version)
+
+
 def plain_requirement(text):
     """Is this line a requirement the farm installs from its index: not an option, an editable, a
     path or a URL (the release comes from the index, never the tree)?"""

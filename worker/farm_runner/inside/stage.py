@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from farm_runner.inside import discover, environment
+from farm_runner.inside import discover, environment, imports
 from farm_runner.inside.unpack import Refused, unpack
 
 MAX_WALK = 20000  # entries looked at when asking "does this tree hold tests at all?"
@@ -33,8 +33,12 @@ def stage(request):
         except Refused as exc:
             return dict(result, refused="the sdist %s cannot be unpacked: %s" % (
                 os.path.basename(request["sdist"]), exc))
-    plan = plan_run(root, names, site, tuple(request.get("python_version") or sys.version_info[:2]),
-                    request.get("implementation") or "cpython")
+    version = tuple(request.get("python_version") or sys.version_info[:2])
+    plan = plan_run(root, names, site, version, request.get("implementation") or "cpython")
+    if plan and root and plan.get("cwd") is not None and version >= (3, 0):
+        # (Python 2's standard library has other names than this Python's: left to the first run.)
+        plan["unmet_imports"] = imports.unmet_imports(root, plan["cwd"], plan["args"], site,
+                                                      request.get("tools_names") or [])
     return dict(result, plan=plan, src=root)
 
 
@@ -211,13 +215,17 @@ def test_command(python, plan, out, run_dir):
              "-o", "junit_family=xunit2"] + list(plan["args"])), cwd
 
 
-def needs_dependencies(result):
-    """Are test dependencies to install before the tests run?"""
+def needs_dependencies(result, request):
+    """Are test dependencies to install before the tests run? Not those already met
+    (discover.already_met: the farm's pytest tools, a marker for another interpreter)."""
     plan = result.get("plan") or {}
     deps = plan.get("deps") or {}
     me = next((d for d in result["dists"] if d["dist_info"] == result["me"]), None)
     extras = (me or {}).get("extras") or []
-    return bool(deps.get("extras") or deps.get("requirements")
+    constraints = [c for c, _ in deps.get("constraints") or []]
+    provided, markers = request.get("provided") or {}, request.get("markers") or {}
+    wanted = [r for r, _ in deps.get("requirements") or [] if not discover.already_met(r, constraints, provided, markers)]
+    return bool(deps.get("extras") or wanted or plan.get("unmet_imports")
                 or (deps.get("test_extras_wanted") and any(
                     discover.is_test_name(e) or discover.is_dev_name(e) for e in extras)))
 
@@ -227,7 +235,7 @@ def run_tests(request, result, write_answer):
     supervisor then sees the test command's own exit status as this command's. The answer goes
     first, saying so, and the pipe is closed: nothing of the package's can speak for the runner."""
     test, plan = request.get("test"), result.get("plan")
-    if not test or not plan or needs_dependencies(result) or not os.access(test["python"], os.X_OK):
+    if not test or not plan or needs_dependencies(result, request) or not os.access(test["python"], os.X_OK):
         return write_answer(result)
     plan = dict(plan, root=result.get("src"))
     command, cwd = test_command(test["python"], plan, test["out"], request["run"])

@@ -184,7 +184,7 @@ def _one_line(report):
 
 
 def pytest_sessionfinish(session):
-    """One answer file (FARM_PROBE_REPORT): {"imports", "network", "failures", "gil_enabled"}."""
+    """One answer file (FARM_PROBE_REPORT): {"imports", "network", "failures", "gil_enabled", "pytest"}."""
     out = {}
     for name in json.loads(os.environ.get("FARM_IMPORT_NAMES", "[]")):
         try:
@@ -198,4 +198,5 @@ def pytest_sessionfinish(session):
     # without it)? CPython's warning names the module; this says whether it happened at all.
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
-        json.dump({"imports": out, "network": _network, "failures": _failures, "gil_enabled": gil_enabled}, fh)
+        json.dump({"imports": out, "network": _network, "failures": _failures, "gil_enabled": gil_enabled,
+                   "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)
