@@ -76,6 +76,10 @@ def runner_command(props, phase: str, case: str = CASE_DIR, dist: str = "auto", 
     """The runner's argument list. Names and versions stay separate arguments."""
     package, version = props.getProperty("package"), props.getProperty("version")
     spec = f"{package}=={version}" if version else package
+    # A re-test after a dependency's release ("requests 2.33.0 (was 2.32.5)"): the worker's cache of
+    # the index fetches that dependency's page anew, so the build sees the new release.
+    because = props.getProperty("because")
+    fresh = ["--fresh", because.split()[0]] if isinstance(because, str) and because.split() else []
     return [
         props.getProperty("runner_python"), RUNNER, spec,
         "--python", props.getProperty("python"),
@@ -83,6 +87,7 @@ def runner_command(props, phase: str, case: str = CASE_DIR, dist: str = "auto", 
         "--workdir", case,
         "--report", f"{case}/report.json",
         "--index-url", props.getProperty("index_url"),
+        *fresh,
         *(["--dist", dist] if dist != "auto" else []),
         *(["--echo", echo] if echo else []),
         *props.getProperty("runner_limits", []),

@@ -302,3 +302,17 @@ def test_names_and_versions_stay_single_arguments():
     argv = runner_steps.runner_command(Props(), "all", echo="install")
     assert argv[2] == "evil; rm -rf /==1.0 && echo"
     assert all(isinstance(part, str) for part in argv)
+
+
+def test_a_dependency_s_re_test_asks_for_its_page_anew():
+    class Props:
+        values = dict(package="flask", version="3.1.0", runner_python="python3", python="3.12",
+                      index_url="http://x/simple", because="werkzeug 3.2.0 (was 3.1.3)")
+
+        def getProperty(self, name, default=None):
+            return self.values.get(name, default)
+
+    argv = runner_steps.runner_command(Props(), "all")
+    assert argv[argv.index("--fresh") + 1] == "werkzeug"
+    Props.values["because"] = None
+    assert "--fresh" not in runner_steps.runner_command(Props(), "all")

@@ -76,6 +76,12 @@ def _phase_list(text):
     return phases
 
 
+def _project_name(text):
+    if not re.match(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$", text):
+        raise argparse.ArgumentTypeError("%r is not a project name (letters, digits, '.', '_' and '-')" % text[:100])
+    return text
+
+
 def parser():
     d = contract.DEFAULT_LIMITS
     ap = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
@@ -100,6 +106,9 @@ def parser():
                     help="auto: bubblewrap on Linux (refuses to run without it), none elsewhere")
     ap.add_argument("--uv", help="path of the uv binary")
     ap.add_argument("--cache-dir", help="uv cache (default: a per-user cache folder)")
+    ap.add_argument("--fresh", action="append", default=[], type=_project_name, metavar="NAME",
+                    help="a project whose page the worker's cache of the index fetches anew (a dependency "
+                         "whose new release asked for this build); the release's own always is")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
     ap.add_argument("--echo", type=_phase_list, default=contract.PHASES, metavar="PHASE[,PHASE]",
                     help="the phases whose output is printed as well as kept in WORKDIR/<phase>.log "

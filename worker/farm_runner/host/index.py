@@ -192,7 +192,8 @@ def fetch_project_files(index_url, name, timeout=60):
             files.append({"filename": str(f["filename"]), "url": urllib.parse.urljoin(final_url, f["url"]),
                           "sha256": (f.get("hashes") or {}).get("sha256"),
                           "requires_python": f.get("requires-python"), "yanked": bool(f.get("yanked")),
-                          "upload_time": f.get("upload-time") if isinstance(f.get("upload-time"), str) else None})
+                          "upload_time": f.get("upload-time") if isinstance(f.get("upload-time"), str) else None,
+                          "metadata_sha256": _metadata_sha256(f.get("core-metadata", f.get("dist-info-metadata")))})
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
@@ -202,10 +203,23 @@ def fetch_project_files(index_url, name, timeout=60):
             files.append({"filename": urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(full).path)),
                           "url": full.split("#")[0], "sha256": frag[len("sha256="):] if frag.startswith("sha256=") else None,
                           "requires_python": a.get("data-requires-python"), "yanked": "data-yanked" in a,
-                          "upload_time": None})
+                          "upload_time": None, "metadata_sha256": _metadata_sha256(
+                              a.get("data-core-metadata", a.get("data-dist-info-metadata")))})
     for f in files:
         f["version"] = file_version(f["filename"], name)
     return files
+
+
+def _metadata_sha256(value):
+    """The sha256 of a file's PEP 658 metadata file, from PEP 691's `core-metadata` ({"sha256": ...})
+    or PEP 714's `data-core-metadata` ("sha256=..."); None when the index gives none to check it by."""
+    if isinstance(value, dict):
+        value = value.get("sha256")
+    elif isinstance(value, str) and value.startswith("sha256="):
+        value = value[len("sha256="):]
+    else:
+        return None
+    return value.lower() if isinstance(value, str) and re.match(r"^[0-9a-fA-F]{64}$", value) else None
 
 
 def download(url, dest, sha256, max_bytes):

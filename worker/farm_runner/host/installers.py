@@ -14,6 +14,7 @@ index itself.
 import os
 import shutil
 import tempfile
+import urllib.parse
 
 # The last virtualenv that makes 2.7 environments (20.22 dropped them), and what it needs, pinned:
 # it embeds pip 20.3.4, setuptools 44.1.1 and wheel 0.37.1 for 2.7 and seeds them with no download.
@@ -32,8 +33,9 @@ _RUN_VIRTUALENV = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
 class Uv:
     name = description = "uv"
 
-    def __init__(self, uv, index_url):
-        self.uv, self.index_url = uv, index_url
+    def __init__(self, uv, index_url, box_index=None):
+        """`box_index`: the index the sandbox's installs use (the worker's cache of `index_url`)."""
+        self.uv, self.index_url, self.box_index = uv, index_url, box_index
 
     def make_env(self, python, env_dir, cache_dir, trusted):
         # The real interpreter, not a link to it: the sandbox binds the interpreter's prefix only.
@@ -41,7 +43,7 @@ class Uv:
 
     def install(self, env_python, box_cache, args):
         return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
-                "--link-mode", "copy", "--index-url", self.index_url] + list(args)
+                "--link-mode", "copy", "--index-url", self.box_index or self.index_url] + list(args)
 
     def tools(self, python, cache_dir, target, requirement, trusted):
         return trusted([self.uv, "pip", "install", "--no-config", "--python", python, "--cache-dir", cache_dir,
@@ -65,9 +67,9 @@ class Pip:
     PIP = ["-m", "pip"]
     QUIET = ["--isolated", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
 
-    def __init__(self, uv, index_url, worker_python, tools_root):
+    def __init__(self, uv, index_url, worker_python, tools_root, box_index=None):
         self.uv, self.index_url, self.worker_python = uv, index_url, worker_python
-        self.tools_root = tools_root
+        self.tools_root, self.box_index = tools_root, box_index
 
     def virtualenv(self, cache_dir, trusted):
         """The pinned virtualenv, installed once for the worker's own Python (by uv, from the index)."""
@@ -97,8 +99,10 @@ class Pip:
                         env_dir])
 
     def install(self, env_python, box_cache, args):
-        return [env_python] + self.PIP + ["install"] + self.QUIET + [
-            "--cache-dir", box_cache, "--index-url", self.index_url] + list(args)
+        # (pip 20.3 speaks to a plain-HTTP index only when told to trust its host)
+        index = ["--index-url", self.box_index, "--trusted-host", urllib.parse.urlsplit(self.box_index).hostname] \
+            if self.box_index else ["--index-url", self.index_url]
+        return [env_python] + self.PIP + ["install"] + self.QUIET + ["--cache-dir", box_cache] + index + list(args)
 
     def tools(self, python, cache_dir, target, requirement, trusted):
         tool = self.virtualenv(cache_dir, trusted)

@@ -12,6 +12,7 @@ import threading
 import urllib.parse
 
 # One copy of the byte pump serves both ends: the forwarder in the sandbox and this proxy.
+from farm_runner.host import index_cache
 from farm_runner.inside.forward import pump
 
 MAX_CONNECTIONS = 32
@@ -30,8 +31,9 @@ def allowed_endpoints(urls):
 
 
 class IndexProxy:
-    def __init__(self, path, allowed):
-        self.path, self.allowed = path, set(allowed)
+    def __init__(self, path, allowed, cache=None):
+        """`cache`: the worker's IndexCache (host/index_cache.py), which answers for its own host name."""
+        self.path, self.allowed, self.cache = path, set(allowed), cache
         self.denied = []
         self.refused_over_cap = 0
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -63,6 +65,20 @@ class IndexProxy:
                 continue
             threading.Thread(target=self._handle, args=(client,), daemon=True).start()
 
+    @staticmethod
+    def _answer(client, method, status, ctype, body):
+        """Send the cache's answer: bytes, or a file of the cache's own (by its path)."""
+        size = os.path.getsize(body) if isinstance(body, str) else len(body)
+        client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+            status, "OK" if status == 200 else "Error", ctype, size)).encode("latin-1"))
+        if method == "HEAD":
+            return
+        if isinstance(body, str):
+            with open(body, "rb") as fh:
+                client.sendfile(fh)
+        else:
+            client.sendall(body)
+
     def _handle(self, client):
         upstream = None
         try:
@@ -93,6 +109,13 @@ class IndexProxy:
                 port = int(port)
             except ValueError:
                 port = -1
+            if self.cache is not None and (host, port) == (index_cache.HOST, 80) and path is not None:
+                if method not in ("GET", "HEAD"):
+                    client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                    return
+                accept = next((l.split(":", 1)[1] for l in lines[1:] if l.lower().startswith("accept:")), "")
+                self._answer(client, method, *self.cache.answer(path, accept))
+                return
             if (host, port) not in self.allowed:
                 self.denied.append("%s:%s" % (host[:100], port))
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")

@@ -29,7 +29,7 @@ from farm_runner import bundle, contract, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
-from farm_runner.host import (audit, index, installers, instrument, limits as limits_, missing,
+from farm_runner.host import (audit, index, index_cache, installers, instrument, limits as limits_, missing,
                               report as report_, sandbox as sandbox_, verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError, uses_legacy_tools
@@ -89,6 +89,7 @@ class Runner:
         self.report = None
         self.sandbox = None
         self.py_path = self.py_info = self.uv_path = self.cache_dir = None
+        self._index_cache = None
 
     # -- the report --------------------------------------------------------------------------------
     def start_report(self):
@@ -195,12 +196,26 @@ class Runner:
                            cgroups="processes" not in self.report["sandbox"]["missing"])
 
     def installer(self):
-        """What makes and fills this build's environment (host/installers.py): uv, or pip for 2.7."""
+        """What makes and fills this build's environment (host/installers.py): uv, or pip for 2.7.
+        In the sandbox it installs from the worker's cache of the index, through the proxy."""
         st = self.report["_state"]
+        box_index = index_cache.URL if self.sandbox is not None and self.sandbox.mode == "bwrap" else None
         if st["installer"] == installers.Pip.name:
             return installers.Pip(st["uv"], self.args.index_url, st["runner_python"],
-                                  os.path.join(os.path.dirname(st["cache_dir"]), "test-tools"))
-        return installers.Uv(st["uv"], self.args.index_url)
+                                  os.path.join(os.path.dirname(st["cache_dir"]), "test-tools"), box_index)
+        return installers.Uv(st["uv"], self.args.index_url, box_index)
+
+    def index_cache(self):
+        """The worker's pull-through cache of the index (host/index_cache.py); the release's own
+        page, and the dependency whose release asked for this build, are fetched anew."""
+        if self._index_cache is None:
+            st, r = self.report["_state"], self.report
+            fresh = ([r["package"]] if r.get("package") and self.spec[0] != "path" else []) + list(self.args.fresh)
+            self._index_cache = index_cache.IndexCache(
+                os.path.join(os.path.dirname(st["cache_dir"]), "index-cache"), self.args.index_url, fresh,
+                max_file=self.limits.disk)
+            self._index_cache.prune()
+        return self._index_cache
 
     def new_out_dir(self):
         """A folder made now, for what one command writes back (bound at /run/farm/out)."""
@@ -217,7 +232,7 @@ class Runner:
         if network and sb.mode == "bwrap":  # without a sandbox there is nothing to keep it in
             # A short private folder: a Unix socket's path must stay under about 100 bytes.
             proxy = IndexProxy(os.path.join(tempfile.mkdtemp(prefix="pypi-farm-"), "proxy.sock"),
-                               [tuple(e) for e in st["allowed_endpoints"]])
+                               [tuple(e) for e in st["allowed_endpoints"]], cache=self.index_cache())
         try:
             path_dirs = [os.path.dirname(st["env_python"])] if st.get("env_python") else []
             argv, run_env = sb.wrap(cmd, sb.env(env, path_dirs, network), cwd, proxy_socket=proxy and proxy.path,
@@ -422,7 +437,7 @@ class Runner:
         if not os.path.isfile(os.path.join(final, ".complete")):
             self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log)
         # What the folder holds ({name: version}, from its dist-info names: the runner's own folder)
-        # is not installed again for the tests (discover.tools_provide).
+        # is not installed again for the tests (discover.already_met).
         st["tools_provide"] = {canonicalize_name(n[:-len(".dist-info")].rsplit("-", 1)[0]):
                                n[:-len(".dist-info")].rsplit("-", 1)[1]
                                for n in os.listdir(final) if n.endswith(".dist-info") and "-" in n}

@@ -1,0 +1,201 @@
+"""The worker's pull-through cache of the package index, which the sandbox's installers use in place
+of the index itself (through the runner's proxy, at http://farm-index.invalid/simple/).
+
+Every build installs its release, the release's dependencies and its test dependencies into a new
+environment, with a new, empty installer cache (a cache the package's code could write would let it
+poison the next build's). Asked of the index directly, each build resolved everything again over
+the network: 0.3 to 0.9 s of round trips per install, and the same wheels downloaded once per slot.
+
+What the cache holds was written by the runner alone, never by a sandboxed process:
+- a project's file list, fetched by the runner from the index (host/index.py parses it), kept
+  PAGE_TTL seconds; the release under test and the names the build says changed (`fresh`) are
+  fetched anew once per build, so a new release is never hidden by a cached page;
+- the files, fetched by the runner from the URLs those lists give and checked against the index's
+  sha256 before they are kept; they are named by that hash, so a file is the same bytes for every
+  build. A file the index gives no hash for is passed through, not kept.
+
+The sandbox asks by project name and by hash only; it cannot name a URL, a path or a file the
+runner has not listed for it in this build. The cache's size is bounded (MAX_BYTES, oldest first)."""
+
+import hashlib
+import html
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from farm_runner._vendor.packaging.utils import canonicalize_name
+from farm_runner.host import index
+from farm_runner.host.interpreters import UsageError
+from farm_runner.host.limits import InfraError
+
+HOST = "farm-index.invalid"  # a name that resolves nowhere: only the runner's proxy answers it
+URL = "http://%s/simple/" % HOST
+PAGE_TTL = 600  # seconds a project's file list is used again (PyPI's own CDN keeps its pages as long)
+MAX_BYTES = 4 << 30  # the files kept, at most; the oldest used go first
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,198}[a-z0-9])?$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+class IndexCache:
+    def __init__(self, root, upstream, fresh=(), max_file=MAX_BYTES, page_ttl=None):
+        self.root, self.upstream, self.max_file = root, upstream, max_file
+        # An index on this machine answers at once: its pages are fetched every time (and a test's
+        # index may change at the same address), only its files are kept.
+        host = (urllib.parse.urlsplit(upstream).hostname or "").lower()
+        self.page_ttl = page_ttl if page_ttl is not None else 0 if host in ("localhost", "::1") or \
+            host.startswith("127.") else PAGE_TTL
+        key = hashlib.sha256(upstream.encode()).hexdigest()[:16]
+        self.pages_dir = os.path.join(root, "pages", key)
+        self.files_dir = os.path.join(root, "files")
+        os.makedirs(self.pages_dir, exist_ok=True)
+        os.makedirs(self.files_dir, exist_ok=True)
+        self.fresh = {canonicalize_name(n) for n in fresh}
+        self.fetched = set()  # names fetched anew in this build
+        self.listed = {}  # sha256 -> the file's entry, for what this build was shown
+        self.lock = threading.Lock()
+        self.stats = {"pages_cached": 0, "pages_fetched": 0, "files_cached": 0, "files_fetched": 0}
+
+    # -- what the proxy calls ----------------------------------------------------------------------
+    def answer(self, path, accept):
+        """(status, content type, body bytes or a file path) for a GET of `path` on HOST."""
+        parts = urllib.parse.unquote(path.split("?")[0]).strip("/").split("/")
+        try:
+            if len(parts) == 2 and parts[0] == "simple":
+                return self._page(parts[1], accept)
+            if len(parts) == 3 and parts[0] == "files" and _SHA.match(parts[1]):
+                return self._file(parts[1], parts[2])
+        except UsageError:
+            return 404, "text/plain", b"no such project on the index\n"
+        except InfraError as exc:
+            return 502, "text/plain", ("%s\n" % exc).encode()
+        return 404, "text/plain", b"not found\n"
+
+    # -- pages -------------------------------------------------------------------------------------
+    def _page(self, name, accept):
+        name = canonicalize_name(name)
+        if not _NAME.match(name):
+            return 404, "text/plain", b"not a project name\n"
+        files = self._files_of(name)
+        with self.lock:
+            for f in files:
+                if f.get("sha256") and _SHA.match(f["sha256"]):
+                    self.listed[f["sha256"]] = f
+        if JSON_TYPE in (accept or ""):
+            return 200, JSON_TYPE, self._json(name, files)
+        return 200, "text/html", self._html(name, files)
+
+    def _files_of(self, name):
+        cached = os.path.join(self.pages_dir, name + ".json")
+        must_fetch = name in self.fresh and name not in self.fetched
+        if not must_fetch:
+            try:
+                if time.time() - os.stat(cached).st_mtime < self.page_ttl:
+                    with open(cached, encoding="utf-8") as fh:
+                        files = json.load(fh)
+                    self.stats["pages_cached"] += 1
+                    return files
+            except (OSError, ValueError):
+                pass
+        files = index.fetch_project_files(self.upstream, name)
+        self.fetched.add(name)
+        self.stats["pages_fetched"] += 1
+        _write_atomic(cached, json.dumps(files).encode())
+        return files
+
+    def _json(self, name, files):
+        out = []
+        for f in files:
+            entry = {"filename": f["filename"], "url": self._url(f), "hashes": {"sha256": f["sha256"]} if f.get("sha256") else {},
+                     "yanked": bool(f.get("yanked"))}
+            if f.get("requires_python"):
+                entry["requires-python"] = f["requires_python"]
+            if f.get("upload_time"):
+                entry["upload-time"] = f["upload_time"]
+            if f.get("metadata_sha256") and f.get("sha256"):
+                entry["core-metadata"] = {"sha256": f["metadata_sha256"]}
+            out.append(entry)
+        versions = sorted({f["version"] for f in files if f.get("version")})
+        return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "versions": versions, "files": out}).encode()
+
+    def _html(self, name, files):
+        links = []
+        for f in files:
+            attrs = ' href="%s%s"' % (html.escape(self._url(f)), "#sha256=" + f["sha256"] if f.get("sha256") else "")
+            if f.get("requires_python"):
+                attrs += ' data-requires-python="%s"' % html.escape(f["requires_python"])
+            if f.get("yanked"):
+                attrs += ' data-yanked=""'
+            links.append("<a%s>%s</a><br/>" % (attrs, html.escape(f["filename"])))
+        return ("<!DOCTYPE html><html><body><h1>%s</h1>\n%s\n</body></html>\n" % (
+            html.escape(name), "\n".join(links))).encode()
+
+    def _url(self, f):
+        if f.get("sha256") and _SHA.match(f["sha256"]):
+            return "/files/%s/%s" % (f["sha256"], urllib.parse.quote(f["filename"]))
+        return f["url"]  # no hash to keep it by: the installer fetches it from the index itself
+
+    # -- files -------------------------------------------------------------------------------------
+    def _file(self, sha, filename):
+        metadata = filename.endswith(".metadata")
+        entry = self.listed.get(sha)
+        if entry is None or filename != entry["filename"] + (".metadata" if metadata else ""):
+            return 404, "text/plain", b"not a file this build was shown\n"
+        want = entry.get("metadata_sha256") if metadata else sha
+        if not (isinstance(want, str) and _SHA.match(want)):
+            return 404, "text/plain", b"the index gives no metadata file for it\n"
+        path = os.path.join(self.files_dir, want[:2], want + (".metadata" if metadata else ""))
+        if os.path.isfile(path):
+            os.utime(path)  # the oldest used go first
+            self.stats["files_cached"] += 1
+            return 200, "application/octet-stream", path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = tempfile.mktemp(dir=os.path.dirname(path), prefix=".new-")
+        try:
+            index.download(entry["url"] + (".metadata" if metadata else ""), tmp, want, self.max_file)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.stats["files_fetched"] += 1
+        return 200, "application/octet-stream", path
+
+    def prune(self, max_bytes=MAX_BYTES, every=3600):
+        """Remove the files used longest ago until the cache holds at most `max_bytes`; at most
+        once in `every` seconds on this worker (a stamp file says when it last ran)."""
+        stamp = os.path.join(self.root, "pruned")
+        try:
+            if time.time() - os.stat(stamp).st_mtime < every:
+                return
+        except OSError:
+            pass
+        _write_atomic(stamp, b"")
+        found = []
+        for folder, _, names in os.walk(self.files_dir):
+            for n in names:
+                p = os.path.join(folder, n)
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                found.append((st.st_mtime, st.st_size, p))
+        total = sum(s for _, s, _ in found)
+        for _, size, p in sorted(found):
+            if total <= max_bytes:
+                break
+            try:
+                os.remove(p)
+                total -= size
+            except OSError:
+                pass
+
+
+def _write_atomic(path, data):
+    tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
