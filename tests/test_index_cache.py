@@ -146,3 +146,21 @@ def test_a_build_installs_through_the_cache(package_index, tmp_path):
     kept = {f for _, _, fs in os.walk(os.path.join(os.path.dirname(report["_state"]["cache_dir"]), "index-cache",
                                                    "files")) for f in fs}
     assert report["installed_from"]["sha256"] in kept
+
+
+def test_a_kept_page_never_makes_a_release_uninstallable(tmp_path):
+    # boto3's way: a release needs a dependency released minutes before it; the worker's page of
+    # that dependency predates it. The install is tried again with every page fetched anew.
+    dists = tmp_path / "d"
+    dists.mkdir()
+    write_package(dists, "cachedep", "1.0", "notests", kind="wheel")
+    with PackageIndex(dists) as index:
+        first = run_cli("cachedep", tmp_path / "w1", index.url, extra=("--index-page-ttl", "600"))[1]
+        assert first["outcome"] == "no-tests"
+        write_package(dists, "cachedep", "2.0", "notests", kind="wheel")
+        write_package(dists, "cacheuser", "1.0", "pass", kind="wheel", dependencies=("cachedep>=2",))
+        index.add(dists)
+        proc, report = run_cli("cacheuser", tmp_path / "w2", index.url, extra=("--index-page-ttl", "600"))
+    assert report["phases"]["install"]["status"] == "ok", (report["reason"], proc.stdout[-3000:])
+    assert report["dependencies"] == [{"name": "cachedep", "version": "2.0"}]
+    assert "trying again with every page fetched anew" in report["phases"]["install"]["log_excerpt"]

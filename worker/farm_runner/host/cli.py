@@ -106,6 +106,9 @@ def parser():
                     help="auto: bubblewrap on Linux (refuses to run without it), none elsewhere")
     ap.add_argument("--uv", help="path of the uv binary")
     ap.add_argument("--cache-dir", help="uv cache (default: a per-user cache folder)")
+    ap.add_argument("--index-page-ttl", type=float, default=None, metavar="SECONDS",
+                    help="how long the worker's cache of the index keeps a project's page (default: 600; "
+                         "0 for an index on this machine)")
     ap.add_argument("--fresh", action="append", default=[], type=_project_name, metavar="NAME",
                     help="a project whose page the worker's cache of the index fetches anew (a dependency "
                          "whose new release asked for this build); the release's own always is")

@@ -56,6 +56,7 @@ class IndexCache:
         os.makedirs(self.files_dir, exist_ok=True)
         self.fresh = {canonicalize_name(n) for n in fresh}
         self.fetched = set()  # names fetched anew in this build
+        self.fresh_all = False  # every page fetched anew from now on (once each)
         self.listed = {}  # sha256 -> the file's entry, for what this build was shown
         self.lock = threading.Lock()
         self.stats = {"pages_cached": 0, "pages_fetched": 0, "files_cached": 0, "files_fetched": 0}
@@ -91,7 +92,7 @@ class IndexCache:
 
     def _files_of(self, name):
         cached = os.path.join(self.pages_dir, name + ".json")
-        must_fetch = name in self.fresh and name not in self.fetched
+        must_fetch = (self.fresh_all or name in self.fresh) and name not in self.fetched
         if not must_fetch:
             try:
                 if time.time() - os.stat(cached).st_mtime < self.page_ttl:

@@ -213,7 +213,7 @@ class Runner:
             fresh = ([r["package"]] if r.get("package") and self.spec[0] != "path" else []) + list(self.args.fresh)
             self._index_cache = index_cache.IndexCache(
                 os.path.join(os.path.dirname(st["cache_dir"]), "index-cache"), self.args.index_url, fresh,
-                max_file=self.limits.disk)
+                max_file=self.limits.disk, page_ttl=self.args.index_page_ttl)
             self._index_cache.prune()
         return self._index_cache
 
@@ -280,6 +280,20 @@ class Runner:
 
     def sandbox_path(self, host_path, inside_path):
         return inside_path if self.sandbox.mode == "bwrap" else host_path
+
+    def install(self, args, deadline, log, out_dir=None):
+        """Install ARGS into the environment, in the sandbox, from the worker's cache of the index:
+        (exit status, output). When the installer finds no solution and a page it read was the
+        cache's, it tries once more with every page fetched anew: a page kept a few minutes must
+        never make a release look uninstallable (a dependency released with it, boto3's botocore)."""
+        cache = self.index_cache() if self.sandbox.mode == "bwrap" else None
+        used = cache.stats["pages_cached"] if cache else 0
+        rc, out = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        if rc != 0 and cache is not None and cache.stats["pages_cached"] > used and _UNRESOLVED.search(out or ""):
+            log.write("[farm: no solution with the index's pages the worker keeps; trying again with every page fetched anew]\n")
+            cache.fresh_all = True
+            rc, out = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        return rc, out
 
     def install_command(self, *args):
         """The command that installs ARGS into the environment, in the sandbox (uv, or pip for 2.7)."""
@@ -348,7 +362,7 @@ class Runner:
         args = []
         if self.spec[0] == "name":
             args = ["--only-binary" if chosen["kind"] == "wheel" else "--no-binary", canonicalize_name(self.spec[1])]
-        rc, out = self.boxed(self.install_command(*args + [target]), self.box, deadline, log, network=True)
+        rc, out = self.install(args + [target], deadline, log)
         r["installed_from"] = {"filename": chosen["filename"], "kind": chosen["kind"], "url": chosen["url"],
                                "sha256": chosen.get("sha256")}
         if rc != 0:
@@ -608,7 +622,7 @@ class Runner:
         st["infer_tried"] = st.get("infer_tried", []) + [m for m, _ in wanted]
         log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
             ", ".join(m for m, _ in wanted), ", ".join(reqs)))
-        rc, output = self.boxed(self.install_command(*reqs), self.box, deadline, log, network=True)
+        rc, output = self.install(reqs, deadline, log)
         if rc != 0:
             log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(output)))
             return False
@@ -709,13 +723,13 @@ class Runner:
         args, shown, instrument_pin = self.test_requirements(deps, out_dir)
         if not args:
             return shown, False
-        rc, output = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+        rc, output = self.install(args, deadline, log, out_dir=out_dir)
         if rc != 0 and instrument_pin and "pytest" in output and not _network_trouble(output):
             log.write("[farm: the test dependencies could not be installed with the farm's pytest %s; "
                       "installing them again with the pytest they ask for]\n" % instrument_pin)
             out_dir = self.new_out_dir()
             args, shown, _ = self.test_requirements(deps, out_dir, pin_instrument=False)
-            rc, output = self.boxed(self.install_command(*args), self.box, deadline, log, network=True, out_dir=out_dir)
+            rc, output = self.install(args, deadline, log, out_dir=out_dir)
         if rc != 0:
             if _network_trouble(output):
                 raise InfraError("the index could not be reached for the test dependencies: %s"
@@ -842,6 +856,11 @@ class Runner:
             return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s was not clean: %s." % (
                 r["package"], "; ".join(parts))
         return "ok", contract.PASSED, "Uninstalled %s cleanly." % r["package"]
+
+
+# An installer's "no version fits" (uv, pip 20.3), as opposed to a build or a network failure.
+_UNRESOLVED = re.compile(r"No solution found when resolving|not found in the package registry|"
+                         r"no version of|Could not find a version that satisfies|ResolutionImpossible")
 
 
 def _checked_plan(plan, src, src_dir, run_dir):
