@@ -671,3 +671,14 @@ def test_test_files_imports_that_nothing_provides(tmp_path):
     assert unmet_imports(str(root), "", ["other"], str(site), []) == ["from_other"]
     (root / "pytest.ini").write_text("[pytest]\npython_files = check_*.py\ntestpaths = other\n")
     assert unmet_imports(str(root), "", [], str(site), []) == ["from_other"]
+
+
+def test_subtests_are_not_counted_as_tests_that_passed():
+    from farm_runner.host.verdict import junit_counts
+
+    # pytest 9's JUnit file: `tests` counts the 24 subtests of cachetools's threading tests too
+    cases = "".join('<testcase classname="t" name="t%d"/>' % i for i in range(3))
+    xml = ('<testsuites><testsuite name="pytest" tests="27" failures="1" errors="0" skipped="1">%s'
+           '<testcase classname="t" name="f"><failure message="x"/></testcase>'
+           '<testcase classname="t" name="s"><skipped message="y"/></testcase></testsuite></testsuites>' % cases)
+    assert junit_counts(xml.encode()) == {"passed": 3, "failed": 1, "errors": 0, "skipped": 1}

@@ -27,6 +27,7 @@ import subprocess
 
 from farm_runner.host.commands import BASE_ENV
 from farm_runner.host.limits import InfraError
+from farm_runner.host.proxy import MAX_CONNECTIONS
 
 LIB = "/run/farm/runner"
 OUT = "/run/farm/out"
@@ -135,6 +136,9 @@ class Sandbox:
         # downloads; the test run gets none of the worker's variables (see Runner.phase_test).
         if network:
             env.update({k: os.environ[k] for k in TLS_TRUST_VARIABLES if os.environ.get(k)})
+            # The worker's cache of the index answers plain HTTP, a connection per request: uv's
+            # 50 downloads at once would pass the proxy's cap and be refused.
+            env["UV_CONCURRENT_DOWNLOADS"] = str(MAX_CONNECTIONS // 2)
         if extra:
             env.update(extra)
         return {k: v for k, v in env.items() if v is not None}

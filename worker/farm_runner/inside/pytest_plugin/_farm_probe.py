@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 
 try:
     from importlib.util import find_spec
@@ -188,7 +189,9 @@ def pytest_sessionfinish(session):
     out = {}
     for name in json.loads(os.environ.get("FARM_IMPORT_NAMES", "[]")):
         try:
-            mod = sys.modules.get(name) or importlib.import_module(name)
+            with warnings.catch_warnings():  # the farm's own import must not add to the run's warnings
+                warnings.simplefilter("ignore")
+                mod = sys.modules.get(name) or importlib.import_module(name)
             where = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [None])[0]
             # (the tree's place of the package is a link to the installed copy: where it leads)
             out[name] = os.path.realpath(where) if isinstance(where, str) else where
