@@ -16,6 +16,9 @@ def dedent(text):
     return textwrap.dedent(text).lstrip()
 
 
+# The pyproject.toml fixtures start with: setuptools builds them.
+BUILD_SYSTEM = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+
 # name: (files of the project's tree, its dependencies, the outcome a maintainer sees)
 FIXTURES = {
     # The uninstall audit blamed the release for what test tools wrote in their own folders.
@@ -147,11 +150,7 @@ FIXTURES = {
     }, (), "passed"),
     # Reporting-only options of plugins the farm does not install are no usage error.
     "vfix-cov": ({
-        "pyproject.toml": dedent("""
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
+        "pyproject.toml": BUILD_SYSTEM + dedent("""
             [tool.pytest.ini_options]
             addopts = "--cov=vfix_cov --cov-report=term-missing -n 2 --timeout 30 --flake8 --black"
             testpaths = ["tests"]
@@ -248,11 +247,7 @@ FIXTURES = {
     # The project asks for pytest without a pin: the farm's pytest tests it (not installed again),
     # and a requirement for another interpreter is not installed.
     "vfix-farmpytest": ({
-        "pyproject.toml": dedent("""
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
+        "pyproject.toml": BUILD_SYSTEM + dedent("""
             [dependency-groups]
             test = ["pytest>=7", "vfix-later; python_version < '3'"]
             """),
@@ -304,11 +299,7 @@ FIXTURES = {
                 socket.create_connection(("pypi.org", 443), timeout=5)
             """),
         # urllib3's way: the project's uv takes a test tool from git; the farm has the index only
-        "pyproject.toml": dedent("""
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
+        "pyproject.toml": BUILD_SYSTEM + dedent("""
             [dependency-groups]
             test = ["vfix-helper"]
 

@@ -22,7 +22,6 @@ import html
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -105,7 +104,8 @@ class IndexCache:
         files = index.fetch_project_files(self.upstream, name)
         self.fetched.add(name)
         self.stats["pages_fetched"] += 1
-        _write_atomic(cached, json.dumps(files).encode())
+        if self.page_ttl > 0:
+            _write_atomic(cached, json.dumps(files).encode())
         return files
 
     def _json(self, name, files):
@@ -155,7 +155,7 @@ class IndexCache:
             self.stats["files_cached"] += 1
             return 200, "application/octet-stream", path
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = tempfile.mktemp(dir=os.path.dirname(path), prefix=".new-")
+        tmp = "%s.%d.%d.new" % (path, os.getpid(), threading.get_ident())
         try:
             index.download(entry["url"] + (".metadata" if metadata else ""), tmp, want, self.max_file)
             os.replace(tmp, path)

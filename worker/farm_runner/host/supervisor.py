@@ -550,8 +550,8 @@ class Runner:
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             counts, probe = self.read_run(out_dir, plan["tool"])
         if rc in (1, 2, 4):  # a module plainly missing: install it once and run again
-            known = set(st.get("import_names", [])) | set(st.get("installed_import_names", [])) | {
-                i["module"] for i in tests["inferred"]} | set(st.get("infer_tried", []))
+            known = set(st.get("import_names", [])) | set(st.get("installed_import_names", [])) | set(
+                st.get("infer_tried", []))
             wanted = missing.missing_modules([output] + [f["message"] for f in probe["failures"]],
                                              st.get("import_names", []), known)
             if self.infer(wanted, deadline, log):
