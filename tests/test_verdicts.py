@@ -277,9 +277,17 @@ FIXTURES = {
             import pathlib
             import socket
 
+            import pytest
+
 
             def test_broken():
                 assert 1 + 1 == 3, "a real bug"
+
+
+            @pytest.mark.parametrize("n", range(5))
+            def test_broken_too(n):
+                # more broken tests than are ever re-run one at a time
+                assert n < 0
 
 
             def test_missing_system_file():
@@ -471,10 +479,12 @@ def test_a_plugin_that_needs_an_older_pytest_gets_it(verdict_reports):
 @pytest.mark.slow
 def test_a_real_failure_stays_the_package_s(verdict_reports):
     report, tests = check(verdict_reports, "vfix-realfail")
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken",
-                                                      "tests/test_real.py::test_missing_system_file"]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken"] + [
+        "tests/test_real.py::test_broken_too[%d]" % n for n in range(5)] + ["tests/test_real.py::test_missing_system_file"]
     assert tests["sdist_lacks"] == []
+    # seven failed twice and are not run alone again; the flaky one passed alone
     assert tests["flaky"] == ["tests/test_real.py::test_flaky_beside_the_bugs"]
+    assert "running 1 of them again one at a time" in report["phases"]["test"]["log_excerpt"]
     assert "a real bug" in tests["failures"][0]["message"]
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_real.py::test_needs_the_network"]
     assert tests["deps"] == [{"requirement": "vfix-helper", "source": "pyproject.toml [dependency-groups] test; the "

@@ -574,13 +574,19 @@ class Runner:
                 all(verdict.rerunnable(t) for t in again) and len(again) == len(failures) - sum(
                     1 for f in failures if f["test"] in network):
             log.write("[farm: running the %d failed test(s) again, each once, in a fresh process]\n" % len(again))
-            rerun_rc, _, _ = self.run_tests(dict(plan, args=again), deadline, log, main=False)
+            rerun_rc, _, rerun_dir = self.run_tests(dict(plan, args=again), deadline, log, main=False)
             if rerun_rc == 0:  # observed by the host: all of them passed the second time
                 flaky = again
-            elif 1 < len(again) <= verdict.MAX_RERUN_ALONE:
+            elif len(again) > 1:
                 # One broken test must not hide a flaky one: each alone, its exit status the host's.
-                log.write("[farm: running them again one at a time]\n")
-                flaky = [t for t in again if self.run_tests(dict(plan, args=[t]), deadline, log, main=False)[0] == 0]
+                # Those the re-run's report says failed again are not tried (the report only
+                # narrows what is tried; it never makes a test flaky).
+                failed_again = {f["test"] for f in self.read_run(rerun_dir, "pytest")[1]["failures"]}
+                alone = [t for t in again if t not in failed_again]
+                if 0 < len(alone) <= verdict.MAX_RERUN_ALONE:
+                    log.write("[farm: running %d of them again one at a time]\n" % len(alone))
+                    flaky = [t for t in alone
+                             if self.run_tests(dict(plan, args=[t]), deadline, log, main=False)[0] == 0]
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
