@@ -258,6 +258,28 @@ def test_cgroup_v1_here_applies_both_limits():
     assert missing == {} and applied["memory"] == applied["processes"] == "cgroup v1"
 
 
+def test_cgroup_v1_groups_of_runners_that_are_gone_are_removed():
+    if not os.path.isfile("/sys/fs/cgroup/memory/cgroup.procs"):
+        pytest.skip("this host has no cgroup v1 memory hierarchy")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    first = limits.Cgroup.create(limits.Limits())
+    first.remove()
+    parent = os.path.dirname(first.dirs["pids"])  # where runners' groups are
+    left = os.path.join(parent, "pypi-farm-%d-1" % gone.pid)  # a runner killed before it removed its group
+    alive = os.path.join(parent, "pypi-farm-%d-1" % os.getpid())  # this runner's: never touched
+    for d in (left, alive):
+        os.mkdir(d)
+    try:
+        group = limits.Cgroup.create(limits.Limits())
+        group.remove()
+        assert not os.path.exists(left) and os.path.isdir(alive)
+    finally:
+        for d in (left, alive):
+            if os.path.isdir(d):
+                os.rmdir(d)
+
+
 # -- the bundle ---------------------------------------------------------------------------------
 
 def test_bundle_is_reproducible_and_runs_as_one_file(tmp_path):

@@ -105,6 +105,8 @@ class Cgroup:
                                 % root)
 
     def _make(self):
+        for parent in set(os.path.dirname(d) for d in self.dirs.values()):
+            _sweep(parent)
         made = []
         try:
             for d in sorted(set(self.dirs.values())):
@@ -231,6 +233,26 @@ def _v2_parent(root, own_path):
         except OSError as exc:
             problems.append("%s: %s" % (control, exc.strerror or exc))
     raise CgroupUnavailable("cannot enable the memory and pids controllers (%s)" % "; ".join(problems))
+
+
+def _sweep(parent):
+    """Remove the groups runners that are gone left behind (a runner killed outright cannot remove
+    its own): a long-running worker must not gather one per killed build. A group that still holds
+    processes is not removed (the kernel refuses), nor is one whose runner is alive."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith("pypi-farm-")]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.kill(int(name.split("-")[2]), 0)
+        except ProcessLookupError:
+            try:
+                os.rmdir(os.path.join(parent, name))
+            except OSError:
+                pass
+        except (ValueError, IndexError, OSError):
+            pass
 
 
 def _rmdir(d):
