@@ -490,6 +490,10 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     assert tests["deps"] == [{"requirement": "vfix-helper", "source": "pyproject.toml [dependency-groups] test; the "
                               "project takes it from https://example.invalid/vfix-helper, the farm from the index"}]
     assert "The project takes vfix-helper from elsewhere than the index" in report["reason"]
+    # pytest's count, and what of it was the environment's
+    assert report["reason"].startswith("Tests failed: ") and " 9 failed," in report["reason"]
+    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 failed once and passed " \
+        "when run again (flaky)." in report["reason"]
 
 
 # -- the pieces, without a runner ---------------------------------------------------------------------

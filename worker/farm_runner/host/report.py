@@ -75,7 +75,17 @@ def _outcome_reason(r):
     t = r.get("tests") or {}
     done = [p for p in contract.PHASES if r["phases"][p]["status"] == "ok"]
     what = "%s %s on Python %s" % (r["package"], r["version"], r["python"]["version"])
-    excused = []  # failures that were the environment's, said every time the outcome is given
+    note = not_counted(t)
+    if "uninstall" in done:
+        return "%s installed, passed %d tests and uninstalled cleanly.%s" % (what, t.get("passed", 0), note)
+    if "test" in done:
+        return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
+    return "%s installed (tests not run yet)." % what
+
+
+def not_counted(t):
+    """The failures that were the environment's, as a sentence said with every outcome ("" if none)."""
+    excused = []
     if t.get("needs_network"):
         excused.append("%d needed the network, which the sandbox does not give" % len(t["needs_network"]))
     if t.get("interpreter_lacks"):
@@ -86,12 +96,7 @@ def _outcome_reason(r):
             len(t["sdist_lacks"]), ", ".join(sorted({str(x.get("path")) for x in t["sdist_lacks"]})[:3])))
     if t.get("flaky"):
         excused.append("%d failed once and passed when run again (flaky)" % len(t["flaky"]))
-    note = " Not counted: %s." % "; ".join(excused) if excused else ""
-    if "uninstall" in done:
-        return "%s installed, passed %d tests and uninstalled cleanly.%s" % (what, t.get("passed", 0), note)
-    if "test" in done:
-        return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
-    return "%s installed (tests not run yet)." % what
+    return " Not counted: %s." % "; ".join(excused) if excused else ""
 
 
 def gil_warning(gil):

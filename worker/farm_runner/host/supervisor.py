@@ -613,6 +613,8 @@ class Runner:
             return "skipped", contract.NO_TESTS, "The tests could not run: they import files of the project's " \
                 "tree that the sdist does not ship (%s)." % ", ".join(sorted(set(unshipped.values()))[:3])
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
+        if outcome == contract.TESTS_FAILED:
+            reason += report_.not_counted(tests)  # the count is pytest's; some of it was the environment's
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
