@@ -159,7 +159,7 @@ def _build_sdist(dest, name, version, files, metadata):
 
 
 def write_package(dest_dir, name, version, behaviour="pass", requires_python=None, kind="both",
-                  dependencies=(), extra_files=None, setup_prelude=""):
+                  dependencies=(), extra_files=None, setup_prelude="", sdist_only=()):
     """Write the project's source tree under dest_dir/src/ and build its distributions into dest_dir.
 
     behaviour: pass | testfail | setupfail (sdist only) | notests | leftover | oldpython
@@ -192,7 +192,8 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     if kind in ("both", "sdist"):
         out.append(_build_sdist(dest, name, version, files, metadata))
     if kind in ("both", "wheel"):
-        out.append(_build_wheel(dest, name, version, files, metadata, _module_name(name)))
+        wheel_files = {p: t for p, t in files.items() if p not in sdist_only}  # as a backend's excludes
+        out.append(_build_wheel(dest, name, version, wheel_files, metadata, _module_name(name)))
     return out
 
 

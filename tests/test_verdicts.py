@@ -91,6 +91,9 @@ FIXTURES = {
                 return (pathlib.Path(__file__).parent / "data" / "sample.txt").read_text()
             """),
         "data/sample.txt": "hello from the sdist\n",
+        "vfix_tree/_kernel.py": "answer = 42\n",
+        "vfix_tree/_kernel.pxd": "cdef int answer\n",  # in the sdist only (SDIST_ONLY)
+        "vfix_tree/_kernel.c": "/* generated */\n",  # in the sdist only, and nothing reads it
         "examples/demo.py": "print('demo')\n",
         "requirements-dev.txt": "# nothing to install\n",
         "tests/test_tree.py": dedent("""
@@ -106,6 +109,16 @@ FIXTURES = {
             def test_files_the_tests_read():
                 assert (ROOT / "examples" / "demo.py").is_file()
                 assert (ROOT / "requirements-dev.txt").is_file()
+
+
+            def test_sources_the_wheel_leaves_out():
+                # chardet's way: a test reads the Cython declarations beside the module they type
+                assert (ROOT / "vfix_tree" / "_kernel.pxd").read_text() == "cdef int answer\\n"
+                import os
+
+                import vfix_tree._kernel  # the module beside them is the installed copy's
+                assert "site-packages" in os.path.realpath(ROOT / "vfix_tree" / "_kernel.py")
+                assert "site-packages" in os.path.realpath(vfix_tree._kernel.__file__)
 
 
             def test_the_package_by_path_is_the_installed_copy():
@@ -338,6 +351,7 @@ TOOLS = {
     "vfix-pytest8-plugin": {},
 }
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
+SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +363,8 @@ def verdict_reports(tmp_path_factory):
     for name, (files, deps, _) in FIXTURES.items():
         # vfix-unittest has no pytest-style test file at all
         write_package(dists, name, VERSION, "notests" if name == "vfix-unittest" else "pass", dependencies=deps,
-                      extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both")
+                      extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
+                      sdist_only=SDIST_ONLY.get(name, ()))
     out = {}
     with PackageIndex(dists, ensure_wheelhouse()) as index:
         for name in FIXTURES:
@@ -361,7 +376,8 @@ def verdict_reports(tmp_path_factory):
 def check(reports, name):
     proc, report = reports[name]
     expected = FIXTURES[name][2]
-    assert report["outcome"] == expected, (report["reason"], report.get("tests"), proc.stdout[-3000:])
+    failures = (report.get("tests") or {}).get("failures")  # first: a long message would hide them
+    assert report["outcome"] == expected, (report["reason"], failures, proc.stdout[-3000:])
     return report, report["tests"]
 
 
@@ -392,7 +408,7 @@ def test_the_tox_env_for_this_interpreter_is_run(verdict_reports):
 @pytest.mark.slow
 def test_tests_run_from_the_whole_sdist_against_the_installed_copy(verdict_reports):
     report, tests = check(verdict_reports, "vfix-tree")
-    assert tests["passed"] == 5
+    assert tests["passed"] == 6
     assert tests["set_aside"] == ["vfix_tree/"]  # the package's own source, so the installed copy is imported
     assert "site-packages" in tests["imported_from"]["vfix_tree"]
 

@@ -68,8 +68,9 @@ def set_aside_packages(root, names, site):
     folder inside one is kept only when the installed copy lacks it (tests the sdist alone holds);
     those the installed copy has run from it (--pyargs). Otherwise the place is taken by a link to
     the installed copy, for tests that use the package by path (`python pkg/__init__.py`, a data file
-    read as `pkg/data.json`): they get the installed files, as `import pkg` does. Returns (what was
-    set aside, modules to run with --pyargs, what was linked)."""
+    read as `pkg/data.json`): they get the installed files, as `import pkg` does; files no import
+    reaches that the installed copy lacks (a Cython .pxd, C sources) stay beside links to the
+    installed entries. Returns (what was set aside, modules to run with --pyargs, what was linked)."""
     removed, pyargs, linked = [], [], []
     names = [n for n in names if n not in discover.NOT_THE_PACKAGE]
     _, options = discover.pytest_config(root)
@@ -103,6 +104,15 @@ def set_aside_packages(root, names, site):
                     else:
                         keep.append(sub)
             pyargs += own_pyargs
+            installed = os.path.join(site, entry)
+            if not keep and not own_pyargs and os.path.isdir(installed) and not os.path.islink(installed) \
+                    and _tree_only_files(path, installed):
+                # Files no import reaches that the wheel leaves out (chardet's test reads its Cython
+                # .pxd beside the module): the folder becomes the installed copy plus those files.
+                _overlay(path, installed)
+                removed.append(rel + "/")
+                linked.append(rel)
+                continue
             for sub in os.listdir(path):
                 if sub not in keep:
                     clear(os.path.join(path, sub))
@@ -121,6 +131,47 @@ def set_aside_packages(root, names, site):
                     linked.append(rel)
             removed.append(rel + "/")
     return removed, sorted(set(pyargs)), linked
+
+
+IMPORTABLE = (".py", ".pyc", ".pyo", ".so", ".pyd")
+
+
+def _tree_only_files(path, installed):
+    """Does the tree's package folder hold a file (not a link) that no import reaches and the
+    installed copy lacks? Looked at up to MAX_WALK entries."""
+    seen = 0
+    for here, dirs, files in os.walk(path):
+        rel = os.path.relpath(here, path)
+        for name in files:
+            seen += 1
+            if seen > MAX_WALK:
+                return False
+            if not name.endswith(IMPORTABLE) and not os.path.islink(os.path.join(here, name)) and \
+                    not os.path.lexists(os.path.join(installed, rel, name)):
+                return True
+    return False
+
+
+def _overlay(path, installed):
+    """PATH keeps its files that no import reaches and INSTALLED lacks; every other entry is a link
+    to the installed one (a module, so `python pkg/__init__.py` runs the installed copy). INSTALLED
+    None: a folder the installed copy lacks, whose importable files go."""
+    for name in os.listdir(path):
+        mine = os.path.join(path, name)
+        theirs = os.path.join(installed, name) if installed else None
+        if os.path.islink(mine):
+            os.unlink(mine)
+        elif os.path.isdir(mine):
+            both = theirs and os.path.isdir(theirs) and not os.path.islink(theirs)
+            _overlay(mine, theirs if both else None)
+            if not os.listdir(mine):
+                os.rmdir(mine)
+        elif name.endswith(IMPORTABLE) or (theirs and os.path.lexists(theirs)):
+            os.unlink(mine)
+    if installed:
+        for name in os.listdir(installed):
+            if not os.path.lexists(os.path.join(path, name)):
+                os.symlink(os.path.join(installed, name), os.path.join(path, name))
 
 
 def translate_paths(args, root, cwd, names, site):
