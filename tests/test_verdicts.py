@@ -207,12 +207,6 @@ FIXTURES = {
                 urllib.request.urlopen("http://example.org/", timeout=5)
 
 
-            def test_reads_data_the_sdist_left_out():
-                # toml's way: its test data is a git submodule, absent from the sdist
-                with open("toml-test/valid/table.toml") as fh:
-                    assert fh.read()
-
-
             def test_flaky():
                 marker = pathlib.Path(__file__).with_name(".ran-once")
                 if not marker.exists():
@@ -220,6 +214,13 @@ FIXTURES = {
                     raise AssertionError("fails the first time only")
             """),
     }, (), "passed"),
+    # jmespath's sdist leaves out tests/__init__.py, where its test modules take their helpers
+    # from: as shipped, no test module can be collected. Nothing ran: never a pass.
+    "vfix-noinit": ({
+        "tests/test_one.py": "from tests import unittest\n\n\nclass T(unittest.TestCase):\n"
+                             "    def test_one(self):\n        pass\n",
+        "tests/test_two.py": "from tests import OrderedDict\n\n\ndef test_two():\n    assert OrderedDict() == {}\n",
+    }, (), "no-tests"),
     # A test module that clones its data with git while it is collected (chardet): the others run.
     "vfix-clone": ({
         "tests/test_accuracy.py": dedent("""
@@ -318,6 +319,13 @@ FIXTURES = {
 
             def test_needs_the_network():
                 socket.create_connection(("pypi.org", 443), timeout=5)
+
+
+            def test_reads_data_the_sdist_left_out():
+                # toml's way: its test data is a git submodule, absent from the sdist. The release as
+                # published cannot pass it: counted, and said.
+                with open("toml-test/valid/table.toml") as fh:
+                    assert fh.read()
             """),
         # urllib3's way: the project's uv takes a test tool from git; the farm has the index only
         "pyproject.toml": BUILD_SYSTEM + dedent("""
@@ -362,8 +370,8 @@ def verdict_reports(tmp_path_factory):
                       dependencies=TOOL_DEPENDENCIES.get(name, ()))
     for name, (files, deps, _) in FIXTURES.items():
         # vfix-unittest has no pytest-style test file at all
-        write_package(dists, name, VERSION, "notests" if name == "vfix-unittest" else "pass", dependencies=deps,
-                      extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
+        write_package(dists, name, VERSION, "notests" if name in ("vfix-unittest", "vfix-noinit") else "pass",
+                      dependencies=deps, extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
                       sdist_only=SDIST_ONLY.get(name, ()))
     out = {}
     with PackageIndex(dists, ensure_wheelhouse()) as index:
@@ -446,10 +454,7 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_env.py::test_needs_the_network"]
     assert any(w.startswith("lookup example.org") for w in tests["needs_network"][0]["tried"])
     assert tests["flaky"] == ["tests/test_env.py::test_flaky"]
-    assert tests["sdist_lacks"] == [{"test": "tests/test_env.py::test_reads_data_the_sdist_left_out",
-                                     "path": "toml-test/valid/table.toml"}]
     assert tests["failures"] == []
-    assert "files of the project's tree that the sdist does not ship (toml-test/valid/table.toml)" in report["reason"]
     assert "needed the network" in report["reason"] and "flaky" in report["reason"]
 
 
@@ -493,12 +498,23 @@ def test_a_plugin_that_needs_an_older_pytest_gets_it(verdict_reports):
 
 
 @pytest.mark.slow
+def test_tests_that_cannot_be_collected_as_shipped_are_no_pass(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-noinit")
+    assert sorted(x["test"] for x in tests["sdist_lacks"]) == ["tests/test_one.py", "tests/test_two.py"]
+    assert {x["path"] for x in tests["sdist_lacks"]} == {"tests/__init__.py"}
+    assert report["reason"] == "The tests could not run: they import files of the project's tree that the " \
+        "sdist does not ship (tests/__init__.py)."
+
+
+@pytest.mark.slow
 def test_a_real_failure_stays_the_package_s(verdict_reports):
     report, tests = check(verdict_reports, "vfix-realfail")
     assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken"] + [
-        "tests/test_real.py::test_broken_too[%d]" % n for n in range(5)] + ["tests/test_real.py::test_missing_system_file"]
-    assert tests["sdist_lacks"] == []
-    # seven failed twice and are not run alone again; the flaky one passed alone
+        "tests/test_real.py::test_broken_too[%d]" % n for n in range(5)] + [
+        "tests/test_real.py::test_missing_system_file", "tests/test_real.py::test_reads_data_the_sdist_left_out"]
+    assert tests["sdist_lacks"] == [{"test": "tests/test_real.py::test_reads_data_the_sdist_left_out",
+                                     "path": "toml-test/valid/table.toml"}]
+    # eight failed twice and are not run alone again; the flaky one passed alone
     assert tests["flaky"] == ["tests/test_real.py::test_flaky_beside_the_bugs"]
     assert "running 1 of them again one at a time" in report["phases"]["test"]["log_excerpt"]
     assert "a real bug" in tests["failures"][0]["message"]
@@ -507,7 +523,9 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
                               "project takes it from https://example.invalid/vfix-helper, the farm from the index"}]
     assert "The project takes vfix-helper from elsewhere than the index" in report["reason"]
     # pytest's count, and what of it was the environment's
-    assert report["reason"].startswith("Tests failed: ") and " 9 failed," in report["reason"]
+    assert report["reason"].startswith("Tests failed: ") and " 10 failed," in report["reason"]
+    assert "1 of the failures read files of the project's tree that the sdist does not ship " \
+        "(toml-test/valid/table.toml)." in report["reason"]
     assert "Not counted: 1 needed the network, which the sandbox does not give; 1 failed once and passed " \
         "when run again (flaky)." in report["reason"]
 

@@ -91,9 +91,6 @@ def not_counted(t):
     if t.get("interpreter_lacks"):
         excused.append("%d needed a standard module this worker's Python was built without (%s)" % (
             len(t["interpreter_lacks"]), ", ".join(sorted({str(x.get("module")) for x in t["interpreter_lacks"]}))))
-    if t.get("sdist_lacks"):
-        excused.append("%d read files of the project's tree that the sdist does not ship (%s)" % (
-            len(t["sdist_lacks"]), ", ".join(sorted({str(x.get("path")) for x in t["sdist_lacks"]})[:3])))
     if t.get("flaky"):
         excused.append("%d failed once and passed when run again (flaky)" % len(t["flaky"]))
     return " Not counted: %s." % "; ".join(excused) if excused else ""

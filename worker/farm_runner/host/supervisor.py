@@ -615,6 +615,10 @@ class Runner:
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
         if outcome == contract.TESTS_FAILED:
             reason += report_.not_counted(tests)  # the count is pytest's; some of it was the environment's
+            if tests["sdist_lacks"]:
+                reason += " %d of the failures read files of the project's tree that the sdist does not ship " \
+                          "(%s)." % (len(tests["sdist_lacks"]), ", ".join(
+                              sorted({x["path"] for x in tests["sdist_lacks"]})[:3]))
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
@@ -638,9 +642,9 @@ class Runner:
         return True
 
     def environment_s(self, probe):
-        """The run's failures and those that were the environment's: (failures, {test: standard
-        module the interpreter lacks}, {test: file of the tree the sdist lacks}, {test: network
-        tried}, {test: any of these, said})."""
+        """The run's failures and what each lacked: (failures, {test: standard module the
+        interpreter lacks}, {test: file of the tree the sdist lacks}, {test: network tried},
+        {test: what of the environment it lacked (network or module), said})."""
         st = self.report["_state"]
         failures = probe["failures"]
         lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
@@ -649,12 +653,11 @@ class Runner:
         unshipped = {f["test"]: missing.tree_file_missing(f["message"], os.path.join(self.box, "run"))
                      or missing.package_init_missing(f["message"], installed) for f in failures}
         unshipped = {t: p for t, p in unshipped.items() if p and t not in lacking}
-        # The sandbox has no network (a connection, a name lookup, an installer or git the test
-        # ran), the worker's interpreter lacks an optional standard module, the sdist does not ship
-        # a file of the project's tree that the test reads.
+        # The environment's: the sandbox has no network (a connection, a name lookup, an installer
+        # or git the test ran), the worker's interpreter lacks an optional standard module. A file
+        # of the project's tree that the sdist does not ship is the release's own lack: said, counted.
         tried = dict(verdict.install_attempts(failures), **probe["network"])
         network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
-        network.update({t: ["open %s" % p] for t, p in unshipped.items() if t not in network})
         return failures, lacking, unshipped, tried, network
 
     def test_env(self, out):
