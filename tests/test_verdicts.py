@@ -161,6 +161,29 @@ FIXTURES = {
                 assert "site-packages" in helper.__file__.replace(os.sep, "/"), helper.__file__
             """),
     }, (), "passed"),
+    # toolz's way: `testpaths` names the package, whose test folders (one nested deeper) the wheel
+    # ships; they run from the installed copy, with the project's configuration (warnings are errors).
+    "vfix-cfgpkg": ({
+        "pyproject.toml": BUILD_SYSTEM + dedent("""
+            [tool.pytest.ini_options]
+            testpaths = ["vfix_cfgpkg"]
+            filterwarnings = ["error"]
+            """),
+        "vfix_cfgpkg/tests/__init__.py": "",
+        "vfix_cfgpkg/tests/test_top.py": dedent("""
+            import warnings
+
+            import pytest
+
+
+            def test_the_project_s_configuration():
+                with pytest.raises(UserWarning):
+                    warnings.warn("an error under the project's filterwarnings")
+            """),
+        "vfix_cfgpkg/sandbox/__init__.py": "",
+        "vfix_cfgpkg/sandbox/tests/__init__.py": "",
+        "vfix_cfgpkg/sandbox/tests/test_nested.py": "def test_nested():\n    pass\n",
+    }, (), "passed"),
     # Reporting-only options of plugins the farm does not install are no usage error.
     "vfix-cov": ({
         "pyproject.toml": BUILD_SYSTEM + dedent("""
@@ -370,7 +393,7 @@ def verdict_reports(tmp_path_factory):
                       dependencies=TOOL_DEPENDENCIES.get(name, ()))
     for name, (files, deps, _) in FIXTURES.items():
         # vfix-unittest has no pytest-style test file at all
-        write_package(dists, name, VERSION, "notests" if name in ("vfix-unittest", "vfix-noinit") else "pass",
+        write_package(dists, name, VERSION, "notests" if name in ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg") else "pass",
                       dependencies=deps, extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
                       sdist_only=SDIST_ONLY.get(name, ()))
     out = {}
@@ -495,6 +518,14 @@ def test_a_plugin_that_needs_an_older_pytest_gets_it(verdict_reports):
     assert tests["pytest"]["version"].startswith("8.")
     assert tests["pytest"]["chosen"] == "the project's own (its test dependencies ask for it)"
     assert "installing them again with the pytest they ask for" in report["phases"]["test"]["log_excerpt"]
+
+
+@pytest.mark.slow
+def test_testpaths_naming_the_package_run_its_installed_tests_with_the_project_s_configuration(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-cfgpkg")
+    assert tests["passed"] == 2  # the nested folder's test too
+    assert tests["command"][-2:] == ["--pyargs", "vfix_cfgpkg"] and "configuration" in tests["how"]
+    assert "site-packages" in tests["imported_from"]["vfix_cfgpkg"]
 
 
 @pytest.mark.slow

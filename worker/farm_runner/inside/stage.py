@@ -53,6 +53,8 @@ def plan_run(root, names, site, version, implementation):
             plan["args"] = translate_paths(plan["args"], root, plan["cwd"], names, site)
             if not plan["args"] and pyargs and not configured_testpaths(root):
                 plan["args"] = ["--pyargs"] + pyargs + ["."]
+            elif not plan["args"] and plan.get("cwd") == "":
+                plan["args"] = set_aside_testpaths(root, names, site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"]) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"]:
             return plan
@@ -215,6 +217,24 @@ def _link_installed(site, entry, path):
         os.symlink(target, path)
         return True
     return False
+
+
+def set_aside_testpaths(root, names, site):
+    """The pytest configuration's `testpaths` when they name a package set aside (toolz's
+    `testpaths = ["toolz"]`): its installed modules (--pyargs) and the paths the tree still has,
+    to run from the configuration's folder so that its options apply; [] when none was set aside."""
+    _, options = discover.pytest_config(root)
+    modules, paths = [], []
+    for word in discover.config_words(options.get("testpaths")):
+        parts = [p for p in word.split("/") if p not in ("", ".")]
+        if parts and parts[0] == "src":
+            parts = parts[1:]
+        if parts and parts[0] in names and not os.path.lexists(os.path.join(root, word)) and \
+                os.path.exists(os.path.join(site, *parts)) and ".." not in parts:
+            modules.append(".".join(p[:-3] if p.endswith(".py") else p for p in parts))
+        else:
+            paths.append(word)
+    return ["--pyargs"] + modules + paths if modules else []
 
 
 def configured_testpaths(root):
