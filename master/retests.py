@@ -53,6 +53,7 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 INDEX_REFRESH = 24 * 3600  # seconds between two readings of the index's project list (set = "all")
 RATE_WINDOW = 24 * 3600  # the achieved period is measured over the tests of the last day
 BATCH = 500  # names inserted or deleted per statement
+RECORD_GRACE = 60  # seconds a finished re-test stays pending for its build to be recorded
 NAME = re.compile(r"^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$")
 
 metadata = sa.MetaData()
@@ -189,14 +190,19 @@ def ensure_slot_rows(conn, slots: list[str]) -> None:
         conn.execute(slot_tests.insert().from_select(["package", "slot", "tested_at"], missing))
 
 
-def forget_finished(conn, buildsets) -> None:
-    """Re-tests whose buildset is complete (built, collapsed, cancelled) are no longer pending."""
-    done = sa.select(buildsets.c.id).where(buildsets.c.complete != 0)
+def forget_finished(conn, buildsets, now: int) -> None:
+    """Re-tests whose buildset is complete (built, collapsed, cancelled) are no longer pending, once
+    the build's own record has had RECORD_GRACE seconds: a buildset completes a moment before the
+    master that ran its build records the test (record_build), and a re-test forgotten in between
+    would be chosen again, the package tested twice."""
+    done = sa.select(buildsets.c.id).where(buildsets.c.complete != 0, buildsets.c.complete_at <= now - RECORD_GRACE)
     conn.execute(slot_tests.update().where(slot_tests.c.queued_bsid.in_(done)).values(queued_bsid=None))
 
 
-def pending_counts(conn) -> dict[str, int]:
-    query = (sa.select(slot_tests.c.slot, sa.func.count()).where(slot_tests.c.queued_bsid.isnot(None))
+def pending_counts(conn, buildsets) -> dict[str, int]:
+    """Re-tests waiting or building per slot (one that finished is not, though not yet forgotten)."""
+    waiting = sa.select(buildsets.c.id).where(buildsets.c.complete == 0)
+    query = (sa.select(slot_tests.c.slot, sa.func.count()).where(slot_tests.c.queued_bsid.in_(waiting))
              .group_by(slot_tests.c.slot))
     return {slot: count for slot, count in conn.execute(query)}
 
@@ -470,8 +476,8 @@ class RetestService(service.BuildbotService, StateMixin):
             log.err(error, f"{self.name}: topping up the re-test queue")
 
     def _choose_all(self, conn, now: int) -> dict[str, list[tuple[str, str | None]]]:
-        forget_finished(conn, self.master.db.model.buildsets)
-        pending = pending_counts(conn)
+        forget_finished(conn, self.master.db.model.buildsets, now)
+        pending = pending_counts(conn, self.master.db.model.buildsets)
         # New slots first: they choose before the slots that have seen the set.
         order = sorted(self.slots, key=lambda slot: (slot not in self.new_slots, slot))
         return {
