@@ -113,10 +113,10 @@ FIXTURES = {
 
             def test_sources_the_wheel_leaves_out():
                 # chardet's way: a test reads the Cython declarations beside the module they type
-                assert (ROOT / "vfix_tree" / "_kernel.pxd").read_text() == "cdef int answer\\n"
                 import os
 
                 import vfix_tree._kernel  # the module beside them is the installed copy's
+                assert (ROOT / "vfix_tree" / "_kernel.pxd").read_text() == "cdef int answer\\n"
                 assert "site-packages" in os.path.realpath(ROOT / "vfix_tree" / "_kernel.py")
                 assert "site-packages" in os.path.realpath(vfix_tree._kernel.__file__)
 
@@ -383,6 +383,7 @@ TOOLS = {
 }
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
+OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg")  # without the standard package's test file
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +393,7 @@ def verdict_reports(tmp_path_factory):
         write_package(dists, name, VERSION, "notests", extra_files=files, kind="wheel",
                       dependencies=TOOL_DEPENDENCIES.get(name, ()))
     for name, (files, deps, _) in FIXTURES.items():
-        # vfix-unittest has no pytest-style test file at all
-        write_package(dists, name, VERSION, "notests" if name in ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg") else "pass",
+        write_package(dists, name, VERSION, "notests" if name in OWN_TESTS_ONLY else "pass",
                       dependencies=deps, extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
                       sdist_only=SDIST_ONLY.get(name, ()))
     out = {}

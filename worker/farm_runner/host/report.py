@@ -96,6 +96,14 @@ def not_counted(t):
     return " Not counted: %s." % "; ".join(excused) if excused else ""
 
 
+def sdist_lacks(t):
+    """The counted failures that read files the sdist does not ship, as a sentence ("" if none)."""
+    if not t.get("sdist_lacks"):
+        return ""
+    return " %d of the failures read files of the project's tree that the sdist does not ship (%s)." % (
+        len(t["sdist_lacks"]), ", ".join(sorted({str(x.get("path")) for x in t["sdist_lacks"]})[:3]))
+
+
 def gil_warning(gil):
     """A free-threaded slot's warning, said with every outcome: the tests ran with the GIL on."""
     if not isinstance(gil, dict) or not gil.get("enabled"):

@@ -614,11 +614,8 @@ class Runner:
                 "tree that the sdist does not ship (%s)." % ", ".join(sorted(set(unshipped.values()))[:3])
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
         if outcome == contract.TESTS_FAILED:
-            reason += report_.not_counted(tests)  # the count is pytest's; some of it was the environment's
-            if tests["sdist_lacks"]:
-                reason += " %d of the failures read files of the project's tree that the sdist does not ship " \
-                          "(%s)." % (len(tests["sdist_lacks"]), ", ".join(
-                              sorted({x["path"] for x in tests["sdist_lacks"]})[:3]))
+            # the count is pytest's: what of it was the environment's, and what the sdist lacks
+            reason += report_.not_counted(tests) + report_.sdist_lacks(tests)
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])

@@ -180,21 +180,29 @@ def translate_paths(args, root, cwd, names, site):
     """Test paths inside a package set aside become its installed modules (--pyargs)."""
     out, modules = [], []
     for word in args:
-        parts = word.split("::", 1)[0].strip("/").split("/")
-        if cwd:
-            parts = cwd.split("/") + parts
-        if parts and parts[0] == "src":
-            parts = parts[1:]
-        if not word.startswith("-") and parts and parts[0] in names and len(parts) > 1 and \
-                not os.path.lexists(os.path.join(root, cwd or "", word.split("::", 1)[0])):
-            module = ".".join(p[:-3] if p.endswith(".py") else p for p in parts if p)
-            if os.path.exists(os.path.join(site, *parts)):
-                modules.append(module)
-            continue
-        out.append(word)
+        aside, module = _set_aside_module(word, root, cwd, names, site)
+        if module:
+            modules.append(module)
+        elif not aside:
+            out.append(word)
     if modules:
         return ["--pyargs"] + modules + out
     return out
+
+
+def _set_aside_module(word, root, cwd, names, site):
+    """A test path (run from CWD): is it in a package set aside, gone from the tree? And its
+    installed module, for --pyargs (None when the installed copy lacks it)."""
+    path = word.split("::", 1)[0]
+    parts = [p for p in ((cwd + "/" if cwd else "") + path).split("/") if p not in ("", ".")]
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    if word.startswith("-") or not parts or parts[0] not in names or ".." in parts or \
+            os.path.lexists(os.path.join(root, cwd or "", path)):
+        return False, None
+    if not os.path.exists(os.path.join(site, *parts)):
+        return True, None
+    return True, ".".join(p[:-3] if p.endswith(".py") else p for p in parts)
 
 
 def unittest_fallback(root, cwd):
@@ -226,12 +234,9 @@ def set_aside_testpaths(root, names, site):
     _, options = discover.pytest_config(root)
     modules, paths = [], []
     for word in discover.config_words(options.get("testpaths")):
-        parts = [p for p in word.split("/") if p not in ("", ".")]
-        if parts and parts[0] == "src":
-            parts = parts[1:]
-        if parts and parts[0] in names and not os.path.lexists(os.path.join(root, word)) and \
-                os.path.exists(os.path.join(site, *parts)) and ".." not in parts:
-            modules.append(".".join(p[:-3] if p.endswith(".py") else p for p in parts))
+        module = _set_aside_module(word, root, "", names, site)[1]
+        if module:
+            modules.append(module)
         else:
             paths.append(word)
     return ["--pyargs"] + modules + paths if modules else []
