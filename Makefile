@@ -15,7 +15,7 @@ CROSSBAR_STAMP := $(CROSSBAR_VENV)/.installed-$(shell cksum < requirements/cross
 ANSIBLE_VENV := .venv-ansible
 ANSIBLE_STAMP := $(ANSIBLE_VENV)/.installed-$(shell cksum < requirements/ansible-lock.txt | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench venv ansible-venv crossbar-venv sandbox-tools lock clean
+.PHONY: run test test-fast bench verdicts venv ansible-venv crossbar-venv sandbox-tools lock clean
 
 venv: $(STAMP) $(WWW_STAMP)
 
@@ -76,6 +76,11 @@ test-fast: venv ansible-venv sandbox-tools
 # The farm measured against the packages' own install and test time (bench/README.md).
 bench: venv sandbox-tools
 	$(BIN)/python -m bench.run
+
+# The farm's verdicts against the truth found by hand, on releases drawn at random (bench/verdicts/README.md).
+# It reaches PyPI and is not part of `make test`.
+verdicts: venv sandbox-tools
+	$(BIN)/python -m bench.verdicts.run
 
 clean:
 	rm -rf $(VENV) $(ANSIBLE_VENV) $(CROSSBAR_VENV) var
