@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from buildbot.data import resultspec
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS, statusToString
 from buildbot.util import service
-from farm_runner import contract
+from farm_runner import contract, excuses
 from flask import Flask, Response, abort, jsonify, render_template, request
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -161,6 +161,8 @@ def package_data(master, settings: Settings, slots: list[str], name: str, versio
             "because": history.property_value(build, "because") or "",
             "finished": _time(build.get("complete_at")),
             "tests": history.property_value(build, "tests") or {},
+            "excused": excuses.sentences(history.property_value(build, "tests") or {}),
+            "excused_tests": excuses.each_test(history.property_value(build, "tests") or {}),
             "verdict": history.verdict(build["results"]) if build["complete"] else None,
             "interpreter": history.property_value(build, "interpreter") or "",
             "prerelease": history.property_value(build, "interpreter_prerelease") is True,

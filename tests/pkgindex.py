@@ -17,6 +17,7 @@ import hashlib
 import html
 import http.server
 import io
+import json
 import os
 import re
 import subprocess
@@ -167,7 +168,7 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     sleeps for 10 minutes: for timeouts) | slow (a test sleeps 10 s, then passes); these two are
     not among the standard packages.
     kind: both | sdist | wheel.  extra_files ({path: text}) adds or replaces files of the source
-    tree; setup_prelude is code setup.py runs before setup() (at install time, from the sdist).
+    tree (text None: leaves the file out); setup_prelude is code setup.py runs before setup() (at install time, from the sdist).
     Returns the built files.
     """
     if behaviour not in EXPECTED_OUTCOMES and behaviour not in ("hang", "slow"):
@@ -180,6 +181,7 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     dest.mkdir(parents=True, exist_ok=True)
     files = _sources(name, version, behaviour, requires_python, dependencies, kind)
     files.update(extra_files or {})
+    files = {p: t for p, t in files.items() if t is not None}  # None leaves a file out (a namespace package)
     if setup_prelude:
         files["setup.py"] = files["setup.py"].replace(
             "from setuptools import setup\n", "from setuptools import setup\n\n" + setup_prelude + "\n", 1)
@@ -305,6 +307,9 @@ def _dist_metadata(path):
     return msg["Name"], msg.get("Requires-Python")
 
 
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
 class PackageIndex:
     """A PEP 503 simple index on http://127.0.0.1:PORT/simple serving distribution files.
 
@@ -313,6 +318,7 @@ class PackageIndex:
 
     def __init__(self, *sources):
         self._files = {}  # filename -> (path, project, requires_python, sha256)
+        self._uploaded = {}  # filename -> PEP 700 upload time, for the files given one
         self._lock = threading.Lock()
         index = self
 
@@ -360,6 +366,12 @@ class PackageIndex:
         with self._lock:
             self._files[p.name] = (p, normalize(project), requires_python, h.hexdigest())
 
+    def set_upload_times(self, times):
+        """{filename: "2024-06-01T00:00:00Z"}: the project pages of those files are then served as
+        PEP 691 JSON (to a client that asks for it) with PEP 700 upload times, as PyPI serves them."""
+        with self._lock:
+            self._uploaded.update(times)
+
     def projects(self):
         with self._lock:
             return sorted({v[1] for v in self._files.values()})
@@ -379,6 +391,16 @@ class PackageIndex:
                 req.end_headers()
                 return
             project = normalize(m.group(1))
+            with self._lock:
+                uploaded = dict(self._uploaded)
+            mine = sorted((f, v) for f, v in files.items() if v[1] == project)
+            if JSON_TYPE in (req.headers.get("Accept") or "") and any(f in uploaded for f, _ in mine):
+                entries = [dict({"filename": f, "url": "../../files/%s" % f, "hashes": {"sha256": sha}},
+                                **({"requires-python": rp} if rp else {}),
+                                **({"upload-time": uploaded[f]} if f in uploaded else {}))
+                           for f, (_p, _proj, rp, sha) in mine]
+                return self._send(req, 200, json.dumps({"meta": {"api-version": "1.1"}, "name": project,
+                                                        "files": entries}), JSON_TYPE, head=head)
             links = []
             for fname, (_p, proj, rp, sha) in sorted(files.items()):
                 if proj == project:

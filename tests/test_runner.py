@@ -187,7 +187,8 @@ def test_junit_counts():
 
 @pytest.mark.parametrize("rc, counts, outcome", [
     (0, {"passed": 3, "failed": 0, "errors": 0, "skipped": 0}, "passed"),
-    (0, None, "passed"),  # unreadable counts do not turn the exit status into anything else
+    (0, None, "no-tests"),  # a pass needs a test known to have passed
+    (0, {"passed": 0, "failed": 0, "errors": 0, "skipped": 4}, "no-tests"),  # all skipped: none passed
     (0, {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}, "no-tests"),
     (1, {"passed": 9, "failed": 0, "errors": 0, "skipped": 0}, "tests-failed"),  # forged counts cannot pass it
     (2, None, "tests-failed"), (5, None, "no-tests"), (-11, None, "tests-failed"),

@@ -230,6 +230,38 @@ FIXTURES = {
                 urllib.request.urlopen("http://example.org/", timeout=5)
 
 
+            def test_the_machine_a_maintainer_s_ci_gives():
+                # UTC as the local zone, named as tzlocal finds it; UTF-8; shared memory for
+                # multiprocessing; who the user is; no pip of the worker's system
+                import locale
+                import multiprocessing
+                import shutil
+                import time
+
+                assert os.path.realpath("/etc/localtime").endswith("/UTC")
+                assert pathlib.Path("/etc/timezone").read_text().strip() == "Etc/UTC"
+                assert time.tzname[0] == "UTC"
+                assert locale.getpreferredencoding(False).upper().replace("-", "") == "UTF8"
+                multiprocessing.Lock()
+                assert os.environ["USER"] == os.environ["LOGNAME"] == "farm"
+                assert shutil.which("pip") is None and shutil.which("pip3") is None
+
+
+            def test_a_program_the_worker_lacks():
+                import subprocess
+                subprocess.run(["vfix-mkisofs", "-o", "image.iso", "."], check=True)
+
+
+            def test_writes_into_a_folder_the_sdist_does_not_ship():
+                # kept in git by a .gitkeep, left out of the sdist
+                with open("tests/output/result.txt", "w") as fh:
+                    fh.write("x")
+
+
+            def test_its_own_host_name_is_no_network():
+                assert socket.gethostbyname(socket.gethostname()).startswith("127.")
+
+
             def test_flaky():
                 marker = pathlib.Path(__file__).with_name(".ran-once")
                 if not marker.exists():
@@ -308,6 +340,75 @@ FIXTURES = {
         "requirements-test.txt": "vfix-pytest8-plugin\n",
         "tests/test_old.py": "import pytest\n\n\ndef test_old():\n    assert pytest.__version__.startswith('8.')\n",
     }, (), "passed"),
+    # Honest failures that once read as the environment's: a module the language removed in this
+    # version (imp, gone in 3.12), a message that mentions an installer, a bug after a lookup of the
+    # sandbox's own host name. All counted.
+    "vfix-noexcuse": ({
+        "tests/test_noexcuse.py": dedent("""
+            import socket
+
+
+            def test_a_removed_standard_module():
+                import imp  # noqa: F401
+
+
+            def test_a_message_that_names_an_installer():
+                raise AssertionError("the plugin is missing: pip install vfix-noexcuse[extra] to fix")
+
+
+            def test_a_bug_after_a_lookup_of_its_own_name():
+                socket.gethostbyname(socket.gethostname())
+                assert 1 + 1 == 3, "a real bug"
+            """),
+    }, (), "tests-failed"),
+    # No test of the package's passed: every one skipped, or every failure the environment's.
+    "vfix-allskip": ({
+        "tests/test_skip.py": dedent("""
+            import pytest
+
+
+            @pytest.mark.skip(reason="needs a GPU")
+            def test_gpu():
+                pass
+            """),
+    }, (), "no-tests"),
+    "vfix-allnet": ({
+        "tests/test_net.py": dedent("""
+            import socket
+
+
+            def test_needs_the_network():
+                socket.create_connection(("pypi.org", 443), timeout=5)
+            """),
+    }, (), "no-tests"),
+    # A namespace package (no __init__.py) whose tests the wheel ships: pytest cannot find it by
+    # name (--pyargs), so its installed folder is given instead.
+    "vfix-nsinst": ({
+        "vfix_nsinst/__init__.py": None,
+        "vfix_nsinst/core.py": "ANSWER = 42\n",
+        "vfix_nsinst/tests/test_core.py": "from vfix_nsinst import core\n\n\ndef test_core():\n"
+                                          "    assert core.ANSWER == 42\n",
+    }, (), "passed"),
+    # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
+    "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
+    "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
+    # The test tools resolve as of the release's upload (uv's --exclude-newer), its runtime
+    # dependencies as users get them today: the test plugin's later release breaks the tests.
+    "vfix-asof": ({
+        "requirements-test.txt": "vfix-asofdep\n",
+        "tests/test_asof.py": dedent("""
+            import vfix_asofdep
+            import vfix_asofrt
+
+
+            def test_the_test_tool_of_the_release_s_day():
+                assert vfix_asofdep.__version__ == "1.0"
+
+
+            def test_the_runtime_dependency_of_today():
+                assert vfix_asofrt.__version__ == "2.0"
+            """),
+    }, ("vfix-asofrt",), "passed"),
     # A real failure stays a failure, next to a test that needed the network.
     "vfix-realfail": ({
         "tests/test_real.py": dedent("""
@@ -383,7 +484,12 @@ TOOLS = {
 }
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
-OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg")  # without the standard package's test file
+OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst")
+# Released twice, a day of its own each (PEP 700 upload times on the local index).
+DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+         "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
+RELEASED = {"vfix-asof": "2024-06-01T00:00:00Z"}  # without the standard package's test file
 
 
 @pytest.fixture(scope="module")
@@ -396,8 +502,16 @@ def verdict_reports(tmp_path_factory):
         write_package(dists, name, VERSION, "notests" if name in OWN_TESTS_ONLY else "pass",
                       dependencies=deps, extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
                       sdist_only=SDIST_ONLY.get(name, ()))
+    times = {}
+    for name, days in DATED.items():
+        for version, day in zip(("1.0", "2.0"), days):
+            for built in write_package(dists, name, version, "notests", kind="wheel"):
+                times[built.name] = day
     out = {}
     with PackageIndex(dists, ensure_wheelhouse()) as index:
+        index.set_upload_times(times)
+        index.set_upload_times({p.name: RELEASED[n] for n in RELEASED for p in dists.iterdir()
+                                if p.name.startswith(n.replace("-", "_") + "-")})
         for name in FIXTURES:
             proc, report = run_cli(name, tmp_path_factory.mktemp(name), index.url)
             out[name] = (proc, report)
@@ -477,8 +591,14 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
     assert [n["test"] for n in tests["needs_network"]] == ["tests/test_env.py::test_needs_the_network"]
     assert any(w.startswith("lookup example.org") for w in tests["needs_network"][0]["tried"])
     assert tests["flaky"] == ["tests/test_env.py::test_flaky"]
+    assert tests["lacks_program"] == [{"test": "tests/test_env.py::test_a_program_the_worker_lacks",
+                                       "program": "vfix-mkisofs"}]
+    assert tests["sdist_lacks"] == [{"test": "tests/test_env.py::test_writes_into_a_folder_the_sdist_does_not_ship",
+                                     "path": "tests/output/result.txt"}]
     assert tests["failures"] == []
-    assert "needed the network" in report["reason"] and "flaky" in report["reason"]
+    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 needed a program this worker " \
+        "lacks (vfix-mkisofs); 1 read or wrote files of the project's tree that the sdist does not ship " \
+        "(tests/output/result.txt); 1 failed once and passed when run again (flaky)." in report["reason"]
 
 
 @pytest.mark.slow
@@ -533,8 +653,54 @@ def test_tests_that_cannot_be_collected_as_shipped_are_no_pass(verdict_reports):
     report, tests = check(verdict_reports, "vfix-noinit")
     assert sorted(x["test"] for x in tests["sdist_lacks"]) == ["tests/test_one.py", "tests/test_two.py"]
     assert {x["path"] for x in tests["sdist_lacks"]} == {"tests/__init__.py"}
-    assert report["reason"] == "The tests could not run: they import files of the project's tree that the " \
-        "sdist does not ship (tests/__init__.py)."
+    assert report["reason"] == "The tests could not run here: none passed, and every failure was the " \
+        "environment's. Not counted: 2 read or wrote files of the project's tree that the sdist does not ship " \
+        "(tests/__init__.py)."
+
+
+@pytest.mark.slow
+def test_no_failure_is_excused_by_its_message_a_removed_module_or_the_sandbox_s_own_name(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-noexcuse")
+    assert sorted(f["test"].split("::")[1] for f in tests["failures"]) == [
+        "test_a_bug_after_a_lookup_of_its_own_name", "test_a_message_that_names_an_installer",
+        "test_a_removed_standard_module"]
+    assert tests["needs_network"] == [] and tests["interpreter_lacks"] == [] and tests["flaky"] == []
+
+
+@pytest.mark.slow
+def test_no_pass_without_a_test_that_passed(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-allskip")
+    assert (tests["passed"], tests["skipped"]) == (0, 1)
+    assert report["reason"] == "pytest ran 1 tests and skipped every one: none passed."
+    report, tests = check(verdict_reports, "vfix-allnet")
+    assert tests["passed"] == 0 and [n["test"] for n in tests["needs_network"]] == ["tests/test_net.py::test_needs_the_network"]
+    assert report["reason"] == "The tests could not run here: none passed, and every failure was the environment's. " \
+        "Not counted: 1 needed the network, which the sandbox does not give."
+
+
+@pytest.mark.slow
+def test_tests_of_a_namespace_package_run_from_its_installed_folder(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-nsinst")
+    assert tests["passed"] == 1 and any(w.endswith("site-packages/vfix_nsinst/tests") for w in tests["command"])
+
+
+@pytest.mark.slow
+def test_a_release_without_tests_is_imported_instead(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-importok")
+    assert report["reason"] == "No tests found in vfix-importok 1.0 (sdist or installed package); it imports " \
+        "cleanly (vfix_importok)."
+    assert tests["imports"] == [{"module": "vfix_importok", "imports": True, "rc": 0, "counted": True, "error": ""}]
+    report, tests = check(verdict_reports, "vfix-importfail")
+    assert report["reason"] == "No tests found in vfix-importfail 1.0 (sdist or installed package), and importing " \
+        "vfix_importfail fails: ModuleNotFoundError: No module named 'vfix_never_declared' (it imports " \
+        "vfix_never_declared, which the release does not declare)."
+
+
+@pytest.mark.slow
+def test_test_tools_as_of_the_release_and_its_dependencies_as_of_today(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-asof")
+    assert tests["as_of"] == "2024-06-01T00:00:00Z" and tests["passed"] == 2
+    assert {"name": "vfix-asofrt", "version": "2.0"} in report["dependencies"]
 
 
 @pytest.mark.slow
@@ -542,10 +708,10 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     report, tests = check(verdict_reports, "vfix-realfail")
     assert [f["test"] for f in tests["failures"]] == ["tests/test_real.py::test_broken"] + [
         "tests/test_real.py::test_broken_too[%d]" % n for n in range(5)] + [
-        "tests/test_real.py::test_missing_system_file", "tests/test_real.py::test_reads_data_the_sdist_left_out"]
+        "tests/test_real.py::test_missing_system_file"]
     assert tests["sdist_lacks"] == [{"test": "tests/test_real.py::test_reads_data_the_sdist_left_out",
                                      "path": "toml-test/valid/table.toml"}]
-    # eight failed twice and are not run alone again; the flaky one passed alone
+    # seven failed twice and are not run alone again; the flaky one passed alone
     assert tests["flaky"] == ["tests/test_real.py::test_flaky_beside_the_bugs"]
     assert "running 1 of them again one at a time" in report["phases"]["test"]["log_excerpt"]
     assert "a real bug" in tests["failures"][0]["message"]
@@ -555,9 +721,8 @@ def test_a_real_failure_stays_the_package_s(verdict_reports):
     assert "The project takes vfix-helper from elsewhere than the index" in report["reason"]
     # pytest's count, and what of it was the environment's
     assert report["reason"].startswith("Tests failed: ") and " 10 failed," in report["reason"]
-    assert "1 of the failures read files of the project's tree that the sdist does not ship " \
-        "(toml-test/valid/table.toml)." in report["reason"]
-    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 failed once and passed " \
+    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 read or wrote files of the " \
+        "project's tree that the sdist does not ship (toml-test/valid/table.toml); 1 failed once and passed " \
         "when run again (flaky)." in report["reason"]
 
 
@@ -654,9 +819,10 @@ def test_dependency_groups_and_nox_installs_become_requirement_lines(tmp_path):
 def test_missing_modules_are_told_apart():
     from farm_runner.host import missing
 
-    # an optional part of CPython the worker's interpreter lacks: the environment's
-    assert missing.standard_module_missing("ModuleNotFoundError: No module named '_dbm'") == "_dbm"
-    assert missing.standard_module_missing("ModuleNotFoundError: No module named 'hypothesis'") is None
+    # an optional part of CPython the interpreter under test lacks (the host asked it): the environment's
+    assert missing.standard_module_missing("ModuleNotFoundError: No module named '_dbm'", {"_dbm"}) == "_dbm"
+    assert missing.standard_module_missing("ModuleNotFoundError: No module named 'cgi'", {"_dbm"}) is None
+    assert missing.standard_module_missing("ModuleNotFoundError: No module named 'hypothesis'", {"_dbm"}) is None
     # a module the project forgot to declare: inferred, mapped to its distribution; the package's own
     # names, the standard library and what is installed are never inferred
     assert missing.missing_modules(["E   ModuleNotFoundError: No module named 'yaml'",
@@ -664,35 +830,65 @@ def test_missing_modules_are_told_apart():
                                     "No module named 'hypothesis'"], ["mypkg"], {"hypothesis"}) == [("yaml", "PyYAML")]
 
 
+def test_only_the_interpreter_under_test_says_what_it_lacks():
+    from farm_runner.host.interpreters import lacking_standard_modules
+    from tests.test_runner import INTERPRETERS
+
+    asked = ["cgi", "imp", "distutils", "asynchat", "tomllib", "enum", "json", "_dbm", "dbm", "hypothesis"]
+    lacks = {v: lacking_standard_modules(i["path"], int(v[0]), asked) for v, i in INTERPRETERS.items()
+             if v in ("2.7", "3.10", "3.12", "3.13")}
+    assert lacks, "no interpreter among 2.7, 3.10, 3.12, 3.13"
+    for version, found in lacks.items():
+        # what the language removed or never had in that version is never the build's lack
+        assert not set(found) & {"cgi", "imp", "distutils", "asynchat", "tomllib", "enum", "json", "hypothesis"}, (
+            version, found)
+        assert set(found) <= {"_dbm", "dbm"}
+
+
 def test_files_the_sdist_does_not_ship_are_told_apart():
+    from farm_runner.host import missing
     from farm_runner.host.missing import tree_file_missing
 
-    tree = "/w/box/run"
+    tree = "/w/box/src/pkg-1.0"
     error = "FileNotFoundError: [Errno 2] No such file or directory: '%s'"
-    assert tree_file_missing(error % "toml-test/tests/valid/", tree) == "toml-test/tests/valid/"
-    assert tree_file_missing(error % "/w/box/run/tests/data/a.json", tree) == "tests/data/a.json"
+    assert tree_file_missing(error % "toml-test/tests/valid/", tree) == "toml-test/tests/valid"
+    assert tree_file_missing(error % "/w/box/src/pkg-1.0/tests/data/a.json", tree) == "tests/data/a.json"
+    # a relative path is the test command's folder's
+    assert tree_file_missing(error % "data/a.json", tree, "tests") == "tests/data/a.json"
+    assert tree_file_missing(error % "../setup.cfg", tree, "tests") == "setup.cfg"
     # outside the tree (the system's, the installed package's, a climb out): the package's failure
     for path in ("/etc/app.conf", "/w/box/env/lib/python3.12/site-packages/pkg/data.json", "../x", "tests/../../x"):
         assert tree_file_missing(error % path, tree) is None, path
     assert tree_file_missing("AssertionError: assert 'a' == 'b'", tree) is None
     assert tree_file_missing(error % "git", tree) is None  # a program the system lacks
+    # what the sdist ships, by the runner's listing; without one, nothing is excused
+    assert missing.shipped("tests/data", {"tests", "tests/data"}) and not missing.shipped("tests/out", {"tests"})
+    assert missing.shipped("anything", None)
 
 
-def test_an_installer_a_test_runs_needs_the_network():
-    from farm_runner.host import verdict
+def test_a_program_a_test_starts_that_fetches_is_seen_by_the_probe():
+    import importlib.util
+    import pathlib
 
+    import farm_runner
+
+    path = pathlib.Path(farm_runner.__file__).parent / "inside" / "pytest_plugin" / "_farm_probe.py"
+    spec = importlib.util.spec_from_file_location("_farm_probe_test", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
     # zipp's pytest-checkdocs builds the project's metadata in an isolated environment (pip, the index)
-    checkdocs = {"test": ".::project", "message": "subprocess.CalledProcessError: Command '['/tmp/build-env-1/bin/"
-                 "python', '-Im', 'pip', 'install', '--ignore-installed', '-r', '/tmp/r.txt']' returned non-zero "
-                 "exit status 1."}
-    real = {"test": "tests/test_x.py::test_y", "message": "AssertionError: assert 'pip' == 'install'"}
-    assert verdict.install_attempts([checkdocs, real]) == {
-        ".::project": ["pip install (the index, from a subprocess)"]}
+    assert probe._fetches(["/tmp/build-env-1/bin/python", "-Im", "pip", "install", "-r", "/tmp/r.txt"]) == \
+        "pip install (the index, from a subprocess)"
+    assert probe._fetches(["uv", "pip", "install", "x"]) == "uv pip install (the index, from a subprocess)"
     # chardet's test data, cloned with git while its test module is collected
-    clone = {"test": "tests/test_accuracy.py", "message": "subprocess.CalledProcessError: Command '['git', 'clone', "
-             "'--depth=1', 'https://github.com/chardet/test-data.git', '/tmp/t']' returned non-zero exit status 128."}
-    assert verdict.install_attempts([clone]) == {
-        "tests/test_accuracy.py": ["git clone https://github.com/chardet/test-data.git (from a subprocess)"]}
+    assert probe._fetches(["git", "clone", "--depth=1", "https://example.invalid/d.git", "/tmp/t"]) == \
+        "git clone https://example.invalid/d.git (from a subprocess)"
+    # what merely mentions an installer, or runs pip for something else, is no fetch
+    assert probe._fetches(["echo", "pip install x"]) is None
+    assert probe._fetches(["pip", "--version"]) is None and probe._fetches(["git", "status"]) is None
+    # the machine's own name is looked up on the machine (the sandbox's is in its /etc/hosts)
+    import socket
+    assert probe._loopback(socket.gethostname()) and not probe._loopback("example.org")
 
 
 def test_what_the_farm_s_pytest_or_a_marker_already_meets():
@@ -752,3 +948,27 @@ def test_subtests_are_not_counted_as_tests_that_passed():
            '<testcase classname="t" name="f"><failure message="x"/></testcase>'
            '<testcase classname="t" name="s"><skipped message="y"/></testcase></testsuite></testsuites>' % cases)
     assert junit_counts(xml.encode()) == {"passed": 3, "failed": 1, "errors": 0, "skipped": 1}
+
+
+@pytest.mark.slow
+def test_temporary_files_count_against_the_disk_not_the_memory(tmp_path):
+    # A suite's temporary files were on a tmpfs, whose pages the memory cgroup charges: 400 MB of
+    # them ended a build as "oom" at 300M although the suite itself used little memory.
+    write_package(tmp_path, "vfix-tmpfiles", VERSION, "notests", kind="both", extra_files={
+        "tests/test_big.py": dedent("""
+            import os
+            import tempfile
+
+
+            def test_large_temporary_files():
+                with tempfile.NamedTemporaryFile() as fh:
+                    for _ in range(400):
+                        fh.write(b"x" * (1 << 20))
+                    fh.flush()
+                    assert os.path.getsize(fh.name) == 400 << 20
+                    assert fh.name.startswith("/var/tmp/")
+            """)})
+    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
+        proc, report = run_cli("vfix-tmpfiles", tmp_path / "work", index.url, extra=["--memory", "300M"])
+    assert report["outcome"] == "passed", (report["reason"], proc.stdout[-2000:])
+    assert report["tests"]["passed"] == 1

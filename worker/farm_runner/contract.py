@@ -73,11 +73,16 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # folder it runs from), the test dependencies installed and where each came from, the farm's pytest
 # and why that one (host/instrument.py), and what the
 # package page shows of a failure: the first failing tests (up to 20, with their one-line errors),
-# and the failures that were the environment's, not counted against the package. On a free-threaded
-# interpreter, "gil" says whether an import turned the GIL back on ({"enabled", "enabled_by"}).
+# and the failures that were the environment's, not counted against the package (one field per
+# class of farm_runner/excuses.py). On a free-threaded
+# interpreter, "gil" says whether an import turned the GIL back on ({"enabled", "enabled_by"}). For a
+# release with no tests, "imports" holds the import check of its modules ([{"module", "imports", "rc",
+# "counted", "error"}], host/import_check.py). "as_of": the time its test dependencies were resolved
+# as of (the release's upload; None: as of today).
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
-               "inferred", "failures", "needs_network", "interpreter_lacks", "sdist_lacks", "flaky", "set_aside", "pytest", "returncode", "counts_known",
-               "imported_from", "gil")
+               "inferred", "failures", "needs_network", "interpreter_lacks", "lacks_program", "sdist_lacks", "flaky",
+               "set_aside", "pytest", "returncode", "counts_known",
+               "imported_from", "gil", "imports", "as_of")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
 DEFAULT_LIMITS = {

@@ -193,3 +193,59 @@ def resolve_python(requested):
     if note:
         raise UsageError(note)
     return path, info
+
+
+# The optional parts of CPython, built only where the build machine had their libraries: what an
+# interpreter older than 3.10 (no sys.stdlib_module_names) may lack through no fault of a package.
+OPTIONAL_STANDARD_MODULES = {
+    3: ("_bz2", "_ctypes", "_curses", "_curses_panel", "_dbm", "_gdbm", "_hashlib", "_lzma", "_sqlite3", "_ssl",
+        "_tkinter", "_uuid", "_decimal", "_crypt", "nis", "ossaudiodev", "readline", "spwd", "zlib", "pyexpat"),
+    2: ("bz2", "_ctypes", "_curses", "_curses_panel", "dbm", "gdbm", "_bsddb", "_hashlib", "_sqlite3", "_ssl",
+        "_tkinter", "crypt", "nis", "ossaudiodev", "readline", "spwd", "zlib", "pyexpat"),
+}
+
+# Runs in the interpreter under test, on the host, before or after the package's code ran but never
+# with any of it on its path (-E -s -S, the working folder taken off sys.path): the oldest syntax.
+_LACKS = r"""
+import json, sys
+sys.path = [p for p in sys.path if p and p != "."]
+names, fallback = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+own = set(getattr(sys, "stdlib_module_names", fallback))
+try:
+    from importlib.util import find_spec
+except ImportError:
+    import imp
+    def find_spec(name):
+        try:
+            imp.find_module(name)
+            return True
+        except ImportError:
+            return None
+lacks = []
+for name in names:
+    if name in own and name not in sys.builtin_module_names:
+        try:
+            found = find_spec(name) is not None
+        except Exception:
+            found = False
+        if not found:
+            lacks.append(name)
+print(json.dumps(lacks))
+"""
+
+
+def lacking_standard_modules(python, major, names, timeout=60):
+    """Of `names` (top-level modules a failure said were missing), those the interpreter `python`
+    lists as its own standard library (its sys.stdlib_module_names; before 3.10, the optional
+    parts of CPython) and cannot find: its build's lack, the host's evidence. [] when it cannot say."""
+    names = sorted({n for n in names if isinstance(n, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", n)})
+    if not names:
+        return []
+    try:
+        out = subprocess.run([python, "-E", "-s", "-S", "-c", _LACKS, json.dumps(names),
+                              json.dumps(OPTIONAL_STANDARD_MODULES.get(major, ()))], stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=timeout, env=child_env(), cwd="/")
+        lacks = json.loads(out.stdout.decode("utf-8").strip().splitlines()[-1]) if out.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return []
+    return [n for n in lacks if n in names] if isinstance(lacks, list) else []

@@ -3,6 +3,7 @@ package, not in the standard library. The farm installs the distribution that pr
 and says so in the report (inferred, never declared). The text it reads is the package's output:
 at worst a package makes the farm install something from the index into its own sandbox."""
 
+import posixpath
 import re
 import sys
 
@@ -21,7 +22,8 @@ IMPORT_TO_DIST = {
 }
 MAX_INFERRED = 5
 _MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")
-_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
+# The runner's own standard library: names never inferred as a distribution to install.
+STANDARD = frozenset(getattr(sys, "stdlib_module_names", ()))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
@@ -37,7 +39,7 @@ def distributions_for(modules, own_names, known):
     out = []
     for module in modules if isinstance(modules, list) else []:
         if not isinstance(module, str) or not _NAME.match(module) or module in own_names or module in known \
-                or module in _STDLIB or module.startswith("_farm"):
+                or module in STANDARD or module.startswith("_farm"):
             continue
         if module not in [m for m, _ in out]:
             out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
@@ -48,22 +50,35 @@ def distributions_for(modules, own_names, known):
 _NO_FILE = re.compile(r"""(?:FileNotFoundError|No such file or directory).*?['"]([^'"]{1,300})['"]""")
 
 
-def tree_file_missing(message, tree):
-    """The path of the project's tree a failure's one-line error says is missing (test data the
-    sdist does not ship: a git submodule, a folder left out of the manifest), or None. Only a
-    relative path (the tests run from the tree) or one below `tree`, never `..`: a file missing
-    elsewhere (the system's, the installed package's) stays the package's failure."""
+def tree_file_missing(message, root, cwd=""):
+    """The path, relative to the sdist's top folder `root`, of the file or folder of the project's
+    tree that a failure's one-line error says is missing (test data the sdist does not ship: a git
+    submodule, an empty folder kept by a .gitkeep), or None. A relative path is taken from the
+    test command's folder `cwd` (relative to `root`); an absolute one must lie below `root`; never
+    `..`: a file missing elsewhere (the system's, the installed package's) stays the package's
+    failure. Whether the sdist ships it is the caller's to check (shipped())."""
     found = _NO_FILE.search(message or "")
     if not found:
         return None
     path = found.group(1)
-    if path.startswith(tree.rstrip("/") + "/"):
-        path = path[len(tree.rstrip("/")) + 1:]
-    if not path or path.startswith(("/", "~")) or ".." in path.split("/"):
+    root = root.rstrip("/")
+    if path.startswith(root + "/"):
+        path = path[len(root) + 1:]
+    elif path.startswith(("/", "~")):
         return None
-    if "/" not in path and "." not in path:
-        return None  # a program's name ('git'): a tool the system lacks, not a file of the tree
+    else:
+        if "/" not in path and "." not in path:
+            return None  # a program's name ('git'): a tool the system lacks, not a file of the tree
+        path = posixpath.join(cwd or "", path)
+    path = posixpath.normpath(path)
+    if not path or path == "." or path.startswith("/") or path.split("/")[0] == "..":
+        return None
     return path
+
+
+def shipped(path, listing):
+    """Does the sdist (its runner-made `listing`, a set) hold `path`? Unknown (no listing): yes."""
+    return listing is None or path.rstrip("/") in listing
 
 
 # A folder of the tree imported as a package without its __init__.py: "(unknown location)".
@@ -82,10 +97,16 @@ def package_init_missing(message, installed_names):
     return found.group(1).replace(".", "/") + "/__init__.py"
 
 
-def standard_module_missing(message):
-    """The standard-library module a failure's one-line error says is missing (`_dbm`, `_tkinter`:
-    optional parts of CPython that this worker's interpreter was built without), or None."""
+def named_missing(message):
+    """The top-level module a failure's one-line error says is missing, or None."""
     found = _MISSING.search(message or "")
-    if found and found.group(1) in _STDLIB and not found.group(1).startswith("_farm"):
-        return found.group(1)
-    return None
+    return found.group(1) if found else None
+
+
+def standard_module_missing(message, lacks):
+    """The standard module a failure's one-line error says is missing, when the interpreter under
+    test lacks it (`lacks`: what it lists as its own and cannot find, asked of it by the host,
+    host/interpreters.py), or None. A module the language removed in that version (cgi in 3.13),
+    or never had there (tomllib before 3.11, enum on 2.7), is not listed: the package's failure."""
+    name = named_missing(message)
+    return name if name in lacks else None

@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 
-from farm_runner import contract
+from farm_runner import contract, excuses
 
 
 def new_report(args, limits, runner_identity):
@@ -75,33 +75,12 @@ def _outcome_reason(r):
     t = r.get("tests") or {}
     done = [p for p in contract.PHASES if r["phases"][p]["status"] == "ok"]
     what = "%s %s on Python %s" % (r["package"], r["version"], r["python"]["version"])
-    note = not_counted(t)
+    note = excuses.not_counted(t)
     if "uninstall" in done:
         return "%s installed, passed %d tests and uninstalled cleanly.%s" % (what, t.get("passed", 0), note)
     if "test" in done:
         return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
     return "%s installed (tests not run yet)." % what
-
-
-def not_counted(t):
-    """The failures that were the environment's, as a sentence said with every outcome ("" if none)."""
-    excused = []
-    if t.get("needs_network"):
-        excused.append("%d needed the network, which the sandbox does not give" % len(t["needs_network"]))
-    if t.get("interpreter_lacks"):
-        excused.append("%d needed a standard module this worker's Python was built without (%s)" % (
-            len(t["interpreter_lacks"]), ", ".join(sorted({str(x.get("module")) for x in t["interpreter_lacks"]}))))
-    if t.get("flaky"):
-        excused.append("%d failed once and passed when run again (flaky)" % len(t["flaky"]))
-    return " Not counted: %s." % "; ".join(excused) if excused else ""
-
-
-def sdist_lacks(t):
-    """The counted failures that read files the sdist does not ship, as a sentence ("" if none)."""
-    if not t.get("sdist_lacks"):
-        return ""
-    return " %d of the failures read files of the project's tree that the sdist does not ship (%s)." % (
-        len(t["sdist_lacks"]), ", ".join(sorted({str(x.get("path")) for x in t["sdist_lacks"]})[:3]))
 
 
 def gil_warning(gil):

@@ -9,6 +9,10 @@ command. What the sandbox sees:
     BOX (its real path)        read-write: the environment, the unpacked sdist, the staged tests,
                                HOME and the uv cache. The only folder that outlives a command.
     /tmp                       a fresh tmpfs for each command (nothing planted there survives)
+    /var/tmp (and TMPDIR)      a fresh folder of the box's for each command, on disk: a suite's
+                               temporary files count against the build's disk, not its memory
+                               (a tmpfs's pages are charged to the memory cgroup: 700 MB of them
+                               ended a build as "oom" at 512M where the same files in the box did not)
     /run/farm/runner           the runner itself, read-only (its inside/ code runs from here)
     /run/farm/out              read-write, for the test run: a folder the runner made for it
                                alone, where pytest writes its JUnit XML (the runner's own tasks
@@ -20,6 +24,7 @@ and /tmp's contents are not in the sandbox at all, so a link planted in one comm
 followed by the host when it sets up the next one.
 """
 
+import functools
 import os
 import platform
 import shutil
@@ -33,12 +38,21 @@ LIB = "/run/farm/runner"
 OUT = "/run/farm/out"
 PROXY_SOCKET = "/run/farm/proxy.sock"
 PROXY_PORT = 3128
+TMP = "/var/tmp"
+SHM_SIZE = 256 << 20  # /dev/shm, a tmpfs: multiprocessing's semaphores, a data loader's buffers
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_EMPTY_DIRS = ("/var/cache", "/var/lib", "/var/log", "/var/tmp", "/opt", "/srv", "/mnt")
 # Files ordinary programs expect of a system (none of them a secret): TLS roots, the dynamic
-# linker's cache, time zone, MIME types, and the protocol and service names that sockets look up.
-SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives",
+# linker's cache, MIME types, and the protocol and service names that sockets look up.
+SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/alternatives",
                 "/etc/mime.types", "/etc/nsswitch.conf", "/etc/protocols", "/etc/services")
+# The machine a maintainer's CI gives, whatever the worker's own settings: UTC as the local time
+# zone (a link into the zone database, as Debian and Ubuntu make it, and /etc/timezone: tzlocal
+# reads either), a UTF-8 locale, a writable /dev/shm (multiprocessing's semaphores), USER and LOGNAME.
+LOCAL_ZONE = "/usr/share/zoneinfo/Etc/UTC"
+# Programs of the worker's system that a clean environment would not give a package: Debian's pip
+# refuses every install (PEP 668) where a project's own environment has a pip of its own or none.
+HIDDEN_PROGRAMS = ("pip", "pip3", "pip2")
 TLS_TRUST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 # The sandbox's user when the worker runs as root: tests meet an ordinary user, as on a maintainer's
 # machine (as root, permission tests pass where they should fail, and tests meant for root only run).
@@ -104,11 +118,26 @@ def write_etc(etc_dir, home, mode):
     files = {"passwd": "farm:x:%d:%d:farm:%s:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"
                        % (uid, gid, home),
              "group": "farm:x:%d:\nnogroup:x:65534:\n" % gid,
-             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n"}
+             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n", "timezone": "Etc/UTC\n"}
     os.mkdir(etc_dir)
     for name, text in files.items():
         with open(os.path.join(etc_dir, name), "x") as fh:
             fh.write(text)
+
+
+@functools.lru_cache(maxsize=1)
+def hidden_programs():
+    """The paths of the system's programs the sandbox hides (HIDDEN_PROGRAMS and pip3.X), each
+    covered by an empty file that cannot run."""
+    found = []
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        found += [os.path.join(folder, n) for n in sorted(names)
+                  if n in HIDDEN_PROGRAMS or (n.startswith("pip3.") and n[5:].isdigit())]
+    return tuple(found)
 
 
 class Sandbox:
@@ -130,7 +159,7 @@ class Sandbox:
 
     def env(self, extra=None, path_dirs=(), network=False):
         env = dict(BASE_ENV, PATH=os.pathsep.join(list(path_dirs) + ["/usr/local/bin", "/usr/bin", "/bin"]),
-                   HOME=os.path.join(self.box, "home"), TMPDIR="/tmp", LANG="C.UTF-8", USER="farm",
+                   HOME=os.path.join(self.box, "home"), TMPDIR="/tmp", LANG="C.UTF-8", USER="farm", LOGNAME="farm",
                    UV_PYTHON_DOWNLOADS="never", PYTHONDONTWRITEBYTECODE="1")
         # The worker's own trust settings for TLS (a company proxy's CA) hold for the install's
         # downloads; the test run gets none of the worker's variables (see Runner.phase_test).
@@ -147,8 +176,9 @@ class Sandbox:
         """A task of farm_runner.inside, run with the worker's own Python."""
         return [self.runner_python, "-I", "-S", "-c", BOOTSTRAP, self.lib_path, task] + [str(a) for a in args]
 
-    def wrap(self, cmd, env, cwd, proxy_socket=None, out_dir=None, extra_ro=()):
-        """(argv, env) that run `cmd` in the sandbox. `extra_ro`: (host path, sandbox path) pairs."""
+    def wrap(self, cmd, env, cwd, proxy_socket=None, out_dir=None, extra_ro=(), tmp_dir=None):
+        """(argv, env) that run `cmd` in the sandbox. `extra_ro`: (host path, sandbox path) pairs;
+        `tmp_dir`: a folder the runner made in the box just now, the command's /var/tmp and TMPDIR."""
         if proxy_socket:
             cmd = self.inside_command("forward", PROXY_SOCKET if self.mode == "bwrap" else proxy_socket,
                                       PROXY_PORT, "--") + list(cmd)
@@ -164,7 +194,10 @@ class Sandbox:
             # write still belong to the worker outside.
             uid, gid = sandbox_ids(self.mode)
             args += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
-        args += [ "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+        args += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm"]
+        for path in hidden_programs():
+            args += ["--ro-bind", "/dev/null", path]
         for d in SYSTEM_DIRS:
             if os.path.islink(d):
                 args += ["--symlink", os.readlink(d), d]
@@ -172,8 +205,10 @@ class Sandbox:
                 args += ["--ro-bind", d, d]
         for f in SYSTEM_FILES + tuple(os.environ[k] for k in TLS_TRUST_VARIABLES if os.environ.get(k)):
             args += ["--ro-bind-try", f, f]
-        for name in ("passwd", "group", "hosts"):
+        for name in ("passwd", "group", "hosts", "timezone"):
             args += ["--ro-bind", os.path.join(self.etc_dir, name), "/etc/" + name]
+        if os.path.isfile(LOCAL_ZONE):
+            args += ["--symlink", LOCAL_ZONE, "/etc/localtime"]
         # /tmp first: the binds after it may lie below /tmp (a worker whose folder is there), and
         # their mount points are then made in this fresh tmpfs, where nothing was planted.
         args += ["--size", str(self.tmp_size), "--tmpfs", "/tmp"]
@@ -187,6 +222,9 @@ class Sandbox:
             args += ["--ro-bind", src, dest]
         if out_dir:
             args += ["--bind", out_dir, OUT]
+        if tmp_dir:
+            args += ["--bind", tmp_dir, TMP]
+            env = dict(env, TMPDIR=TMP)
         if proxy_socket:
             args += ["--ro-bind", proxy_socket, PROXY_SOCKET]
         # The sandbox's own root (where the mount points live) is read-only too.

@@ -14,6 +14,7 @@ the sandbox (farm_runner.inside), or happens before any package code ran, or is 
 farm_runner.untrusted. The outcome comes from exit statuses the supervisor saw and its own checks.
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -25,14 +26,14 @@ import time
 import traceback
 import urllib.request
 
-from farm_runner import bundle, contract, untrusted
+from farm_runner import bundle, contract, excuses, untrusted
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
-from farm_runner.host import (audit, index, index_cache, installers, instrument, limits as limits_, missing,
+from farm_runner.host import (audit, import_check, index, index_cache, installers, instrument, limits as limits_, missing,
                               report as report_, sandbox as sandbox_, verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
-from farm_runner.host.interpreters import UsageError, uses_legacy_tools
+from farm_runner.host.interpreters import UsageError, lacking_standard_modules, uses_legacy_tools
 from farm_runner.host.limits import InfraError, LimitHit
 from farm_runner.host.platforms import env_layout
 from farm_runner.host.proxy import MAX_CONNECTIONS, IndexProxy, allowed_endpoints
@@ -233,10 +234,13 @@ class Runner:
             # A short private folder: a Unix socket's path must stay under about 100 bytes.
             proxy = IndexProxy(os.path.join(tempfile.mkdtemp(prefix="pypi-farm-"), "proxy.sock"),
                                [tuple(e) for e in st["allowed_endpoints"]], cache=self.index_cache())
+        # The command's temporary folder, on disk in the box (made now: no code of the package runs
+        # between this and the sandbox's start, so nothing can be planted in its place).
+        tmp_dir = tempfile.mkdtemp(prefix=".tmp-", dir=self.box) if sb.mode == "bwrap" else None
         try:
             path_dirs = [os.path.dirname(st["env_python"])] if st.get("env_python") else []
             argv, run_env = sb.wrap(cmd, sb.env(env, path_dirs, network), cwd, proxy_socket=proxy and proxy.path,
-                                    out_dir=out_dir, extra_ro=extra_ro)
+                                    out_dir=out_dir, extra_ro=extra_ro, tmp_dir=tmp_dir)
             if sb.mode == "none":
                 run_env = child_env(run_env)
             rc, out = run_command(argv, deadline, self.limits, cwd=cwd if sb.mode == "none" else self.workdir,
@@ -247,6 +251,8 @@ class Runner:
                 rc = 128 - rc  # bwrap reports a command killed by signal N as 128 + N
             return rc, out
         finally:
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
             if proxy is not None:
                 proxy.close()
                 shutil.rmtree(os.path.dirname(proxy.path), ignore_errors=True)
@@ -521,13 +527,18 @@ class Runner:
             return "failed", contract.TESTS_FAILED, report_.sentence("The tests could not be prepared: %s" % staged["refused"])
         plan = _checked_plan(staged.get("plan"), staged.get("src"), src_dir, run_dir)
         if plan is None:
-            log.write("no tests found (sdist: %s)\n" % ("yes" if sdist else "no"))
+            log.write("no tests found (sdist: %s); importing its modules instead\n" % ("yes" if sdist else "no"))
             r["tests"] = dict(verdict.ZERO, command=[])
-            return "skipped", contract.NO_TESTS, "No tests found in %s %s (%s)." % (
-                r["package"], r["version"], "sdist or installed package" if sdist else "no sdist; installed package")
+            where = "sdist or installed package" if sdist else "no sdist; installed package"
+            fails, said = self.check_imports(deadline, log)
+            if fails:
+                return "failed", contract.TESTS_FAILED, report_.sentence("No tests found in %s %s (%s), and %s" % (
+                    r["package"], r["version"], where, said))
+            return "skipped", contract.NO_TESTS, report_.sentence("No tests found in %s %s (%s); %s" % (
+                r["package"], r["version"], where, said))
         tests = r["tests"] = dict(verdict.ZERO, how=plan["how"], tool=plan["tool"], set_aside=plan["set_aside"],
-                                  deps=[], inferred=[], needs_network=[], flaky=[], failures=[], sdist_lacks=[],
-                                  pytest=st.get("pytest"))
+                                  deps=[], inferred=[], failures=[], pytest=st.get("pytest"),
+                                  **{field: [] for field in excuses.FIELDS})
         if ran:  # nothing was to install (what the project asks for is met): said all the same
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
             tests["deps"] = self.test_requirements(plan["deps"], self.new_out_dir())[1]
@@ -557,7 +568,8 @@ class Runner:
             if self.infer(wanted, deadline, log):
                 rc, output, out_dir = self.run_tests(plan, deadline, log)
                 counts, probe = self.read_run(out_dir, plan["tool"])
-        failures, lacking, unshipped, tried, network = self.environment_s(probe)
+        failures, excused_by = self.environment_s(probe, plan, staged)
+        network = _excused_tests(excused_by)
         if rc == 2 and plan["tool"] == "pytest" and failures and \
                 all(f["when"] == "collect" and f["test"] in network for f in failures):
             # pytest stops at a collection error: one test module that clones its data (chardet)
@@ -567,7 +579,8 @@ class Runner:
             plan = dict(plan, args=list(plan["args"]) + ["--continue-on-collection-errors"])
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             counts, probe = self.read_run(out_dir, plan["tool"])
-            failures, lacking, unshipped, tried, network = self.environment_s(probe)
+            failures, excused_by = self.environment_s(probe, plan, staged)
+            network = _excused_tests(excused_by)
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -589,12 +602,9 @@ class Runner:
                              if self.run_tests(dict(plan, args=[t]), deadline, log, main=False)[0] == 0]
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
-                     imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN],
-                     needs_network=[{"test": t, "tried": w} for t, w in tried.items()
-                                    if any(f["test"] == t for f in failures)][:verdict.MAX_SHOWN], flaky=flaky,
-                     interpreter_lacks=[{"test": t, "module": m} for t, m in lacking.items()][:verdict.MAX_SHOWN],
-                     sdist_lacks=[{"test": t, "path": p} for t, p in unshipped.items()
-                                  if t not in tried][:verdict.MAX_SHOWN])
+                     imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN], flaky=flaky,
+                     **{e.field: [{"test": t, e.detail: d} for t, d in excused_by[e.field].items()][:verdict.MAX_SHOWN]
+                        for e in excuses.EXCUSES if e.field != "flaky"})
         tests.setdefault("command", [])
         if probe.get("pytest") and probe["pytest"] != (st.get("pytest") or {}).get("version"):
             tests["pytest"] = {"version": probe["pytest"], "chosen": "the project's own (its test dependencies ask for it)"}
@@ -608,18 +618,43 @@ class Runner:
             return "ok", contract.PASSED, "Tests passed: %d passed; the failures were the environment's." % (
                 counts["passed"])
         if rc in (1, 2, 5) and failures and not (counts or {}).get("passed") and \
-                all(f["when"] == "collect" and f["test"] in unshipped for f in failures):
-            # No test module could be collected, for files the sdist does not ship: nothing ran.
-            return "skipped", contract.NO_TESTS, "The tests could not run: they import files of the project's " \
-                "tree that the sdist does not ship (%s)." % ", ".join(sorted(set(unshipped.values()))[:3])
+                all(f["test"] in network for f in failures):
+            # Nothing of the package's passed, and every failure was the environment's: not tested.
+            return "skipped", contract.NO_TESTS, "The tests could not run here: none passed, and every failure " \
+                "was the environment's.%s" % excuses.not_counted(tests)
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
         if outcome == contract.TESTS_FAILED:
             # the count is pytest's: what of it was the environment's, and what the sdist lacks
-            reason += report_.not_counted(tests) + report_.sdist_lacks(tests)
+            reason += excuses.not_counted(tests)
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
         return status, outcome, reason
+
+    def check_imports(self, deadline, log):
+        """Import each of the release's top-level modules in a fresh sandboxed process, offline
+        (host/import_check.py): (fails, the sentence said). The exit statuses decide."""
+        r, st = self.report, self.report["_state"]
+        checks, main = import_check.modules_to_check(r["package"], st.get("import_names", []))
+        python = [st["env_python"]] + installers.isolated_flags(st["interpreter"]["version_info"])
+        empty = tempfile.mkdtemp(prefix="import-check-", dir=self.box)  # a working folder with nothing to import
+        results = []
+        for module, counted in checks:
+            rc, output = self.boxed(import_check.command(python, module), empty, deadline, log)
+            results.append({"module": module, "imports": rc == 0, "rc": rc, "counted": counted,
+                            "error": "" if rc == 0 else report_.sentence(import_check.last_line(output)).rstrip(".")})
+        # A module the import could not find that nothing installed provides: not declared.
+        named = {x["module"]: missing.named_missing(x["error"]) for x in results if not x["imports"]}
+        provided = set(st.get("installed_import_names", []))
+        lacks = set(lacking_standard_modules(st["interpreter"]["executable"], st["interpreter"]["version_info"][0],
+                                             [n for n in named.values() if n])) if any(named.values()) else set()
+        undeclared = {m: n for m, n in named.items() if n and n not in provided and n not in lacks
+                      and n not in missing.STANDARD}
+        for x in results:
+            if not x["imports"] and named.get(x["module"]) in lacks:
+                x["counted"] = False  # a standard module this interpreter was built without
+        r["tests"]["imports"] = results
+        return import_check.verdict(results, main, undeclared)
 
     def infer(self, wanted, deadline, log):
         """Install [(module, distribution)] the tests need and the project does not declare, once;
@@ -638,24 +673,44 @@ class Runner:
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
         return True
 
-    def environment_s(self, probe):
-        """The run's failures and what each lacked: (failures, {test: standard module the
-        interpreter lacks}, {test: file of the tree the sdist lacks}, {test: network tried},
-        {test: what of the environment it lacked (network or module), said})."""
+    def environment_s(self, probe, plan, staged):
+        """The run's failures, and those the environment is to blame for, by class
+        (farm_runner/excuses.py): {field: {test: detail}}, each on the runner's own evidence."""
         st = self.report["_state"]
         failures = probe["failures"]
-        lacking = {f["test"]: missing.standard_module_missing(f["message"]) for f in failures}
-        lacking = {t: m for t, m in lacking.items() if m}
+        excused_by = {e.field: {} for e in excuses.EXCUSES}
+        # What the probe saw the test do: reach for the network, start a program. A program counts
+        # only where the runner finds it on none of the sandbox's PATH folders.
+        tested = {f["test"] for f in failures}
+        excused_by["needs_network"] = {t: w for t, w in probe["network"].items() if t in tested}
+        path_dirs = [os.path.dirname(st["env_python"]), "/usr/local/bin", "/usr/bin", "/bin"]
+        for test, programs in probe["programs"].items():
+            lacked = [p for p in programs if not any(os.path.lexists(os.path.join(d, p)) for d in path_dirs)]
+            if test in tested and lacked and test not in excused_by["needs_network"]:
+                excused_by["lacks_program"][test] = ", ".join(lacked)
+        # A standard module the interpreter under test lists and cannot find (asked of it here).
+        named = {missing.named_missing(f["message"]) for f in failures} - {None}
+        lacks = set(lacking_standard_modules(st["interpreter"]["executable"], st["interpreter"]["version_info"][0],
+                                             named)) if named else set()
+        # A file or folder of the project's tree that the sdist, as the runner listed it, lacks.
+        root = staged.get("src") if isinstance(staged.get("src"), str) else None
+        listing = staged.get("shipped")
+        listing = set(p for p in listing if isinstance(p, str)) if isinstance(listing, list) and root else None
         installed = set(st.get("import_names", [])) | set(st.get("installed_import_names", []))
-        unshipped = {f["test"]: missing.tree_file_missing(f["message"], os.path.join(self.box, "run"))
-                     or missing.package_init_missing(f["message"], installed) for f in failures}
-        unshipped = {t: p for t, p in unshipped.items() if p and t not in lacking}
-        # The environment's: the sandbox has no network (a connection, a name lookup, an installer
-        # or git the test ran), the worker's interpreter lacks an optional standard module. A file
-        # of the project's tree that the sdist does not ship is the release's own lack: said, counted.
-        tried = dict(verdict.install_attempts(failures), **probe["network"])
-        network = dict(tried, **{t: ["import %s" % m] for t, m in lacking.items() if t not in tried})
-        return failures, lacking, unshipped, tried, network
+        cwd = plan.get("cwd") if plan.get("cwd") is not None and plan["root"] == root else None
+        for f in failures:
+            t = f["test"]
+            if any(t in excused_by[k] for k in ("needs_network", "lacks_program")):
+                continue
+            module = missing.standard_module_missing(f["message"], lacks)
+            if module:
+                excused_by["interpreter_lacks"][t] = module
+                continue
+            path = (missing.tree_file_missing(f["message"], root, cwd) if root and cwd is not None else None) \
+                or missing.package_init_missing(f["message"], installed)
+            if path and listing is not None and not missing.shipped(path, listing):
+                excused_by["sdist_lacks"][t] = path
+        return failures, excused_by
 
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
@@ -731,13 +786,22 @@ class Runner:
         args, shown, instrument_pin = self.test_requirements(deps, out_dir)
         if not args:
             return shown, False
-        rc, output = self.install(args, deadline, log, out_dir=out_dir)
+        # The test tools as the project had them when it released (its runtime dependencies stay
+        # as users get them today): a plugin of today on a pytest of then crashes at start.
+        when = self.as_of()
+        dated = ["--exclude-newer", when] if when else []
+        rc, output = self.install(dated + args, deadline, log, out_dir=out_dir)
+        if rc != 0 and dated and _UNRESOLVED.search(output) and not _network_trouble(output):
+            log.write("[farm: the test dependencies have no solution as of %s; resolving them as of today]\n" % when)
+            dated = []
+            rc, output = self.install(args, deadline, log, out_dir=out_dir)
         if rc != 0 and instrument_pin and "pytest" in output and not _network_trouble(output):
             log.write("[farm: the test dependencies could not be installed with the farm's pytest %s; "
                       "installing them again with the pytest they ask for]\n" % instrument_pin)
             out_dir = self.new_out_dir()
             args, shown, _ = self.test_requirements(deps, out_dir, pin_instrument=False)
-            rc, output = self.install(args, deadline, log, out_dir=out_dir)
+            rc, output = self.install(dated + args, deadline, log, out_dir=out_dir)
+        self.report["tests"]["as_of"] = when if dated else None
         if rc != 0:
             if _network_trouble(output):
                 raise InfraError("the index could not be reached for the test dependencies: %s"
@@ -745,6 +809,16 @@ class Runner:
             self.report["tests"]["deps_error"] = report_.sentence(_error_line(output))[:500]
             log.write("[farm: the test dependencies could not be installed; the tests run without them]\n")
         return shown, True
+
+    def as_of(self):
+        """The time the test dependencies resolve as of (uv's --exclude-newer, RFC 3339): the
+        release's upload, never before its interpreter was supported (instrument.cutoff); None
+        where it is unknown, or for 2.7's pip, which cannot."""
+        st = self.report["_state"]
+        limit = instrument.cutoff(st.get("released"), st["interpreter"]["version_info"])
+        if limit is None or st["installer"] != installers.Uv.name:
+            return None
+        return limit.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def test_requirements(self, deps, out_dir, pin_instrument=True):
         """(uv arguments, [{"requirement", "source"}], the pytest version pinned or None) for the
@@ -896,6 +970,11 @@ def _checked_plan(plan, src, src_dir, run_dir):
             "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
             if isinstance(plan.get("set_aside"), list) else [],
             "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else []}
+
+
+def _excused_tests(excused_by):
+    """{test} of the failures the environment is to blame for (flaky ones are found later)."""
+    return {t for field, tests in excused_by.items() if field != "flaky" for t in tests}
 
 
 def _pairs(value):

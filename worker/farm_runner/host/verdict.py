@@ -66,7 +66,14 @@ def pytest_verdict(rc, counts, tool="pytest"):
     summary = ("%(passed)d passed, %(failed)d failed, %(errors)d errors, %(skipped)d skipped" % counts
                if known else "counts unreadable or inconsistent with the exit status")
     if rc == 0:
-        if known and counts["passed"] + counts["skipped"] + counts["failed"] + counts["errors"] == 0:
+        # A pass needs a test of the package's own that passed: none known is no pass.
+        if not known:
+            return "skipped", contract.NO_TESTS, ("%s ended well but its results could not be read: no test is "
+                                                  "known to have passed." % tool)
+        if counts["passed"] == 0 and counts["skipped"]:
+            return "skipped", contract.NO_TESTS, "%s ran %d tests and skipped every one: none passed." % (
+                tool, counts["skipped"])
+        if counts["passed"] == 0:
             return "skipped", contract.NO_TESTS, "%s ran but collected no tests." % tool
         return "ok", contract.PASSED, "Tests passed: %s." % summary
     if rc == 5:
@@ -89,50 +96,30 @@ def imported_elsewhere(imported, site_packages):
             if isinstance(p, str) and p and not p.startswith("!") and not p.startswith(prefix)}
 
 
-# A failure whose error is a package installer run by the test (pytest-checkdocs building the
-# project's metadata, a test creating a virtualenv): in the sandbox, with no network, an install
-# from the index cannot succeed, whatever the package does.
-_INSTALL_ATTEMPT = re.compile(r"""['"](pip|uv)['"],\s*(['"]pip['"],\s*)?['"]install['"]|\b(pip|uv pip) install\b""")
-
-
-def install_attempts(failures):
-    """{test: ["what it ran"]} of the failures that were an installer (or git fetching) run by the test."""
-    found = {}
-    for f in failures:
-        m = _INSTALL_ATTEMPT.search(f.get("message") or "")
-        if m:
-            found[f["test"]] = ["%s install (the index, from a subprocess)" % (m.group(1) or m.group(3))]
-    for f in failures:
-        m = _GIT_FETCH.search(f.get("message") or "")
-        if m and f["test"] not in found:
-            found[f["test"]] = ["git %s %s (from a subprocess)" % (m.group(1) or m.group(3), m.group(2) or m.group(4))]
-    return found
-
-
-# chardet's test module clones its test data with git: a subprocess the probe does not see.
-_GIT_FETCH = re.compile(r"""['"]git['"],\s*['"](clone|fetch|pull)['"],.*?['"]((?:https?|git|ssh)://[^'"]{1,200})['"]"""
-                        r"""|\bgit (clone|fetch|pull)\b.*?((?:https?|git|ssh)://\S{1,200})""")
-
-
 MAX_SHOWN = 20  # failing tests the report lists
 MAX_RERUN = 20  # failed tests run again to tell a flaky test from a broken one
 MAX_RERUN_ALONE = 5  # when they do not all pass together, run again one at a time
 
 
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
+_PROGRAM = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99}$")
 
 
 def probe_answer(data):
     """The probe plugin's (or the unittest runner's) answer, kept to well-formed, bounded parts:
-    {"imports": {name: path}, "network": {test: [what...]}, "failures": [{"test", "message", "when"}]}."""
+    {"imports": {name: path}, "network": {test: [what...]}, "programs": {test: [program not found...]},
+    "failures": [{"test", "message", "when"}]}."""
     data = data if isinstance(data, dict) else {}
     imports = data.get("imports") if isinstance(data.get("imports"), dict) else {}
     network = data.get("network") if isinstance(data.get("network"), dict) else {}
+    programs = data.get("programs") if isinstance(data.get("programs"), dict) else {}
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
         "imports": {str(k)[:200]: str(v)[:500] for k, v in list(imports.items())[:50]},
         "network": {str(k)[:500]: [str(w)[:200] for w in v[:5]] if isinstance(v, list) else []
                     for k, v in list(network.items())[:200]},
+        "programs": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _PROGRAM.match(w)]
+                     for k, v in list(programs.items())[:200] if isinstance(v, list)},
         "failures": [{"test": f["test"][:500], "message": str(f.get("message") or "")[:300],
                       "when": str(f.get("when") or "call")[:10]}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],
@@ -160,9 +147,10 @@ def rerunnable(test):
 
 
 def excused(rc, counts, failures, network, flaky):
-    """Are all of a failed run's failures the environment's (the network) or flaky? Only for a run
-    that pytest itself ended with "tests failed" (1), whose counts agree with the failures listed."""
-    if rc != 1 or counts is None or not failures:
+    """Are all of a failed run's failures the environment's (the network) or flaky, beside at least
+    one test that passed? Only for a run that pytest itself ended with "tests failed" (1), whose
+    counts agree with the failures listed."""
+    if rc != 1 or counts is None or not failures or counts["passed"] == 0:
         return False
     if counts["failed"] + counts["errors"] != len(failures):
         return False

@@ -33,6 +33,8 @@ def stage(request):
         except Refused as exc:
             return dict(result, refused="the sdist %s cannot be unpacked: %s" % (
                 os.path.basename(request["sdist"]), exc))
+    if root:
+        result["shipped"] = shipped_paths(root)
     version = tuple(request.get("python_version") or sys.version_info[:2])
     plan = plan_run(root, names, site, version, request.get("implementation") or "cpython")
     if plan and root and plan.get("cwd") is not None and version >= (3, 0):
@@ -40,6 +42,20 @@ def stage(request):
         plan["unmet_imports"] = imports.unmet_imports(root, plan["cwd"], plan["args"], site,
                                                       request.get("tools_names") or [])
     return dict(result, plan=plan, src=root)
+
+
+def shipped_paths(root):
+    """The sdist's files and folders as unpacked, relative to its top folder, listed before anything
+    of the package's runs in this command (the runner's evidence of what the sdist does not ship);
+    None past MAX_WALK entries."""
+    out = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        rel = os.path.relpath(folder, root)
+        out += [n if rel == "." else rel + "/" + n for n in dirs + files]
+        if len(out) > MAX_WALK:
+            return None
+    return out
 
 
 def plan_run(root, names, site, version, implementation):
@@ -105,7 +121,7 @@ def set_aside_packages(root, names, site):
                         own_pyargs.append("%s.%s" % (entry, sub))
                     else:
                         keep.append(sub)
-            pyargs += own_pyargs
+            pyargs += [pyargs_or_path(site, m) for m in own_pyargs]
             installed = os.path.join(site, entry)
             if not keep and not own_pyargs and os.path.isdir(installed) and not os.path.islink(installed) \
                     and _tree_only_files(path, installed):
@@ -273,11 +289,21 @@ def installed_tests(names, site):
             continue
         for d in discover.TEST_DIRS:
             if os.path.isfile(os.path.join(pkg, d, "__init__.py")):
-                return ["%s.%s" % (name, d)]
+                return [pyargs_or_path(site, "%s.%s" % (name, d))]
         for _root, _dirs, files in os.walk(pkg):
             if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") for f in files):
-                return [name]
+                return [pyargs_or_path(site, name)]
     return []
+
+
+def pyargs_or_path(site, module):
+    """What --pyargs is given for an installed module: its name when it is a regular package all
+    the way down; else its installed folder. pytest cannot find a namespace package (no
+    __init__.py) by name: `--pyargs chip` was a usage error, the farm's, not the package's."""
+    parts = module.split(".")
+    if all(os.path.isfile(os.path.join(site, *parts[:i + 1], "__init__.py")) for i in range(len(parts))):
+        return module
+    return os.path.join(site, *parts)
 
 
 def test_command(python, plan, out, run_dir):

@@ -4,13 +4,17 @@ Python has. It:
 
 - records where the package under test was imported from, and each failed test with its one-line error;
 - records which tests tried to reach the network: a connection to an address that is not
-  loopback, or a host name looked up; the sandbox has no network, so such
-  a test fails for the farm's reasons, not the package's;
+  loopback, a host name looked up (never the sandbox's own name), or a program started that
+  fetches (an installer's `install`, git's `clone`/`fetch`/`pull` of a URL); the sandbox has no
+  network, so such a test fails for the farm's reasons, not the package's. What a test did is
+  observed here, as it happens, never read from the text of its failure;
+- records the programs a test started that were not found on PATH (the runner checks the worker lacks them);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
 
 What it writes is the package's to forge; the host only shows it and checks it.
 """
+import errno
 import importlib
 import json
 import os
@@ -27,7 +31,24 @@ MAX_TESTS = 200  # tests recorded as needing the network
 MAX_FAILURES = 200
 _current = {"test": None}
 _network = {}
+_programs = {}
 _failures = []
+
+
+def _own_names():
+    """The sandbox's own host name and the names its /etc/hosts gives: looked up on this machine."""
+    names = set()
+    try:
+        names.add(socket.gethostname().lower())
+        with open("/etc/hosts") as fh:
+            for line in fh:
+                names.update(w.lower() for w in line.split("#", 1)[0].split()[1:])
+    except Exception:
+        pass
+    return names
+
+
+_OWN = _own_names()
 
 
 def _loopback(host):
@@ -36,7 +57,7 @@ def _loopback(host):
     host = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
     host = host.strip("[]").lower()
     return host in ("", "localhost", "localhost.localdomain", "ip6-localhost", "::1", "0.0.0.0", "::") or \
-        host.startswith("127.") or host.startswith("::ffff:127.") or host.endswith(".localhost")
+        host.startswith("127.") or host.startswith("::ffff:127.") or host.endswith(".localhost") or host in _OWN
 
 
 def _numeric(host):
@@ -80,7 +101,63 @@ def _wrap_lookup(original):
     return lookup
 
 
+_INSTALLERS = ("pip", "pip3", "uv")
+_FETCHES = ("clone", "fetch", "pull", "submodule")
+
+
+def _fetches(argv):
+    """What a program a test starts fetches from the network, or None: an installer's install
+    (`pip install`, `python -m pip install`, `uv pip install`), git fetching a URL."""
+    words = [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w) for w in argv][:50]
+    names = [os.path.basename(w) for w in words]
+    for i, name in enumerate(names):
+        if name in _INSTALLERS and "install" in words[i + 1:i + 3]:
+            return "%s install (the index, from a subprocess)" % ("uv pip" if name == "uv" else "pip")
+        if name == "git" and any(w in _FETCHES for w in words[i + 1:i + 4]):
+            urls = [w for w in words[i + 1:] if "://" in w or w.startswith("git@")]
+            verb = next(w for w in words[i + 1:i + 4] if w in _FETCHES)
+            return "git %s %s (from a subprocess)" % (verb, urls[0][:200] if urls else "(no URL)")
+    return None
+
+
+def _note_program(name):
+    test = _current["test"] or "(collection)"
+    if test in _programs or len(_programs) < MAX_TESTS:
+        names = _programs.setdefault(test, [])
+        if len(names) < 5 and name not in names:
+            names.append(name)
+
+
+def _wrap_popen(original):
+    def __init__(self, args, *rest, **kwargs):
+        argv, shell = [], False
+        try:
+            argv = [args] if isinstance(args, (str, bytes)) else list(args)
+            shell = bool(kwargs.get("shell") or (rest and len(rest) > 7 and rest[7]))
+            if shell:
+                argv = " ".join(str(a) for a in argv).split()
+            what = _fetches(argv)
+            if what:
+                _note(what)
+        except Exception:
+            pass
+        try:
+            return original(self, args, *rest, **kwargs)
+        except OSError as exc:
+            # A program looked up on PATH and not found: the runner checks that the worker lacks it.
+            try:
+                name = argv[0].decode("utf-8", "replace") if isinstance(argv[0], bytes) else str(argv[0])
+                if exc.errno == errno.ENOENT and not shell and "/" not in name and not kwargs.get("executable"):
+                    _note_program(name[:100])
+            except Exception:
+                pass
+            raise
+    return __init__
+
+
 def _install_network_watch():
+    import subprocess
+    subprocess.Popen.__init__ = _wrap_popen(subprocess.Popen.__init__)
     socket.socket.connect = _wrap_connect(socket.socket.connect)
     socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex)
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
@@ -156,6 +233,10 @@ def pytest_configure(config):
     _lend_sdist_tests()
 
 
+def pytest_collectstart(collector):
+    _current["test"] = collector.nodeid  # a module's imports run while it is collected
+
+
 def pytest_runtest_setup(item):
     _current["test"] = item.nodeid
 
@@ -201,5 +282,6 @@ def pytest_sessionfinish(session):
     # without it)? CPython's warning names the module; this says whether it happened at all.
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
-        json.dump({"imports": out, "network": _network, "failures": _failures, "gil_enabled": gil_enabled,
+        json.dump({"imports": out, "network": _network, "programs": _programs, "failures": _failures,
+                   "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)

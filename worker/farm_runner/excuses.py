@@ -1,0 +1,80 @@
+"""The failures that are not the package's: each class once, with the evidence that admits a
+failure to it and the words the report, the page and the mail say of it. The runner's supervisor
+sorts failures into these classes; the master shows them. Standard library only (the master
+imports it as `farm_runner.excuses`, the runner from its bundle).
+
+Modelled on crater's FailureReason and its is_spurious(): a failure is excused only on evidence
+the runner gathered itself, never because of what the failure's message says. A class's report
+field holds [{"test", <detail>: ...}] of the tests it excused.
+"""
+
+import collections
+
+# field: the report's; detail: the key of each entry's detail; evidence: what admits a failure;
+# said: the reason's words for N of them; each: the page's words for one ("%s": its detail).
+Excuse = collections.namedtuple("Excuse", "field detail evidence said each")
+
+EXCUSES = (
+    Excuse("needs_network", "tried",
+           "the probe plugin saw the test connect beyond loopback, look up a name other than the sandbox's "
+           "own, or start an installer's install or git's clone or fetch; the sandbox has no network",
+           "%d needed the network, which the sandbox does not give", "tried %s"),
+    Excuse("interpreter_lacks", "module",
+           "the interpreter under test lists the module as its own standard library and cannot find it, "
+           "asked by the runner on the host (a module the language removed or never had is no excuse)",
+           "%d needed a standard module this worker's Python was built without (%s)",
+           "needs %s, missing from this worker's Python"),
+    Excuse("lacks_program", "program",
+           "the probe plugin saw the test start a program that is not found, and the runner found it on "
+           "none of the sandbox's PATH folders",
+           "%d needed a program this worker lacks (%s)", "needs the program %s, which this worker lacks"),
+    Excuse("sdist_lacks", "path",
+           "the file or folder the test could not find is of the project's tree and absent from the sdist, "
+           "by the runner's own listing of the sdist made before any of the package's code ran",
+           "%d read or wrote files of the project's tree that the sdist does not ship (%s)",
+           "reads or writes %s, which the sdist does not ship"),
+    Excuse("flaky", None,
+           "it failed, then passed when the runner ran it again (the exit status, seen by the runner)",
+           "%d failed once and passed when run again (flaky)", "failed once, passed when run again"),
+)
+FIELDS = tuple(e.field for e in EXCUSES)
+
+
+def is_spurious(field):
+    """Is a failure of this class the environment's, not the package's? (Every class here is.)"""
+    return field in FIELDS
+
+
+def _names(entries, detail):
+    shown = sorted({str(e.get(detail)) for e in entries if isinstance(e, dict) and e.get(detail)})
+    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+
+
+def sentences(tests):
+    """["2 needed the network, ...", ...] for the excused failures of a report's "tests"."""
+    out = []
+    for e in EXCUSES:
+        entries = (tests or {}).get(e.field) or []
+        if entries:
+            out.append(e.said % ((len(entries), _names(entries, e.detail)) if "%s" in e.said else len(entries)))
+    return out
+
+
+def not_counted(tests):
+    """The excused failures as a sentence said with every outcome ("" if none)."""
+    said = sentences(tests)
+    return " Not counted: %s." % "; ".join(said) if said else ""
+
+
+def each_test(tests):
+    """[(test, what the page says of it)] for the excused failures of a report's "tests"."""
+    out = []
+    for e in EXCUSES:
+        for entry in (tests or {}).get(e.field) or []:
+            if isinstance(entry, str):  # flaky: the test ids themselves
+                out.append((entry, e.each))
+            elif isinstance(entry, dict) and entry.get("test"):
+                detail = entry.get(e.detail)
+                detail = ", ".join(str(d) for d in detail) if isinstance(detail, list) else str(detail)
+                out.append((str(entry["test"]), e.each % detail if "%s" in e.each else e.each))
+    return out
