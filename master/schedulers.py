@@ -18,7 +18,7 @@ from farm_runner.host import index
 from farm_runner.host.interpreters import UsageError
 from farm_runner.host.limits import InfraError
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from farm_runner import versions
 from twisted.internet import defer, threads
 
 from master import priorities
@@ -56,12 +56,9 @@ class PackageParameter(util.StringParameter):
 class VersionParameter(util.StringParameter):
     def parse_from_args(self, values):
         text = values[0].strip()
-        if text:
-            try:
-                Version(text)
-            except InvalidVersion:
-                raise ValidationError(f"{text[:40]!r} is not a version like 1.17.0; leave it empty for the latest "
-                                      "release.") from None
+        if text and not versions.valid(text):
+            raise ValidationError(f"{text[:40]!r} is not a version like 1.17.0; leave it empty for the latest "
+                                  "release.")
         return text
 
 
@@ -84,16 +81,11 @@ def look_up(index_url: str, package: str, version: str) -> dict[str, str]:
         return {"package": f"There is no project named {package} on {index_url}: check the name's spelling."}
     except InfraError as error:
         return {"package": f"The package index could not be asked ({error}); nothing was queued, try again later."}
-    versions = {}
-    for f in files:
-        try:
-            versions.setdefault(Version(f["version"]), f["version"])
-        except (InvalidVersion, TypeError):
-            continue
-    if not versions:
+    known = sorted({f["version"] for f in files if versions.valid(f["version"])}, key=versions.key)
+    if not known:
         return {"package": f"{package} has no release files on {index_url}; nothing to build."}
-    if version and Version(version) not in versions:
-        latest = ", ".join(versions[v] for v in sorted(versions, reverse=True)[:3])
+    if version and not any(versions.same(v, version) for v in known):
+        latest = ", ".join(known[::-1][:3])
         return {"version": f"{package} has no release {version} on the index; its latest are {latest}."}
     return {}
 

@@ -28,9 +28,9 @@ import json
 from buildbot.process import buildstep
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.worker import CompositeStepMixin
-from farm_runner import bundle, contract
+from farm_runner import bundle, contract, versions
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+
 from twisted.internet import defer
 
 from master.outcomes import RESULTS, SETTLED_BY_INSTALL
@@ -152,13 +152,9 @@ def _same_name(named, package: str) -> bool:
 
 def _same_version(named, version: str) -> bool:
     """The report's version is a valid version, and the requested one when the request named one."""
-    if not isinstance(named, str):
+    if not isinstance(named, str) or not versions.valid(named):
         return False
-    try:
-        tested = Version(named)
-        return not version or tested == Version(version)
-    except InvalidVersion:
-        return False
+    return not version or versions.same(named, version)
 
 
 def phase_result(status: str, outcome: str) -> int:

@@ -389,6 +389,28 @@ FIXTURES = {
         "vfix_nsinst/tests/test_core.py": "from vfix_nsinst import core\n\n\ndef test_core():\n"
                                           "    assert core.ANSWER == 42\n",
     }, (), "passed"),
+    # pytest cannot start (a plugin of the project's monorepo, loaded by its conftest.py): nothing
+    # was tested, and the release's modules are imported instead.
+    "vfix-nostart": ({
+        "conftest.py": "raise RuntimeError('this plugin only works inside the project\\'s monorepo')\n",
+    }, (), "no-tests"),
+    # An old unittest module with CPython's regrtest runner beside its tests: the runner is no test.
+    "vfix-testmain": ({
+        "tests/test_old.py": dedent("""
+            import sys
+            import unittest
+
+
+            class OldStyle(unittest.TestCase):
+                def test_it(self):
+                    self.assertTrue(True)
+
+
+            def test_main():
+                result = unittest.TextTestRunner().run(unittest.TestLoader().loadTestsFromTestCase(OldStyle))
+                sys.exit(not result.wasSuccessful())
+            """),
+    }, (), "passed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -485,7 +507,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst")
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -685,6 +707,12 @@ def test_tests_of_a_namespace_package_run_from_its_installed_folder(verdict_repo
 
 
 @pytest.mark.slow
+def test_a_unittest_module_s_own_runner_is_no_test(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-testmain")
+    assert (tests["passed"], tests["failed"], tests["errors"]) == (1, 0, 0)
+
+
+@pytest.mark.slow
 def test_a_release_without_tests_is_imported_instead(verdict_reports):
     report, tests = check(verdict_reports, "vfix-importok")
     assert report["reason"] == "No tests found in vfix-importok 1.0 (sdist or installed package); it imports " \
@@ -694,6 +722,15 @@ def test_a_release_without_tests_is_imported_instead(verdict_reports):
     assert report["reason"] == "No tests found in vfix-importfail 1.0 (sdist or installed package), and importing " \
         "vfix_importfail fails: ModuleNotFoundError: No module named 'vfix_never_declared' (it imports " \
         "vfix_never_declared, which the release does not declare)."
+
+
+@pytest.mark.slow
+def test_tests_that_cannot_start_are_not_tested_and_the_release_is_imported(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-nostart")
+    assert report["reason"].startswith("Not tested: the tests could not start (pytest stopped before any test ran, "
+                                       "exit status 4: "), report["reason"]
+    assert report["reason"].endswith("; it imports cleanly (vfix_nostart).")
+    assert [x["module"] for x in tests["imports"]] == ["vfix_nostart"]
 
 
 @pytest.mark.slow
@@ -972,3 +1009,22 @@ def test_temporary_files_count_against_the_disk_not_the_memory(tmp_path):
         proc, report = run_cli("vfix-tmpfiles", tmp_path / "work", index.url, extra=["--memory", "300M"])
     assert report["outcome"] == "passed", (report["reason"], proc.stdout[-2000:])
     assert report["tests"]["passed"] == 1
+
+
+def test_versions_of_every_era_are_releases():
+    from farm_runner import versions
+    from farm_runner.host.cli import parse_spec
+    from farm_runner.host.index import file_version
+    from farm_runner.host.interpreters import UsageError
+
+    # a dash in an sdist's version: packaging splits the name at the last one
+    assert file_version("pkg-3.2.3-2.tar.gz", "pkg") == "3.2.3.post2"
+    assert file_version("my-pkg-2.0-1.zip", "my-pkg") == "2.0.post1"
+    # a legacy version PyPI still serves is kept as written, and sorts before PEP 440's
+    assert file_version("pkg-1.0-ubuntu1.tar.gz", "pkg") == "1.0-ubuntu1"
+    assert sorted(["2.0", "0.9-ubuntu1", "1.0"], key=versions.key) == ["0.9-ubuntu1", "1.0", "2.0"]
+    assert versions.same("3.2.3-2", "3.2.3.post2") and versions.same("1.0-ubuntu1", "1.0-ubuntu1")
+    assert parse_spec("pkg==1.0-ubuntu1") == ("name", "pkg", "1.0-ubuntu1")
+    for bad in ("pkg==1.0 ; rm -rf /", "pkg==../x", "pkg==$(x)"):
+        with pytest.raises(UsageError):
+            parse_spec(bad)

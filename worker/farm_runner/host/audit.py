@@ -86,6 +86,8 @@ def leftovers(after, before, claimed, removed_record, site_prefix=""):
             continue
         if "/__pycache__/" in "/" + p and (p.endswith((".pyc", "/")) or p.rstrip("/").endswith("__pycache__")):
             continue
+        if p.endswith((".pyc", ".pyo")) and p[:-1] in before:
+            continue  # Python 2's bytecode beside a file the environment had before (virtualenv's _virtualenv.py)
         if p.endswith("/") and (p in removed_dirs or any(c.startswith(p) for c in claimed)):
             continue
         if site_prefix and p.startswith(site_prefix) and p[len(site_prefix):].split("/", 1)[0] in other_tops \

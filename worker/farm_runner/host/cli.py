@@ -21,8 +21,7 @@ import os
 import re
 import sys
 
-from farm_runner import contract
-from farm_runner._vendor.packaging.version import InvalidVersion, Version
+from farm_runner import contract, versions
 from farm_runner.host import report as report_
 from farm_runner.host.index import file_kind
 from farm_runner.host.interpreters import UsageError, find_interpreters, resolve_python
@@ -46,11 +45,8 @@ def parse_spec(spec):
     name, version = name.strip(), version.strip()
     if not NAME_RE.match(name):
         raise UsageError("malformed SPEC %r: expected name==version, a bare name or a distribution file" % spec)
-    if sep:
-        try:
-            Version(version)
-        except InvalidVersion:
-            raise UsageError("malformed SPEC %r: %r is not a valid version" % (spec, version))
+    if sep and not versions.valid(version):
+        raise UsageError("malformed SPEC %r: %r is not a valid version" % (spec, version))
     return ("name", name, version or None)
 
 

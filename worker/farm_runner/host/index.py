@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from farm_runner import versions
 from farm_runner._vendor.packaging import tags
 from farm_runner._vendor.packaging.specifiers import InvalidSpecifier, SpecifierSet
 from farm_runner._vendor.packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
@@ -127,7 +128,10 @@ def file_version(filename, name):
             return _old_sdist_version(filename, name)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return _old_sdist_version(filename, name)
-    return str(version) if canonicalize_name(dist) == canonicalize_name(name) else None
+    if canonicalize_name(dist) == canonicalize_name(name):
+        return str(version)
+    # an sdist whose version has a dash (pkg-3.2.3-2.tar.gz: packaging splits at the last one)
+    return _old_sdist_version(filename, name) if file_kind(filename) == "sdist" else None
 
 
 def _old_sdist_version(filename, name):
@@ -137,10 +141,10 @@ def _old_sdist_version(filename, name):
             stem = filename[:-len(ext)]
             for i in range(len(stem) - 1, 0, -1):
                 if stem[i] == "-" and canonicalize_name(stem[:i]) == canonicalize_name(name):
-                    try:
-                        return str(Version(stem[i + 1:]))
-                    except InvalidVersion:
-                        return None
+                    version = stem[i + 1:]
+                    parsed = versions.parse(version)
+                    # a legacy version (3.2.3-2) is kept as written: the index still serves it
+                    return str(parsed) if parsed is not None else version if versions.valid(version) else None
     return None
 
 

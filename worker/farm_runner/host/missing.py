@@ -86,15 +86,25 @@ _NO_INIT = re.compile(r"cannot import name '[A-Za-z_][A-Za-z0-9_]*' from '([A-Za
                       r"\(unknown location\)")
 
 
-def package_init_missing(message, installed_names):
-    """The __init__.py of the tree's folder that a failure imports names from, when the sdist
-    does not ship it (jmespath's `from tests import unittest`: tests/__init__.py is not in its
-    sdist), or None. A package of the release or another installed distribution (a namespace
-    package of its own) is never the tree's."""
+_NO_SUBMODULE = re.compile(r"No module named '([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){1,10})'")
+
+
+def module_file_missing(message):
+    """(the package folder, [the files one of which is missing]) when a failure's one-line error
+    says a module of a package could not be found: jmespath's `from tests import unittest`
+    ("(unknown location)": tests/__init__.py is not in its sdist), optimizely's `from tests import
+    base` (tests/base.py is in neither its sdist nor its wheel), "No module named 'tests.base'";
+    else None. Whether the release ships the package but not the files is the caller's to check,
+    against the sdist's listing and the installed copy."""
     found = _NO_INIT.search(message or "")
-    if not found or found.group(1).split(".")[0] in installed_names:
-        return None
-    return found.group(1).replace(".", "/") + "/__init__.py"
+    if found:
+        folder = found.group(1).replace(".", "/")
+        return folder, [folder + "/__init__.py"]
+    found = _NO_SUBMODULE.search(message or "")
+    if found:
+        path = found.group(1).replace(".", "/")
+        return path.rsplit("/", 1)[0], [path + ".py", path + "/__init__.py"]
+    return None
 
 
 def named_missing(message):

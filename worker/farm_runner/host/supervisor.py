@@ -26,7 +26,7 @@ import time
 import traceback
 import urllib.request
 
-from farm_runner import bundle, contract, excuses, untrusted
+from farm_runner import bundle, contract, excuses, untrusted, versions
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
@@ -383,18 +383,18 @@ class Runner:
         a, r, st = self.args, self.report, self.report["_state"]
         _, name, version = self.spec
         files = index.fetch_project_files(a.index_url, name)
-        versions = sorted({f["version"] for f in files if f["version"]}, key=Version)
+        known = sorted({f["version"] for f in files if f["version"]}, key=versions.key)
         if version is None:
-            live = [v for v in versions if not all(f["yanked"] for f in files if f["version"] == v)]
-            finals = [v for v in live if not Version(v).is_prerelease]
+            live = [v for v in known if not all(f["yanked"] for f in files if f["version"] == v)]
+            finals = [v for v in live if not versions.is_prerelease(v)]
             if not (finals or live):
                 raise UsageError("%s has no releases on %s" % (name, a.index_url))
             version = (finals or live)[-1]
         else:
-            match = [v for v in versions if Version(v) == Version(version)]
+            match = [v for v in known if versions.same(v, version)]
             if not match:
                 raise UsageError("%s has no release %s on %s (latest: %s)" % (
-                    name, version, a.index_url, versions[-1] if versions else "none"))
+                    name, version, a.index_url, known[-1] if known else "none"))
             version = match[0]
         rel = [f for f in files if f["version"] == version]
         uploaded = sorted(f["upload_time"] for f in rel if f.get("upload_time"))
@@ -623,6 +623,17 @@ class Runner:
             return "skipped", contract.NO_TESTS, "The tests could not run here: none passed, and every failure " \
                 "was the environment's.%s" % excuses.not_counted(tests)
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
+        if verdict.could_not_start(rc, counts):
+            # pytest stopped before any test ran (a plugin that only works in the project's monorepo,
+            # a configuration naming what the sdist lacks): nothing was tested. The release's own
+            # modules are imported instead; only their failing to import is the package's.
+            log.write("[farm: %s before any test ran; importing the release's modules instead]\n" % plan["tool"])
+            fails, said = self.check_imports(deadline, log)
+            why = "the tests could not start (%s stopped before any test ran, exit status %d: %s)" % (
+                plan["tool"], rc, _error_line(output)[:200])
+            if fails:
+                return "failed", contract.TESTS_FAILED, report_.sentence("%s; and %s" % (why[0].upper() + why[1:], said))
+            return "skipped", contract.NO_TESTS, report_.sentence("Not tested: %s; %s" % (why, said))
         if outcome == contract.TESTS_FAILED:
             # the count is pytest's: what of it was the environment's, and what the sdist lacks
             reason += excuses.not_counted(tests)
@@ -696,7 +707,10 @@ class Runner:
         root = staged.get("src") if isinstance(staged.get("src"), str) else None
         listing = staged.get("shipped")
         listing = set(p for p in listing if isinstance(p, str)) if isinstance(listing, list) and root else None
-        installed = set(st.get("import_names", [])) | set(st.get("installed_import_names", []))
+        site, own = st["site_packages"], set(st.get("import_names", []))
+
+        def in_site(path):  # the installed copy has it (a folder of its own, or a file)
+            return os.path.lexists(os.path.join(site, path))
         cwd = plan.get("cwd") if plan.get("cwd") is not None and plan["root"] == root else None
         for f in failures:
             t = f["test"]
@@ -706,10 +720,21 @@ class Runner:
             if module:
                 excused_by["interpreter_lacks"][t] = module
                 continue
-            path = (missing.tree_file_missing(f["message"], root, cwd) if root and cwd is not None else None) \
-                or missing.package_init_missing(f["message"], installed)
+            path = missing.tree_file_missing(f["message"], root, cwd) if root and cwd is not None else None
             if path and listing is not None and not missing.shipped(path, listing):
                 excused_by["sdist_lacks"][t] = path
+                continue
+            module = missing.module_file_missing(f["message"])
+            # never a module of the release's own packages (a wheel missing its own module is
+            # broken), only of the tests' folders or of the tree's other folders
+            if module and not (module[0].split("/")[0] not in own or any(
+                    part in discover.TEST_DIRS or part.startswith("test") for part in module[0].split("/"))):
+                module = None
+            if module and (listing is not None or in_site(module[0])) and (
+                    missing.shipped(module[0], listing or set()) or in_site(module[0])) and not any(
+                    missing.shipped(p, listing or set()) or in_site(p) for p in module[1]):
+                # the release ships the package (its sdist's tree or its installed copy), not the module
+                excused_by["sdist_lacks"][t] = module[1][0]
         return failures, excused_by
 
     def test_env(self, out):
@@ -807,7 +832,25 @@ class Runner:
                 raise InfraError("the index could not be reached for the test dependencies: %s"
                                  % _last_line(output), kind="index")
             self.report["tests"]["deps_error"] = report_.sentence(_error_line(output))[:500]
-            log.write("[farm: the test dependencies could not be installed; the tests run without them]\n")
+            # One requirement the index cannot serve (a lock file's pin of a release it no longer
+            # has, a dependency's broken pin) must not take the others with it: each alone.
+            wanted = _requirement_words(args, out_dir)[:MAX_EACH]
+            log.write("[farm: the test dependencies could not be installed together; installing the %d of them "
+                      "one at a time]\n" % len(wanted))
+            alone = []
+            for requirement in wanted:
+                each_dir = self.new_out_dir()
+                pins = ["pytest==%s" % instrument_pin] if instrument_pin else []
+                if pins:
+                    untrusted.write_new(os.path.join(each_dir, "constraints.txt"), "\n".join(pins) + "\n")
+                    pins = ["-c", self.sandbox_path(os.path.join(each_dir, "constraints.txt"),
+                                                    sandbox_.OUT + "/constraints.txt")]
+                if self.install(dated + pins + [requirement], deadline, log, out_dir=each_dir)[0] != 0:
+                    alone.append(requirement)
+            if alone:
+                log.write("[farm: could not install %s; the tests run without them]\n" % ", ".join(alone))
+            self.report["tests"]["deps_error"] += " Not installed: %s." % ", ".join(alone) if alone else \
+                " Installed one at a time instead."
         return shown, True
 
     def as_of(self):
@@ -970,6 +1013,21 @@ def _checked_plan(plan, src, src_dir, run_dir):
             "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
             if isinstance(plan.get("set_aside"), list) else [],
             "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else []}
+
+
+MAX_EACH = 15  # test requirements installed one at a time when together they have no solution
+
+
+def _requirement_words(args, out_dir):
+    """The requirements an install's arguments name: the release with its extras, and the lines of
+    the runner's own requirements file (never an option or a path)."""
+    words = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in ("-r", "-c"))]
+    try:
+        with open(os.path.join(out_dir, "requirements.txt"), encoding="utf-8") as fh:
+            words += [l.strip() for l in fh if l.strip()]
+    except OSError:
+        pass
+    return words
 
 
 def _excused_tests(excused_by):

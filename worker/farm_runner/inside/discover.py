@@ -14,7 +14,7 @@ import re
 import stat
 
 TEST_EXTRAS = ("test", "tests", "testing")
-DEV_EXTRAS = ("dev", "develop", "development")  # used when the project names no test extra or group
+DEV_EXTRAS = ("dev", "devel", "develop", "development")  # used when the project names no test extra or group
 TEST_DIRS = ("tests", "test", "testing")
 # Top-level names some distributions install that are not the package itself: never set aside
 # from the tree, nor checked to be imported from the installed copy.

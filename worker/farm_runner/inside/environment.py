@@ -63,23 +63,35 @@ def distributions(site, metadata=True):
     except OSError:
         return out
     for entry in names:
-        if not entry.endswith(".dist-info"):
+        if not entry.endswith((".dist-info", ".egg-info")):
             continue
+        egg = entry.endswith(".egg-info")
         folder = os.path.join(site, entry)
         item = {"dist_info": entry, "name": None, "version": None, "record": [], "requires": [], "extras": [],
                 "problem": None}
         out.append(item)
-        if os.path.islink(folder) or not os.path.isdir(folder):
+        if egg and not os.path.islink(folder) and _regular(folder, MAX_METADATA):
+            # distutils' single file (PKG-INFO itself): no list of the files it installed
+            metadata_file, files = folder, None
+        elif os.path.islink(folder) or not os.path.isdir(folder):
             item["problem"] = "not a folder"
             continue
-        if not _regular(os.path.join(folder, "METADATA"), MAX_METADATA):
-            item["problem"] = "METADATA is not a regular file of at most %d bytes" % MAX_METADATA
+        else:
+            metadata_file = os.path.join(folder, "PKG-INFO" if egg else "METADATA")
+            files = os.path.join(folder, "installed-files.txt" if egg else "RECORD")
+        if not _regular(metadata_file, MAX_METADATA):
+            item["problem"] = "%s is not a regular file of at most %d bytes" % (os.path.basename(metadata_file),
+                                                                                  MAX_METADATA)
             continue
         if not metadata:
+            # {name}-{version}.dist-info, or setuptools' {name}-{version}[-py{X.Y}[-{platform}]].egg-info
             stem = entry[:-len(".dist-info")]
             item["name"], _, item["version"] = stem.partition("-")
+            item["version"] = item["version"].split("-py", 1)[0] if egg else item["version"]
         else:
             dist = PathDistribution(pathlib.Path(folder))
+            if files is None:  # a single PKG-INFO file: importlib.metadata reads folders only
+                dist.read_text = lambda name, _f=folder: _read(_f) if name == "PKG-INFO" else None
             try:
                 meta = dist.metadata
                 item["name"], item["version"] = meta["Name"], meta["Version"]
@@ -88,14 +100,26 @@ def distributions(site, metadata=True):
             except Exception as exc:  # a stranger's metadata: any failure is a fact to report
                 item["problem"] = "unreadable METADATA: %s" % exc
                 continue
-        if _regular(os.path.join(folder, "RECORD"), MAX_METADATA):
+        if files is None:
+            continue
+        if _regular(files, MAX_METADATA):
             try:
-                item["record"] = record_paths(_read(os.path.join(folder, "RECORD")))
+                text = _read(files)
+                item["record"] = egg_paths(entry, text) if egg else record_paths(text)
             except (csv.Error, ValueError, UnicodeDecodeError, OSError) as exc:
-                item["problem"] = "malformed RECORD: %s" % exc
-        elif os.path.lexists(os.path.join(folder, "RECORD")):
-            item["problem"] = "RECORD is not a regular file of at most %d bytes" % MAX_METADATA
+                item["problem"] = "malformed %s: %s" % (os.path.basename(files), exc)
+        elif os.path.lexists(files):
+            item["problem"] = "%s is not a regular file of at most %d bytes" % (os.path.basename(files), MAX_METADATA)
     return out
+
+
+def egg_paths(entry, text):
+    """The paths of an .egg-info's installed-files.txt (pip's legacy `setup.py install`, Python
+    2.7's way for an sdist), made relative to site-packages as a RECORD's are."""
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    if len(lines) > MAX_RECORD_LINES:
+        raise ValueError("more than %d lines" % MAX_RECORD_LINES)
+    return [os.path.normpath(os.path.join(entry, l)).replace(os.sep, "/") for l in lines]
 
 
 def _read(path):
@@ -124,7 +148,7 @@ def import_names(record):
     for p in record:
         parts = p.replace("\\", "/").split("/")
         top = parts[0]
-        if top in ("..", "") or top.endswith((".dist-info", ".data", ".pth")) or top == "__pycache__":
+        if top in ("..", "") or top.endswith((".dist-info", ".egg-info", ".data", ".pth")) or top == "__pycache__":
             continue
         if len(parts) == 1:
             if top.endswith(".py") or re.search(r"\.(so|pyd)$", top):

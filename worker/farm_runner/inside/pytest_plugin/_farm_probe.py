@@ -9,6 +9,7 @@ Python has. It:
   network, so such a test fails for the farm's reasons, not the package's. What a test did is
   observed here, as it happens, never read from the text of its failure;
 - records the programs a test started that were not found on PATH (the runner checks the worker lacks them);
+- leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
 
@@ -231,6 +232,23 @@ def _lend_sdist_tests():
 def pytest_configure(config):
     _install_network_watch()
     _lend_sdist_tests()
+
+
+def _unittest_runner(item):
+    """A module-level `test_main()` beside unittest test cases: CPython's old regrtest convention,
+    a function that runs the module's tests (and exits), not a test. pytest would call it."""
+    module = getattr(item, "module", None)
+    if getattr(item, "name", None) != "test_main" or getattr(item, "cls", None) is not None or module is None:
+        return False
+    import unittest
+    return any(isinstance(v, type) and issubclass(v, unittest.TestCase) for v in list(vars(module).values()))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    runners = [item for item in items if _unittest_runner(item)]
+    if runners:
+        config.hook.pytest_deselected(items=runners)
+        items[:] = [item for item in items if item not in runners]
 
 
 def pytest_collectstart(collector):
