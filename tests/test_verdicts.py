@@ -1028,3 +1028,44 @@ def test_versions_of_every_era_are_releases():
     for bad in ("pkg==1.0 ; rm -rf /", "pkg==../x", "pkg==$(x)"):
         with pytest.raises(UsageError):
             parse_spec(bad)
+
+
+def test_an_egg_info_install_is_a_distribution(tmp_path):
+    # pip on Python 2.7 installs an sdist with `setup.py install`: an .egg-info folder, or
+    # distutils' single PKG-INFO file, where a wheel leaves a .dist-info
+    from farm_runner.inside import environment
+
+    egg = tmp_path / "django_banana-1.0.0-py2.7.egg-info"
+    egg.mkdir()
+    (tmp_path / "django_banana").mkdir()
+    (tmp_path / "django_banana" / "__init__.py").write_text("")
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: django-banana\nVersion: 1.0.0\n")
+    (egg / "installed-files.txt").write_text("../django_banana/__init__.py\nPKG-INFO\n")
+    (tmp_path / "old_thing-0.1-py2.7.egg-info").write_text("Metadata-Version: 1.0\nName: old-thing\nVersion: 0.1\n")
+    for with_metadata in (True, False):
+        dists = {d["dist_info"]: d for d in environment.distributions(str(tmp_path), metadata=with_metadata)}
+        banana = dists["django_banana-1.0.0-py2.7.egg-info"]
+        assert banana["version"] == "1.0.0" and banana["problem"] is None
+        assert banana["record"] == ["django_banana/__init__.py", "django_banana-1.0.0-py2.7.egg-info/PKG-INFO"]
+        assert dists["old_thing-0.1-py2.7.egg-info"]["version"] == "0.1"
+    assert environment.import_names(banana["record"]) == ["django_banana"]
+    assert environment.installed(str(tmp_path), "Django-Banana") == "django_banana-1.0.0-py2.7.egg-info"
+
+
+def test_python2_bytecode_of_the_environment_s_own_files_is_no_leftover():
+    from farm_runner.host.audit import leftovers
+
+    site = "lib/python2.7/site-packages/"
+    before = [site + "_virtualenv.py", site + "_virtualenv.pth"]
+    after = before + [site + "_virtualenv.pyc", site + "stray.pyc"]
+    assert leftovers(after, before, set(), [], site) == [site + "stray.pyc"]
+
+
+def test_a_test_module_the_release_does_not_ship_is_told_apart():
+    from farm_runner.host.missing import module_file_missing
+
+    assert module_file_missing("E   ImportError: cannot import name 'base' from 'tests' (unknown location)") == (
+        "tests", ["tests/__init__.py"])
+    assert module_file_missing("ModuleNotFoundError: No module named 'tests.helpers.base'") == (
+        "tests/helpers", ["tests/helpers/base.py", "tests/helpers/base/__init__.py"])
+    assert module_file_missing("ModuleNotFoundError: No module named 'yaml'") is None  # a distribution's
