@@ -283,6 +283,19 @@ def test_the_package_page(farm, tab):
 
 
 @pytest.mark.slow
+def test_a_release_without_tests_says_whether_it_imports(farm, tab):
+    page = tab.page
+    page.goto(farm.url + "plugins/wsgi_dashboards/packages/index.html?name=farmfix-notests")
+    page.locator("#results").wait_for()
+    for slot in farm.slots:
+        cell = page.locator(f'#results td[data-slot="{slot}"]')
+        assert cell.get_attribute("data-outcome") == "no-tests"
+        assert "it imports cleanly (farmfix_notests)" in cell.inner_text(), cell.inner_text()
+    tab.shot()
+    assert tab.errors == []
+
+
+@pytest.mark.slow
 def test_an_admin_rebuilds_one_package_from_its_page(farm, tab):
     page = tab.page
     page.goto(farm.url + "plugins/wsgi_dashboards/packages/index.html?name=farmfix-pass")

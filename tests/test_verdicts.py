@@ -1069,3 +1069,25 @@ def test_a_test_module_the_release_does_not_ship_is_told_apart():
     assert module_file_missing("ModuleNotFoundError: No module named 'tests.helpers.base'") == (
         "tests/helpers", ["tests/helpers/base.py", "tests/helpers/base/__init__.py"])
     assert module_file_missing("ModuleNotFoundError: No module named 'yaml'") is None  # a distribution's
+
+
+def test_a_run_that_could_not_start_is_told_from_one_that_failed():
+    from farm_runner.host.verdict import could_not_start
+
+    nothing = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    assert could_not_start(4, None) and could_not_start(3, nothing)  # usage, internal error: nothing ran
+    assert could_not_start(-11, None) is False  # a crash is a failure
+    assert not could_not_start(2, dict(nothing, errors=3))  # collection errors: the package's
+    assert not could_not_start(1, None) and not could_not_start(4, dict(nothing, passed=1))
+
+
+def test_the_classes_of_failure_that_are_not_the_package_s_are_said_once():
+    from farm_runner import excuses
+
+    tests = {"needs_network": [{"test": "a", "tried": ["lookup example.org"]}],
+             "lacks_program": [{"test": "b", "program": "mkisofs"}] * 2, "flaky": ["c"]}
+    assert excuses.not_counted(tests) == (" Not counted: 1 needed the network, which the sandbox does not give; "
+                                          "2 needed a program this worker lacks (mkisofs); 1 failed once and passed "
+                                          "when run again (flaky).")
+    assert excuses.each_test(tests)[0] == ("a", "tried lookup example.org")
+    assert excuses.not_counted({}) == "" and all(excuses.is_spurious(f) for f in excuses.FIELDS)
