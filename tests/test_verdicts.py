@@ -247,6 +247,11 @@ FIXTURES = {
                 assert shutil.which("pip") is None and shutil.which("pip3") is None
 
 
+            def test_a_service_the_project_s_ci_runs():
+                # redis's tests: a server on localhost the sandbox does not run
+                socket.create_connection(("127.0.0.1", 6379), timeout=2)
+
+
             def test_a_program_the_worker_lacks():
                 import subprocess
                 subprocess.run(["vfix-mkisofs", "-o", "image.iso", "."], check=True)
@@ -354,6 +359,15 @@ FIXTURES = {
 
             def test_a_message_that_names_an_installer():
                 raise AssertionError("the plugin is missing: pip install vfix-noexcuse[extra] to fix")
+
+
+            def test_its_own_server_that_never_started():
+                # a port the test's own process bound: refused later, it is no missing service
+                server = socket.socket()
+                server.bind(("127.0.0.1", 0))
+                port = server.getsockname()[1]
+                server.close()
+                socket.create_connection(("127.0.0.1", port), timeout=2)
 
 
             def test_a_bug_after_a_lookup_of_its_own_name():
@@ -618,8 +632,10 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
     assert tests["sdist_lacks"] == [{"test": "tests/test_env.py::test_writes_into_a_folder_the_sdist_does_not_ship",
                                      "path": "tests/output/result.txt"}]
     assert tests["failures"] == []
-    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 needed a program this worker " \
-        "lacks (vfix-mkisofs); 1 read or wrote files of the project's tree that the sdist does not ship " \
+    assert tests["needs_service"] == [{"test": "tests/test_env.py::test_a_service_the_project_s_ci_runs",
+                                       "service": "127.0.0.1:6379"}]
+    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 needed a service this worker " \
+        "does not run (127.0.0.1:6379); 1 needed a program this worker lacks (vfix-mkisofs); 1 read or wrote files of the project's tree that the sdist does not ship " \
         "(tests/output/result.txt); 1 failed once and passed when run again (flaky)." in report["reason"]
 
 
@@ -685,8 +701,9 @@ def test_no_failure_is_excused_by_its_message_a_removed_module_or_the_sandbox_s_
     report, tests = check(verdict_reports, "vfix-noexcuse")
     assert sorted(f["test"].split("::")[1] for f in tests["failures"]) == [
         "test_a_bug_after_a_lookup_of_its_own_name", "test_a_message_that_names_an_installer",
-        "test_a_removed_standard_module"]
+        "test_a_removed_standard_module", "test_its_own_server_that_never_started"]
     assert tests["needs_network"] == [] and tests["interpreter_lacks"] == [] and tests["flaky"] == []
+    assert tests["needs_service"] == []
 
 
 @pytest.mark.slow

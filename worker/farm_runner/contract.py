@@ -80,7 +80,7 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # "counted", "error"}], host/import_check.py). "as_of": the time its test dependencies were resolved
 # as of (the release's upload; None: as of today).
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
-               "inferred", "failures", "needs_network", "interpreter_lacks", "lacks_program", "sdist_lacks", "flaky",
+               "inferred", "failures", "needs_network", "interpreter_lacks", "needs_service", "lacks_program", "sdist_lacks", "flaky",
                "set_aside", "pytest", "returncode", "counts_known",
                "imported_from", "gil", "imports", "as_of")
 

@@ -24,6 +24,10 @@ EXCUSES = (
            "asked by the runner on the host (a module the language removed or never had is no excuse)",
            "%d needed a standard module this worker's Python was built without (%s)",
            "needs %s, missing from this worker's Python"),
+    Excuse("needs_service", "service",
+           "the probe plugin saw the test's connection to a loopback port refused, a port no socket of the "
+           "test's process had bound: a server the project's CI runs beside its tests (a database, a broker)",
+           "%d needed a service this worker does not run (%s)", "connects to %s, where nothing runs in the sandbox"),
     Excuse("lacks_program", "program",
            "the probe plugin saw the test start a program that is not found, and the runner found it on "
            "none of the sandbox's PATH folders",

@@ -694,10 +694,13 @@ class Runner:
         # only where the runner finds it on none of the sandbox's PATH folders.
         tested = {f["test"] for f in failures}
         excused_by["needs_network"] = {t: w for t, w in probe["network"].items() if t in tested}
+        excused_by["needs_service"] = {t: ", ".join(w) for t, w in probe["services"].items()
+                                       if t in tested and w and t not in excused_by["needs_network"]}
         path_dirs = [os.path.dirname(st["env_python"]), "/usr/local/bin", "/usr/bin", "/bin"]
         for test, programs in probe["programs"].items():
             lacked = [p for p in programs if not any(os.path.lexists(os.path.join(d, p)) for d in path_dirs)]
-            if test in tested and lacked and test not in excused_by["needs_network"]:
+            if test in tested and lacked and test not in excused_by["needs_network"] and \
+                    test not in excused_by["needs_service"]:
                 excused_by["lacks_program"][test] = ", ".join(lacked)
         # A standard module the interpreter under test lists and cannot find (asked of it here).
         named = {missing.named_missing(f["message"]) for f in failures} - {None}
@@ -714,7 +717,7 @@ class Runner:
         cwd = plan.get("cwd") if plan.get("cwd") is not None and plan["root"] == root else None
         for f in failures:
             t = f["test"]
-            if any(t in excused_by[k] for k in ("needs_network", "lacks_program")):
+            if any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program")):
                 continue
             module = missing.standard_module_missing(f["message"], lacks)
             if module:

@@ -112,6 +112,7 @@ MAX_RERUN_ALONE = 5  # when they do not all pass together, run again one at a ti
 
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
 _PROGRAM = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99}$")
+_SERVICE = re.compile(r"^[A-Za-z0-9.:_-]{1,80}:[0-9]{1,5}$")
 
 
 def probe_answer(data):
@@ -122,6 +123,7 @@ def probe_answer(data):
     imports = data.get("imports") if isinstance(data.get("imports"), dict) else {}
     network = data.get("network") if isinstance(data.get("network"), dict) else {}
     programs = data.get("programs") if isinstance(data.get("programs"), dict) else {}
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
         "imports": {str(k)[:200]: str(v)[:500] for k, v in list(imports.items())[:50]},
@@ -129,6 +131,8 @@ def probe_answer(data):
                     for k, v in list(network.items())[:200]},
         "programs": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _PROGRAM.match(w)]
                      for k, v in list(programs.items())[:200] if isinstance(v, list)},
+        "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _SERVICE.match(w)]
+                     for k, v in list(services.items())[:200] if isinstance(v, list)},
         "failures": [{"test": f["test"][:500], "message": str(f.get("message") or "")[:300],
                       "when": str(f.get("when") or "call")[:10]}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],

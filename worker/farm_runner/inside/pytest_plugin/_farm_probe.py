@@ -8,7 +8,8 @@ Python has. It:
   fetches (an installer's `install`, git's `clone`/`fetch`/`pull` of a URL); the sandbox has no
   network, so such a test fails for the farm's reasons, not the package's. What a test did is
   observed here, as it happens, never read from the text of its failure;
-- records the programs a test started that were not found on PATH (the runner checks the worker lacks them);
+- records the programs a test started that were not found on PATH (the runner checks the worker lacks them),
+  and its connections refused by a loopback port that this process never bound (a service it lacks);
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
@@ -33,6 +34,8 @@ MAX_FAILURES = 200
 _current = {"test": None}
 _network = {}
 _programs = {}
+_services = {}
+_bound = set()  # ports this process's sockets bound: a refused connection to one is no missing service
 _failures = []
 
 
@@ -79,16 +82,54 @@ def _note(what):
             _network[test].append(what)
 
 
-def _wrap_connect(original):
+def _inet(sock, address):
+    return sock.family in (socket.AF_INET, getattr(socket, "AF_INET6", None)) and isinstance(address, tuple)
+
+
+def _note_service(address):
+    """A connection to a loopback port that nothing listens on, and that no socket of this process
+    had bound: a service (a database server, a broker) the project's CI runs and the sandbox has not."""
+    try:
+        if int(address[1]) in _bound:
+            return
+        test = _current["test"] or "(collection)"
+        if test in _services or len(_services) < MAX_TESTS:
+            where = "%s:%d" % (str(address[0])[:60], int(address[1]))
+            if len(_services.setdefault(test, [])) < 5 and where not in _services[test]:
+                _services[test].append(where)
+    except Exception:
+        pass
+
+
+def _wrap_connect(original, returns_code=False):
     def connect(self, address, *args, **kwargs):
         try:
-            if self.family in (socket.AF_INET, getattr(socket, "AF_INET6", None)) and \
-                    isinstance(address, tuple) and not _loopback(address[0]):
+            if _inet(self, address) and not _loopback(address[0]):
                 _note("connect %s:%s" % (address[0], address[1]))
         except Exception:
             pass
-        return original(self, address, *args, **kwargs)
+        try:
+            result = original(self, address, *args, **kwargs)
+        except socket.error as exc:  # (socket.error: OSError's name on Python 2.7 too)
+            if getattr(exc, "errno", None) == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
+                _note_service(address)
+            raise
+        if returns_code and result == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
+            _note_service(address)
+        return result
     return connect
+
+
+def _wrap_bind(original):
+    def bind(self, address, *args, **kwargs):
+        result = original(self, address, *args, **kwargs)
+        try:
+            if _inet(self, address):
+                _bound.add(int(self.getsockname()[1]))
+        except Exception:
+            pass
+        return result
+    return bind
 
 
 def _wrap_lookup(original):
@@ -160,7 +201,8 @@ def _install_network_watch():
     import subprocess
     subprocess.Popen.__init__ = _wrap_popen(subprocess.Popen.__init__)
     socket.socket.connect = _wrap_connect(socket.socket.connect)
-    socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex)
+    socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex, returns_code=True)
+    socket.socket.bind = _wrap_bind(socket.socket.bind)
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
         if hasattr(socket, name):
             setattr(socket, name, _wrap_lookup(getattr(socket, name)))
@@ -300,6 +342,7 @@ def pytest_sessionfinish(session):
     # without it)? CPython's warning names the module; this says whether it happened at all.
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
-        json.dump({"imports": out, "network": _network, "programs": _programs, "failures": _failures,
+        json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
+                   "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)
