@@ -2,7 +2,9 @@
 package per way the runner used to blame a package for the farm's own way of testing, each served
 by a real local index and run through the real runner (worker/runner.py), each asserting the
 outcome and the report's explanation of it."""
+import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -1108,3 +1110,22 @@ def test_the_classes_of_failure_that_are_not_the_package_s_are_said_once():
                                           "when run again (flaky).")
     assert excuses.each_test(tests)[0] == ("a", "tried lookup example.org")
     assert excuses.not_counted({}) == "" and all(excuses.is_spurious(f) for f in excuses.FIELDS)
+
+
+def test_a_doctest_s_error_is_its_exception(tmp_path):
+    # fontTools.tfmLib's doctest reads test data the sdist does not ship: pytest says only
+    # "UnexpectedException"; the exception's own line is what tells the environment's from the package's
+    import json
+    import subprocess
+    import sys
+
+    import farm_runner
+
+    (tmp_path / "mod.py").write_text('def f():\n    """\n    >>> open("Tests/data/x.tfm").read()\n    \'x\'\n    """\n')
+    plugin = str(Path(farm_runner.__file__).parent / "inside" / "pytest_plugin")
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "_farm_probe", "-p", "no:cacheprovider",
+                    "--doctest-modules", "mod.py"], cwd=tmp_path, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=plugin, FARM_PROBE_REPORT=str(tmp_path / "probe.json")))
+    failures = json.loads((tmp_path / "probe.json").read_text())["failures"]
+    assert failures == [{"test": "mod.py::mod.f", "when": "call",
+                         "message": "FileNotFoundError: [Errno 2] No such file or directory: 'Tests/data/x.tfm'"}]

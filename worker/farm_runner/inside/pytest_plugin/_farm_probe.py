@@ -321,6 +321,11 @@ def _one_line(report):
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     if not lines:
         return ""
+    if lines[-1].endswith("UnexpectedException"):  # a doctest's error: its exception is in the report's text
+        raised = [l for l in str(getattr(report, "longrepr", "")).splitlines()
+                  if l.strip() and l.strip().split(":", 1)[0].endswith(("Error", "Exception")) and ":" in l]
+        if raised:
+            return raised[-1].strip()[:300]
     missing = [l for l in lines if "No module named" in l]  # a collection error's cause, not its first line
     return (missing[-1] if missing else lines[-1] if getattr(crash, "message", None) is None else lines[0])[:300]
 
