@@ -380,8 +380,8 @@ def release_steps(
     sdist_check: bool = False, phase_timeout: int = contract.DEFAULT_LIMITS["timeout"]
 ) -> list[RunnerPhase]:
     """The build's steps. The runner enforces its own limits per phase; Buildbot's timeouts are
-    only a backstop against a runner that hangs, long enough for three whole phases (the install
-    step prints nothing while the tests run)."""
-    backstop = {"timeout": 3 * phase_timeout + 600, "maxTime": 3 * phase_timeout + 600}
+    only a backstop against a runner that hangs, long enough for four whole phases (the install
+    step prints nothing while the tests run, and a long suite's tests may run in two parts)."""
+    backstop = {"timeout": 4 * phase_timeout + 600, "maxTime": 4 * phase_timeout + 600}
     steps = [RunnerPhase("install", **backstop), RunnerPhase("test"), RunnerPhase("uninstall")]
     return steps + [SdistCheck(**backstop)] if sdist_check else steps

@@ -1129,3 +1129,26 @@ def test_a_doctest_s_error_is_its_exception(tmp_path):
     failures = json.loads((tmp_path / "probe.json").read_text())["failures"]
     assert failures == [{"test": "mod.py::mod.f", "when": "call",
                          "message": "FileNotFoundError: [Errno 2] No such file or directory: 'Tests/data/x.tfm'"}]
+
+
+@pytest.mark.slow
+def test_a_suite_longer_than_its_limit_runs_on_in_a_second_part(tmp_path):
+    # A scientific suite cut at its time limit with most tests done and none failed was an
+    # infra-error for ever; its unfinished tests now run in a second part, with a limit of their own.
+    tests = "import time\n\nimport pytest\n\n\n@pytest.mark.parametrize('n', range(16))\ndef test_slow(n):\n" \
+            "    time.sleep(1)\n"
+    write_package(tmp_path, "vfix-long", VERSION, "notests", kind="both", extra_files={"tests/test_long.py": tests})
+    write_package(tmp_path, "vfix-longfail", VERSION, "notests", kind="both", extra_files={
+        "tests/test_long.py": tests + "    assert n != 1, 'a real failure in the first part'\n"})
+    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
+        reports = {name: run_cli(name, tmp_path / name, index.url, extra=["--timeout", "12"])
+                   for name in ("vfix-long", "vfix-longfail")}
+    proc, report = reports["vfix-long"]
+    assert report["outcome"] == "passed", (report["reason"], proc.stdout[-3000:])
+    tests = report["tests"]
+    assert tests["passed"] == 16 and 0 < tests["parts"]["first"] < 16, tests["parts"]
+    assert "the others ran in a second part" in report["reason"]
+    proc, report = reports["vfix-longfail"]
+    assert report["outcome"] == "tests-failed", (report["reason"], proc.stdout[-3000:])
+    assert report["tests"]["failed"] == 1 and report["tests"]["passed"] == 15
+    assert [f["test"] for f in report["tests"]["failures"]] == ["tests/test_long.py::test_slow[1]"]

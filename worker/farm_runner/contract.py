@@ -78,11 +78,12 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # interpreter, "gil" says whether an import turned the GIL back on ({"enabled", "enabled_by"}). For a
 # release with no tests, "imports" holds the import check of its modules ([{"module", "imports", "rc",
 # "counted", "error"}], host/import_check.py). "as_of": the time its test dependencies were resolved
-# as of (the release's upload; None: as of today).
+# as of (the release's upload; None: as of today). "parts": a suite longer than its time limit that
+# ran on in a second part ({"first": tests the first part finished, "limit_s"}).
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
                "inferred", "failures", "needs_network", "interpreter_lacks", "needs_service", "lacks_program", "sdist_lacks", "flaky",
                "set_aside", "pytest", "returncode", "counts_known",
-               "imported_from", "gil", "imports", "as_of")
+               "imported_from", "gil", "imports", "as_of", "parts")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
 DEFAULT_LIMITS = {

@@ -75,12 +75,21 @@ def _outcome_reason(r):
     t = r.get("tests") or {}
     done = [p for p in contract.PHASES if r["phases"][p]["status"] == "ok"]
     what = "%s %s on Python %s" % (r["package"], r["version"], r["python"]["version"])
-    note = excuses.not_counted(t)
+    note = excuses.not_counted(t) + parts_note(t)
     if "uninstall" in done:
         return "%s installed, passed %d tests and uninstalled cleanly.%s" % (what, t.get("passed", 0), note)
     if "test" in done:
         return "%s installed and passed %d tests (uninstall not run yet).%s" % (what, t.get("passed", 0), note)
     return "%s installed (tests not run yet)." % what
+
+
+def parts_note(t):
+    """A suite that ran in two parts, said ("" otherwise)."""
+    parts = t.get("parts") if isinstance(t.get("parts"), dict) else None
+    if not parts:
+        return ""
+    return " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
+        parts.get("limit_s", 0), parts.get("first", 0))
 
 
 def gil_warning(gil):

@@ -47,6 +47,7 @@ TOOLS_PTH = "_farm_test_tools.pth"
 MAX_RESULT = 64 << 20  # bytes of one inside task's answer
 MAX_JUNIT = 64 << 20
 MAX_PROBE = 4 << 20
+MAX_PROGRESS = 200000  # lines of a progress file read
 SDIST_IN_SANDBOX = "/run/farm/sdist"
 
 
@@ -91,6 +92,8 @@ class Runner:
         self.sandbox = None
         self.py_path = self.py_info = self.uv_path = self.cache_dir = None
         self._index_cache = None
+        self.test_deadline = 0  # a second part's own deadline (second_part)
+        self.first_parts = {}  # {out folder of a second part: the first part's finished tests}
 
     # -- the report --------------------------------------------------------------------------------
     def start_report(self):
@@ -273,12 +276,13 @@ class Runner:
         of its output). `out_dir`: a folder made for this command, bound at /run/farm/out."""
         pipe = AnswerPipe(MAX_RESULT)
         cmd = self.sandbox.inside_command(task, pipe.fd, *args)
-        rc, output = self.boxed(cmd, self.box, deadline, log, out_dir=out_dir, extra_ro=extra_ro, answer=pipe,
-                                shown=["farm-runner-inside", task] + list(args))
         try:
-            answer = json.loads(pipe.finish().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            answer = None
+            rc, output = self.boxed(cmd, self.box, deadline, log, out_dir=out_dir, extra_ro=extra_ro, answer=pipe,
+                                    shown=["farm-runner-inside", task] + list(args))
+        except LimitHit as exc:
+            exc.answer = _answer(pipe)  # the stage step answered before its test run hit the limit
+            raise
+        answer = _answer(pipe)
         if not isinstance(answer, dict):
             raise InfraError("the runner's %s step in the sandbox gave no answer (exit status %d%s): %s" % (
                 task, rc, ", too long" if pipe.too_big else "", _last_line(output)), kind="runner-fault")
@@ -510,7 +514,14 @@ class Runner:
             "provided": st["tools_provide"], "markers": audit.marker_environment(info),
             "tools_names": sorted(imports.top_names(st["tools"])),
             "test": {"python": st["env_python"], "out": out, "env": self.test_env(out)}}))
-        staged, rc, output = self.inside("stage", [out], deadline, log, out_dir=out_dir, extra_ro=extra_ro)
+        try:
+            staged, rc, output = self.inside("stage", [out], deadline, log, out_dir=out_dir, extra_ro=extra_ro)
+            stopped = None
+        except LimitHit as exc:
+            # The tests the stage step ran hit the time limit: a second part may finish them.
+            staged, rc, output, stopped = exc.answer, None, "", exc
+            if not (isinstance(staged, dict) and staged.get("ran_tests") is True):
+                raise
         ran = staged.get("ran_tests") is True
         if rc != 0 and not ran:
             raise InfraError("the runner's stage step in the sandbox failed (exit status %d): %s" % (
@@ -542,6 +553,9 @@ class Runner:
         if ran:  # nothing was to install (what the project asks for is met): said all the same
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
             tests["deps"] = self.test_requirements(plan["deps"], self.new_out_dir())[1]
+            if stopped is not None:
+                rc, output, out_dir = self.second_part(plan, out_dir, stopped, log)
+                deadline = self.test_deadline
         else:
             log.write("tests: %s\n" % plan["how"])
             tests["deps"], installed = self.install_test_dependencies(plan["deps"], deadline, log)
@@ -552,6 +566,7 @@ class Runner:
                 self.infer(missing.distributions_for(plan.get("unmet_imports"), st.get("import_names", []),
                                                      set(st.get("installed_import_names", []))), deadline, log)
             rc, output, out_dir = self.run_tests(plan, deadline, log)
+            deadline = max(deadline, self.test_deadline)
         counts, probe = self.read_run(out_dir, plan["tool"])
         if plan["tool"] == "pytest" and rc == 5 and plan["fallback"]:
             log.write("pytest collected nothing; the tests are run with unittest discovery\n")
@@ -559,6 +574,7 @@ class Runner:
                         "as pytest collected nothing")
             tests.update(how=plan["how"], tool="unittest")
             rc, output, out_dir = self.run_tests(plan, deadline, log)
+            deadline = max(deadline, self.test_deadline)
             counts, probe = self.read_run(out_dir, plan["tool"])
         if rc in (1, 2, 4):  # a module plainly missing: install it once and run again
             known = set(st.get("import_names", [])) | set(st.get("installed_import_names", [])) | set(
@@ -567,6 +583,7 @@ class Runner:
                                              st.get("import_names", []), known)
             if self.infer(wanted, deadline, log):
                 rc, output, out_dir = self.run_tests(plan, deadline, log)
+                deadline = max(deadline, self.test_deadline)
                 counts, probe = self.read_run(out_dir, plan["tool"])
         failures, excused_by = self.environment_s(probe, plan, staged)
         network = _excused_tests(excused_by)
@@ -578,6 +595,7 @@ class Runner:
                       % len(failures))
             plan = dict(plan, args=list(plan["args"]) + ["--continue-on-collection-errors"])
             rc, output, out_dir = self.run_tests(plan, deadline, log)
+            deadline = max(deadline, self.test_deadline)
             counts, probe = self.read_run(out_dir, plan["tool"])
             failures, excused_by = self.environment_s(probe, plan, staged)
             network = _excused_tests(excused_by)
@@ -636,7 +654,7 @@ class Runner:
             return "skipped", contract.NO_TESTS, report_.sentence("Not tested: %s; %s" % (why, said))
         if outcome == contract.TESTS_FAILED:
             # the count is pytest's: what of it was the environment's, and what the sdist lacks
-            reason += excuses.not_counted(tests)
+            reason += excuses.not_counted(tests) + report_.parts_note(tests)
         if outcome == contract.TESTS_FAILED and st.get("elsewhere"):
             reason += " The project takes %s from elsewhere than the index (git, a URL); the farm used the " \
                       "index's release, which may be why." % ", ".join(sorted(set(st["elsewhere"]))[:5])
@@ -743,7 +761,7 @@ class Runner:
     def test_env(self, out):
         return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
                 installers.TOOLS_VARIABLE: self.report["_state"]["tools"],
-                "FARM_PROBE_REPORT": out + "/probe.json",
+                "FARM_PROBE_REPORT": out + "/probe.json", "FARM_PROGRESS": out + "/progress.jsonl",
                 "FARM_IMPORT_NAMES": json.dumps([n for n in self.report["_state"].get("import_names", [])
                                                  if n not in NOT_THE_PACKAGE])}
 
@@ -757,11 +775,77 @@ class Runner:
         os.makedirs(os.path.join(self.box, "run"), exist_ok=True)
         if main:
             self.report["tests"]["command"] = command
-        rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out), out_dir=out_dir)
+        try:
+            rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out), out_dir=out_dir)
+        except LimitHit as exc:
+            if not main:
+                raise
+            return self.second_part(plan, out_dir, exc, log)
         return rc, output, out_dir
 
+    def second_part(self, plan, first_out, stopped, log):
+        """A suite that ran past the phase's time limit while it kept finishing tests: the tests it
+        did not finish run in a second part, with a time limit of their own (once: a second part
+        that runs out of time is the timeout it was). (exit status, output, out folder) as of one
+        run; read_run() adds the first part's results. `stopped`: the LimitHit of the first part."""
+        st = self.report["_state"]
+        done = self.read_progress(first_out) if stopped.limit == "timeout" and plan["tool"] == "pytest" \
+            and not st.get("second_part") else {}
+        if not done:
+            raise stopped
+        st["second_part"] = True
+        self.test_deadline = time.monotonic() + self.limits.timeout
+        log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others run in a "
+                  "second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
+        out_dir = self.new_out_dir()
+        out = self.sandbox.out_path(out_dir)
+        untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in done))
+        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"))
+        rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
+                                env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
+        self.first_parts[out_dir] = done
+        self.report["tests"]["parts"] = {"first": len(done), "limit_s": self.limits.timeout}
+        failed_first = any(o in ("failed", "error") for o, _, _ in done.values())
+        if rc == 5 or (rc == 0 and failed_first):  # nothing left to run, or the first part's failures
+            rc = 1 if failed_first else 0
+        return rc, output, out_dir
+
+    def read_progress(self, out_dir):
+        """{test: (outcome, when, message)} of the tests a run finished, from its progress file
+        (written by the probe as the suite went: untrusted, bounded)."""
+        try:
+            data = untrusted.read_bytes(out_dir, "progress.jsonl", MAX_JUNIT)
+        except untrusted.Untrusted:
+            return {}
+        done = {}
+        for line in data.decode("utf-8", "replace").splitlines()[:MAX_PROGRESS]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not (isinstance(entry, dict) and verdict.rerunnable(entry.get("test"))
+                    and entry.get("outcome") in ("passed", "failed", "skipped")):
+                continue
+            outcome = "error" if entry["outcome"] == "failed" and entry.get("when") != "call" else entry["outcome"]
+            before = done.get(entry["test"])
+            if before is None or before[0] in ("passed", "skipped") and outcome in ("failed", "error"):
+                done[entry["test"]] = (outcome, str(entry.get("when"))[:10], str(entry.get("message") or "")[:300])
+        return done
+
     def read_run(self, out_dir, tool):
-        """(counts or None, the probe's answer) of one test run, read as untrusted data."""
+        """(counts or None, the probe's answer) of one test run, read as untrusted data; a second
+        part's with its first part's added."""
+        counts, probe = self._read_run(out_dir, tool)
+        first = self.first_parts.get(out_dir)
+        if first:
+            counts = dict(counts or verdict.ZERO)
+            for outcome, when, message in first.values():
+                counts[{"passed": "passed", "skipped": "skipped", "failed": "failed", "error": "errors"}[outcome]] += 1
+            probe["failures"] = [{"test": t, "when": w, "message": m} for t, (o, w, m) in first.items()
+                                 if o in ("failed", "error")][:200] + probe["failures"]
+        return counts, probe
+
+    def _read_run(self, out_dir, tool):
         try:
             if tool == "unittest":
                 data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
@@ -1031,6 +1115,13 @@ def _requirement_words(args, out_dir):
     except OSError:
         pass
     return words
+
+
+def _answer(pipe):
+    try:
+        return json.loads(pipe.finish().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _excused_tests(excused_by):

@@ -10,6 +10,8 @@ Python has. It:
   observed here, as it happens, never read from the text of its failure;
 - records the programs a test started that were not found on PATH (the runner checks the worker lacks them),
   and its connections refused by a loopback port that this process never bound (a service it lacks);
+- writes each test's result as it finishes (FARM_PROGRESS), and leaves out the tests a first part of
+  the run finished (FARM_DONE): a suite longer than its time limit runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
@@ -286,7 +288,24 @@ def _unittest_runner(item):
     return any(isinstance(v, type) and issubclass(v, unittest.TestCase) for v in list(vars(module).values()))
 
 
+def _finished():
+    """The tests a first part of this run finished (FARM_DONE, written by the runner)."""
+    path = os.environ.get("FARM_DONE")
+    if not path:
+        return set()
+    try:
+        with open(path) as fh:
+            return set(line.rstrip("\n") for line in fh)
+    except (IOError, OSError):
+        return set()
+
+
 def pytest_collection_modifyitems(session, config, items):
+    done = _finished()
+    if done:
+        finished = [item for item in items if item.nodeid in done]
+        config.hook.pytest_deselected(items=finished)
+        items[:] = [item for item in items if item.nodeid not in done]
     runners = [item for item in items if _unittest_runner(item)]
     if runners:
         config.hook.pytest_deselected(items=runners)
@@ -308,6 +327,22 @@ def pytest_runtest_teardown(item):
 def pytest_runtest_logreport(report):
     if report.failed and len(_failures) < MAX_FAILURES:
         _failures.append({"test": report.nodeid, "when": report.when, "message": _one_line(report)})
+    _progress(report)
+
+
+def _progress(report):
+    """One line per test phase that decides a test (FARM_PROGRESS): written as the suite goes, so
+    that a suite stopped at its time limit says which tests it finished (the runner runs the
+    others in a second part)."""
+    path = os.environ.get("FARM_PROGRESS")
+    if not path or not (report.when == "call" or report.failed or report.skipped):
+        return
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"test": report.nodeid, "outcome": report.outcome, "when": report.when,
+                                 "message": _one_line(report) if report.failed else ""}) + "\n")
+    except (IOError, OSError, ValueError):
+        pass
 
 
 def pytest_collectreport(report):
