@@ -1097,7 +1097,9 @@ def test_a_run_that_could_not_start_is_told_from_one_that_failed():
     assert could_not_start(4, None) and could_not_start(3, nothing)  # usage, internal error: nothing ran
     assert could_not_start(-11, None) is False  # a crash is a failure
     assert not could_not_start(2, dict(nothing, errors=3))  # collection errors: the package's
-    assert not could_not_start(1, None) and not could_not_start(4, dict(nothing, passed=1))
+    assert not could_not_start(4, dict(nothing, passed=1)) and not could_not_start(4, None, started=True)
+    # the test tool itself failed before anything (radar's pytest 2.4 with today's `py` on 2.7)
+    assert could_not_start(1, None) and not could_not_start(1, None, started=True)
 
 
 def test_the_classes_of_failure_that_are_not_the_package_s_are_said_once():
@@ -1152,3 +1154,15 @@ def test_a_suite_longer_than_its_limit_runs_on_in_a_second_part(tmp_path):
     assert report["outcome"] == "tests-failed", (report["reason"], proc.stdout[-3000:])
     assert report["tests"]["failed"] == 1 and report["tests"]["passed"] == 15
     assert [f["test"] for f in report["tests"]["failures"]] == ["tests/test_long.py::test_slow[1]"]
+
+
+@pytest.mark.slow
+def test_a_suite_that_runs_out_of_memory_runs_again_once_with_more(tmp_path):
+    # fastjsonschema's examples peak at 4 GB: more than the default limit, and no fault of the package's
+    write_package(tmp_path, "vfix-bigmem", VERSION, "notests", kind="both", extra_files={
+        "tests/test_big.py": "def test_large():\n    block = bytearray(400 << 20)\n    assert len(block) == 400 << 20\n"})
+    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
+        proc, report = run_cli("vfix-bigmem", tmp_path / "work", index.url, extra=["--memory", "300M"])
+    assert report["outcome"] == "passed", (report["reason"], proc.stdout[-2000:])
+    assert report["tests"]["memory_bytes"] == 900 << 20
+    assert "The tests ran out of memory once and ran again with 900 MB." in report["reason"]

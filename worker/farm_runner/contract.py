@@ -79,11 +79,12 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # release with no tests, "imports" holds the import check of its modules ([{"module", "imports", "rc",
 # "counted", "error"}], host/import_check.py). "as_of": the time its test dependencies were resolved
 # as of (the release's upload; None: as of today). "parts": a suite longer than its time limit that
-# ran on in a second part ({"first": tests the first part finished, "limit_s"}).
+# ran on in a second part ({"first": tests the first part finished, "limit_s"}). "memory_bytes": the
+# memory limit of a test run that ran out of memory once and ran again with more.
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
                "inferred", "failures", "needs_network", "interpreter_lacks", "needs_service", "lacks_program", "sdist_lacks", "flaky",
                "set_aside", "pytest", "returncode", "counts_known",
-               "imported_from", "gil", "imports", "as_of", "parts")
+               "imported_from", "gil", "imports", "as_of", "parts", "memory_bytes")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
 DEFAULT_LIMITS = {
@@ -95,6 +96,9 @@ DEFAULT_LIMITS = {
     "max_log_mb": 5,
 }
 SANDBOX_MODES = ("auto", "bwrap", "none")
+# A test run that ran out of memory runs once more with this many times the memory limit (a
+# scientific suite that peaks at 4 GB); out of memory again, it is the infra-error it was.
+OOM_RETRY_FACTOR = 3
 
 
 def outcome_of(phase_outcomes):

@@ -45,9 +45,10 @@ class Uv:
         return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
                 "--link-mode", "copy", "--index-url", self.box_index or self.index_url] + list(args)
 
-    def tools(self, python, cache_dir, target, requirement, trusted):
+    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
+        dated = ["--exclude-newer", as_of] if as_of else []
         return trusted([self.uv, "pip", "install", "--no-config", "--python", python, "--cache-dir", cache_dir,
-                        "--target", target, "--index-url", self.index_url, requirement])
+                        "--target", target, "--index-url", self.index_url] + dated + [requirement])
 
     def tools_pth(self, tools):
         """The .pth line that puts the test tools on the environment's path (after site-packages)."""
@@ -104,7 +105,8 @@ class Pip:
             if self.box_index else ["--index-url", self.index_url]
         return [env_python] + self.PIP + ["install"] + self.QUIET + ["--cache-dir", box_cache] + index + list(args)
 
-    def tools(self, python, cache_dir, target, requirement, trusted):
+    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
+        # (pip 20.3 cannot resolve as of a date: pytest's dependencies are the newest for 2.7)
         tool = self.virtualenv(cache_dir, trusted)
         if tool is None:
             return 1, "the pinned virtualenv (%s) could not be installed from %s" % (VIRTUALENV[0], self.index_url)

@@ -49,6 +49,15 @@ def cutoff(released, version_info):
     return max(when, learned)
 
 
+def month_end(when):
+    """The start of the month after `when` (RFC 3339, UTC): what the test tools resolve as of."""
+    if when is None:
+        return None
+    when = when.astimezone(datetime.timezone.utc)
+    year, month = (when.year + 1, 1) if when.month == 12 else (when.year, when.month + 1)
+    return "%04d-%02d-01T00:00:00Z" % (year, month)
+
+
 def pytest_releases(index_url, cache_file):
     """[(version, upload time, requires_python)] of pytest on the index, cached for a day in a file
     of the runner's own."""

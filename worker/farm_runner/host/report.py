@@ -84,12 +84,15 @@ def _outcome_reason(r):
 
 
 def parts_note(t):
-    """A suite that ran in two parts, said ("" otherwise)."""
+    """A suite that ran in two parts, or again with more memory, said ("" otherwise)."""
+    note = ""
+    if isinstance(t.get("memory_bytes"), int):
+        note += " The tests ran out of memory once and ran again with %d MB." % (t["memory_bytes"] >> 20)
     parts = t.get("parts") if isinstance(t.get("parts"), dict) else None
-    if not parts:
-        return ""
-    return " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
-        parts.get("limit_s", 0), parts.get("first", 0))
+    if parts:
+        note += " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
+            parts.get("limit_s", 0), parts.get("first", 0))
+    return note
 
 
 def gil_warning(gil):

@@ -457,9 +457,13 @@ class Runner:
         # Per interpreter and pytest, not per index: pytest is the same tool from any index the worker is given.
         key = hashlib.sha256(("%s\0%s" % (os.path.realpath(self.py_path), info["full_version"])).encode()).hexdigest()[:16]
         stamp = int(time.time() // TOOLS_MAX_AGE)
-        final = os.path.join(root, "%s-%s-%s-%d" % (info["implementation"], key, wanted or "newest", stamp))
+        # An older pytest comes with its dependencies of the release's month, not today's (pytest 2.4
+        # with today's `py` refuses to start): one folder a month.
+        month = instrument.month_end(limit) if wanted else None
+        final = os.path.join(root, "%s-%s-%s%s-%d" % (info["implementation"], key, wanted or "newest",
+                                                       "-" + month[:7] if month else "", stamp))
         if not os.path.isfile(os.path.join(final, ".complete")):
-            self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log)
+            self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log, month)
         # What the folder holds ({name: version}, from its dist-info names: the runner's own folder)
         # is not installed again for the tests (discover.already_met).
         st["tools_provide"] = {canonicalize_name(n[:-len(".dist-info")].rsplit("-", 1)[0]):
@@ -468,13 +472,15 @@ class Runner:
         st["pytest"] = {"version": st["tools_provide"].get("pytest"), "chosen": rule}
         return final
 
-    def make_test_tools(self, final, requirement, deadline, log):
+    def make_test_tools(self, final, requirement, deadline, log, as_of=None):
         root = os.path.dirname(final)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
         rc, out = self.installer().tools(os.path.realpath(self.py_path), self.cache_dir, tmp, requirement,
-                                         lambda cmd: self.trusted(cmd, deadline, log))
+                                         lambda cmd: self.trusted(cmd, deadline, log), as_of)
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
+            if as_of and _UNRESOLVED.search(out or ""):  # nothing of that month fits this interpreter
+                return self.make_test_tools(final, requirement, deadline, log)
             raise InfraError("could not install %s from %s: %s" % (requirement, self.args.index_url, _last_line(out)),
                              kind="index")
         # Compiled by the interpreter itself (uv's --compile-bytecode cannot drive Python 3.6). A
@@ -553,9 +559,11 @@ class Runner:
         if ran:  # nothing was to install (what the project asks for is met): said all the same
             tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
             tests["deps"] = self.test_requirements(plan["deps"], self.new_out_dir())[1]
-            if stopped is not None:
+            if stopped is not None and self.more_memory(stopped, log):
+                rc, output, out_dir = self.run_tests(plan, deadline, log)
+            elif stopped is not None:
                 rc, output, out_dir = self.second_part(plan, out_dir, stopped, log)
-                deadline = self.test_deadline
+            deadline = max(deadline, self.test_deadline)
         else:
             log.write("tests: %s\n" % plan["how"])
             tests["deps"], installed = self.install_test_dependencies(plan["deps"], deadline, log)
@@ -641,7 +649,7 @@ class Runner:
             return "skipped", contract.NO_TESTS, "The tests could not run here: none passed, and every failure " \
                 "was the environment's.%s" % excuses.not_counted(tests)
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
-        if verdict.could_not_start(rc, counts):
+        if verdict.could_not_start(rc, counts, started=bool(self.read_progress(out_dir))):
             # pytest stopped before any test ran (a plugin that only works in the project's monorepo,
             # a configuration naming what the sdist lacks): nothing was tested. The release's own
             # modules are imported instead; only their failing to import is the package's.
@@ -780,8 +788,23 @@ class Runner:
         except LimitHit as exc:
             if not main:
                 raise
+            if self.more_memory(exc, log):
+                return self.run_tests(plan, deadline, log, main)
             return self.second_part(plan, out_dir, exc, log)
         return rc, output, out_dir
+
+    def more_memory(self, stopped, log):
+        """After a test run ran out of memory, once: the phase's memory limit grows by
+        contract.OOM_RETRY_FACTOR for the run again. False when it has grown already."""
+        st = self.report["_state"]
+        if stopped.limit != "oom" or st.get("more_memory"):
+            return False
+        st["more_memory"] = True
+        self.limits.memory *= contract.OOM_RETRY_FACTOR
+        self.report["tests"]["memory_bytes"] = self.limits.memory
+        log.write("\n[farm: the tests ran out of memory; running them again once with %s]\n"
+                  % limits_.format_size(self.limits.memory))
+        return True
 
     def second_part(self, plan, first_out, stopped, log):
         """A suite that ran past the phase's time limit while it kept finishing tests: the tests it

@@ -87,13 +87,14 @@ def pytest_verdict(rc, counts, tool="pytest"):
     return "failed", contract.TESTS_FAILED, "%s %s (exit status %d; %s)." % (tool, what, rc, summary)
 
 
-def could_not_start(rc, counts):
+def could_not_start(rc, counts, started=False):
     """Did the test command stop before any test ran, for want of what it needs to start rather
-    than for a test's failure? pytest's internal and usage errors (3, 4) with nothing run, or an
-    error status with no results written at all. Collection errors (2) are not: a test module
+    than for a test's failure? pytest's internal and usage errors (3, 4), or an error status with
+    no results written at all (the test tool itself failed to import), when no test had started
+    (`started`: the probe's progress file names one). Collection errors (2) are not: a test module
     that cannot import the package is the package's failure."""
-    ran = counts is not None and any(counts[k] for k in ("passed", "failed", "errors", "skipped"))
-    return rc > 0 and not ran and (rc in (3, 4) or (counts is None and rc not in (1, 2, 5)))
+    ran = started or counts is not None and any(counts[k] for k in ("passed", "failed", "errors", "skipped"))
+    return rc > 0 and not ran and (rc in (3, 4) or (counts is None and rc not in (2, 5)))
 
 
 def imported_elsewhere(imported, site_packages):

@@ -290,6 +290,11 @@ def installed_tests(names, site):
         for d in discover.TEST_DIRS:
             if os.path.isfile(os.path.join(pkg, d, "__init__.py")):
                 return [pyargs_or_path(site, "%s.%s" % (name, d))]
+        # a module of unittest tests beside the package's own (radar's radar/test.py, run as
+        # `python -m unittest radar.test`): pytest collects a module it is given by name
+        for module in ("test", "tests"):
+            if os.path.isfile(os.path.join(pkg, module + ".py")) and os.path.isfile(os.path.join(pkg, "__init__.py")):
+                return ["%s.%s" % (name, module)]
         for _root, _dirs, files in os.walk(pkg):
             if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") for f in files):
                 return [pyargs_or_path(site, name)]
