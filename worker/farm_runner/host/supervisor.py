@@ -948,9 +948,13 @@ class Runner:
             log.write("[farm: the test dependencies could not be installed together; installing the %d of them "
                       "one at a time]\n" % len(wanted))
             alone = []
+            # what the release installed stays as users get it (aiobotocore's pinned botocore: moto
+            # alone would upgrade it), and so does the farm's pytest
+            kept = ["%s==%s" % (d["name"], d["version"]) for d in self.report["dependencies"]
+                    if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None]
             for requirement in wanted:
                 each_dir = self.new_out_dir()
-                pins = ["pytest==%s" % instrument_pin] if instrument_pin else []
+                pins = kept + (["pytest==%s" % instrument_pin] if instrument_pin else [])
                 if pins:
                     untrusted.write_new(os.path.join(each_dir, "constraints.txt"), "\n".join(pins) + "\n")
                     pins = ["-c", self.sandbox_path(os.path.join(each_dir, "constraints.txt"),
