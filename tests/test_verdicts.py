@@ -1088,6 +1088,16 @@ def test_a_test_module_the_release_does_not_ship_is_told_apart():
     assert module_file_missing("ModuleNotFoundError: No module named 'tests.helpers.base'") == (
         "tests/helpers", ["tests/helpers/base.py", "tests/helpers/base/__init__.py"])
     assert module_file_missing("ModuleNotFoundError: No module named 'yaml'") is None  # a distribution's
+    from farm_runner.host.missing import release_lacks
+
+    nowhere = lambda path: False  # noqa: E731
+    # optimizely: its wheel installs tests/ without tests/base.py, and its sdist ships neither
+    assert release_lacks(("tests", ["tests/__init__.py"]), set(), lambda p: p == "tests", {"tests"}) == \
+        "tests/__init__.py"
+    assert release_lacks(("tests", ["tests/base.py"]), {"tests", "tests/base.py"}, nowhere, set()) is None
+    # a wheel without a module of its own package is broken, not the sdist's lack
+    assert release_lacks(("pkg", ["pkg/sub.py"]), {"pkg"}, lambda p: p == "pkg", {"pkg"}) is None
+    assert release_lacks(("pkg/tests", ["pkg/tests/base.py"]), {"pkg/tests"}, nowhere, {"pkg"}) == "pkg/tests/base.py"
 
 
 def test_a_run_that_could_not_start_is_told_from_one_that_failed():

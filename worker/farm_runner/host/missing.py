@@ -7,6 +7,8 @@ import posixpath
 import re
 import sys
 
+from farm_runner.inside.discover import TEST_DIRS
+
 # Import names whose distribution is named otherwise (the common ones; any other name is tried as is).
 IMPORT_TO_DIST = {
     "yaml": "PyYAML", "PIL": "pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn",
@@ -105,6 +107,21 @@ def module_file_missing(message):
         path = found.group(1).replace(".", "/")
         return path.rsplit("/", 1)[0], [path + ".py", path + "/__init__.py"]
     return None
+
+
+def release_lacks(module, listing, installed_has, own):
+    """The file of `module` (module_file_missing's answer) that the release does not ship while it
+    ships the module's folder, in its sdist (`listing`, the runner's, or None) or its installed
+    copy (`installed_has(path)`); else None. Never a module of the release's own packages (`own`:
+    a wheel without its own module is broken), unless inside a test folder."""
+    folder, files = module
+    parts = folder.split("/")
+    if parts[0] in own and not any(p in TEST_DIRS or p.startswith("test") for p in parts):
+        return None
+
+    def ships(path):
+        return (listing is not None and path in listing) or installed_has(path)
+    return files[0] if ships(folder) and not any(ships(f) for f in files) else None
 
 
 def named_missing(message):

@@ -754,16 +754,9 @@ class Runner:
                 excused_by["sdist_lacks"][t] = path
                 continue
             module = missing.module_file_missing(f["message"])
-            # never a module of the release's own packages (a wheel missing its own module is
-            # broken), only of the tests' folders or of the tree's other folders
-            if module and not (module[0].split("/")[0] not in own or any(
-                    part in discover.TEST_DIRS or part.startswith("test") for part in module[0].split("/"))):
-                module = None
-            if module and (listing is not None or in_site(module[0])) and (
-                    missing.shipped(module[0], listing or set()) or in_site(module[0])) and not any(
-                    missing.shipped(p, listing or set()) or in_site(p) for p in module[1]):
-                # the release ships the package (its sdist's tree or its installed copy), not the module
-                excused_by["sdist_lacks"][t] = module[1][0]
+            path = missing.release_lacks(module, listing, in_site, own) if module else None
+            if path:
+                excused_by["sdist_lacks"][t] = path
         return failures, excused_by
 
     def test_env(self, out):
