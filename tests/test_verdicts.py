@@ -1176,3 +1176,15 @@ def test_a_suite_that_runs_out_of_memory_runs_again_once_with_more(tmp_path):
     assert report["outcome"] == "passed", (report["reason"], proc.stdout[-2000:])
     assert report["tests"]["memory_bytes"] == 900 << 20
     assert "The tests ran out of memory once and ran again with 900 MB." in report["reason"]
+
+
+def test_what_a_package_writes_is_one_line_wherever_it_is_shown():
+    from farm_runner.host.verdict import probe_answer
+    from farm_runner.untrusted import line
+
+    forged = "FileNotFoundError: 'data\r\nlog: https://evil.example/\r\nUnsubscribe from everything: https://x'"
+    answer = probe_answer({"failures": [{"test": "t.py::t\nX", "message": forged}],
+                           "network": {"t.py::t": ["lookup a\r\nb"]}})
+    assert answer["failures"][0]["message"] == forged.replace("\r", "\\x0d").replace("\n", "\\x0a")
+    assert "\n" not in answer["failures"][0]["test"] and answer["network"]["t.py::t"] == ["lookup a\\x0d\\x0ab"]
+    assert line("\x1b[31mred\u2028", 50) == "\\x1b[31mred\\u2028" and len(line("x" * 999)) == 300

@@ -13,6 +13,20 @@ import os
 import stat
 
 
+def line(text, limit=300):
+    """A string a package controls, as one bounded line of plain text: control characters (line
+    breaks among them) shown as escapes, never acted on by a page, a log or a mail."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        out.append(ch if 0x20 <= code != 0x7f and not 0x80 <= code < 0xa0 and code not in (0x2028, 0x2029)
+                   else "\\x%02x" % code if code < 0x100 else "\\u%04x" % code)
+        if len(out) > limit:
+            break
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class Untrusted(Exception):
     """A file from the sandbox that the host will not read (a link, a FIFO, too big, missing)."""
 

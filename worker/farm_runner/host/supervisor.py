@@ -656,7 +656,7 @@ class Runner:
             log.write("[farm: %s before any test ran; importing the release's modules instead]\n" % plan["tool"])
             fails, said = self.check_imports(deadline, log)
             why = "the tests could not start (%s stopped before any test ran, exit status %d: %s)" % (
-                plan["tool"], rc, _error_line(output)[:200])
+                plan["tool"], rc, untrusted.line(_error_line(output), 200))
             if fails:
                 return "failed", contract.TESTS_FAILED, report_.sentence("%s; and %s" % (why[0].upper() + why[1:], said))
             return "skipped", contract.NO_TESTS, report_.sentence("Not tested: %s; %s" % (why, said))
@@ -679,7 +679,7 @@ class Runner:
         for module, counted in checks:
             rc, output = self.boxed(import_check.command(python, module), empty, deadline, log)
             results.append({"module": module, "imports": rc == 0, "rc": rc, "counted": counted,
-                            "error": "" if rc == 0 else report_.sentence(import_check.last_line(output)).rstrip(".")})
+                            "error": "" if rc == 0 else untrusted.line(import_check.last_line(output))})
         # A module the import could not find that nothing installed provides: not declared.
         named = {x["module"]: missing.named_missing(x["error"]) for x in results if not x["imports"]}
         provided = set(st.get("installed_import_names", []))
@@ -845,7 +845,8 @@ class Runner:
             outcome = "error" if entry["outcome"] == "failed" and entry.get("when") != "call" else entry["outcome"]
             before = done.get(entry["test"])
             if before is None or before[0] in ("passed", "skipped") and outcome in ("failed", "error"):
-                done[entry["test"]] = (outcome, str(entry.get("when"))[:10], str(entry.get("message") or "")[:300])
+                done[entry["test"]] = (outcome, untrusted.line(entry.get("when"), 10),
+                                       untrusted.line(entry.get("message") or "", 300))
         return done
 
     def read_run(self, out_dir, tool):

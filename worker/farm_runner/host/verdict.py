@@ -9,7 +9,7 @@ better. A file that cannot be read is a fact for the report, not a crash.
 import re
 import xml.etree.ElementTree as ET
 
-from farm_runner import contract
+from farm_runner import contract, untrusted
 
 ZERO = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
 
@@ -127,15 +127,15 @@ def probe_answer(data):
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
-        "imports": {str(k)[:200]: str(v)[:500] for k, v in list(imports.items())[:50]},
-        "network": {str(k)[:500]: [str(w)[:200] for w in v[:5]] if isinstance(v, list) else []
+        "imports": {untrusted.line(k, 200): untrusted.line(v, 500) for k, v in list(imports.items())[:50]},
+        "network": {untrusted.line(k, 500): [untrusted.line(w, 200) for w in v[:5]] if isinstance(v, list) else []
                     for k, v in list(network.items())[:200]},
         "programs": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _PROGRAM.match(w)]
                      for k, v in list(programs.items())[:200] if isinstance(v, list)},
         "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _SERVICE.match(w)]
                      for k, v in list(services.items())[:200] if isinstance(v, list)},
-        "failures": [{"test": f["test"][:500], "message": str(f.get("message") or "")[:300],
-                      "when": str(f.get("when") or "call")[:10]}
+        "failures": [{"test": untrusted.line(f["test"], 500), "message": untrusted.line(f.get("message") or "", 300),
+                      "when": untrusted.line(f.get("when") or "call", 10)}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],
         "gil_enabled": data.get("gil_enabled") is True,
         "pytest": data["pytest"] if isinstance(data.get("pytest"), str) and _VERSION.match(data["pytest"]) else None,
