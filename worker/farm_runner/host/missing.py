@@ -20,7 +20,7 @@ IMPORT_TO_DIST = {
     "Levenshtein": "python-Levenshtein", "fitz": "PyMuPDF", "win32api": "pywin32", "kafka": "kafka-python",
     "ldap": "python-ldap", "mpl_toolkits": "matplotlib", "pkg_resources": "setuptools", "_pytest": "pytest",
     "typing_extensions": "typing-extensions", "importlib_metadata": "importlib-metadata",
-    "importlib_resources": "importlib-resources",
+    "importlib_resources": "importlib-resources", "opentelemetry": "opentelemetry-api",
 }
 MAX_INFERRED = 5
 _MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")

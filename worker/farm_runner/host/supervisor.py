@@ -704,11 +704,15 @@ class Runner:
         log.write("[farm: the tests need %s, which the project does not declare: installing %s]\n" % (
             ", ".join(m for m, _ in wanted), ", ".join(reqs)))
         rc, output = self.install(reqs, deadline, log)
-        if rc != 0:
+        if rc != 0 and len(wanted) > 1 and _UNRESOLVED.search(output) and not _network_trouble(output):
+            # one name the index does not have must not keep the others out: each alone
+            log.write("[farm: could not install them together (%s); each alone]\n" % _error_line(output))
+            wanted = [(m, d) for m, d in wanted if self.install([d], deadline, log)[0] == 0]
+        elif rc != 0:
             log.write("[farm: could not install %s: %s]\n" % (", ".join(reqs), _error_line(output)))
             return False
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
-        return True
+        return bool(wanted)
 
     def environment_s(self, probe, plan, staged):
         """The run's failures, and those the environment is to blame for, by class

@@ -23,7 +23,7 @@ TEST_REQUIREMENT_FILES = ("tests/requirements.txt", "test/requirements.txt", "te
                           "test_requirements.txt", "requirements-test.txt", "requirements-tests.txt",
                           "requirements-testing.txt", "requirements/test.txt", "requirements/tests.txt",
                           "requirements/testing.txt", "requirements_test.txt", "requirements_tests.txt")
-DEV_REQUIREMENT_FILES = ("requirements-dev.txt", "requirements_dev.txt", "dev-requirements.txt",
+DEV_REQUIREMENT_FILES = ("requirements-dev.txt", "requirements_dev.txt", "dev-requirements.txt", "dev_requirements.txt",
                          "requirements/dev.txt", "requirements/development.txt")
 MAX_CONFIG = 1 << 20  # bytes of a configuration file worth reading
 MAX_REQUIREMENTS = 500  # lines kept from all requirement files together
