@@ -320,6 +320,12 @@ FIXTURES = {
         "tests/helpers.py": "import vfix_later\n\nVERSION = vfix_later.__version__\n",
         "tests/test_helped.py": "from helpers import VERSION\n\n\ndef test_helped():\n    assert VERSION\n",
     }, (), "passed"),
+    # Two undeclared modules, one of which no distribution on the index provides (redis's
+    # `opentelemetry`): the other is still inferred and installed.
+    "vfix-infer2": ({
+        "tests/test_found.py": "import vfix_later\n\n\ndef test_found():\n    assert vfix_later.__version__\n",
+        "tests/test_nowhere.py": "import vfix_nowhere_to_be_found\n\n\ndef test_nowhere():\n    pass\n",
+    }, (), "tests-failed"),
     # The project asks for pytest without a pin: the farm's pytest tests it (not installed again),
     # and a requirement for another interpreter is not installed.
     "vfix-farmpytest": ({
@@ -523,7 +529,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain")
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -658,6 +664,14 @@ def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
     log = report["phases"]["test"]["log_excerpt"]
     # the test files' own import before the first run; the helper's after the run that failed on it
     assert log.index("the tests need vfix_undeclared") < log.index("-m pytest") < log.index("the tests need vfix_later")
+
+
+@pytest.mark.slow
+def test_an_undeclared_module_no_distribution_provides_keeps_no_other_out(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-infer2")
+    assert tests["inferred"] == [{"module": "vfix_later", "requirement": "vfix-later"}]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_nowhere.py"] and tests["passed"] == 1
+    assert "each alone" in report["phases"]["test"]["log_excerpt"]
 
 
 @pytest.mark.slow
