@@ -1202,3 +1202,20 @@ def test_what_a_package_writes_is_one_line_wherever_it_is_shown():
     assert answer["failures"][0]["message"] == forged.replace("\r", "\\x0d").replace("\n", "\\x0a")
     assert "\n" not in answer["failures"][0]["test"] and answer["network"]["t.py::t"] == ["lookup a\\x0d\\x0ab"]
     assert line("\x1b[31mred\u2028", 50) == "\\x1b[31mred\\u2028" and len(line("x" * 999)) == 300
+
+
+def test_an_async_test_no_plugin_runs_asks_for_the_plugin():
+    from farm_runner.host.missing import async_plugin_missing
+
+    said = ["Failed: async def functions are not natively supported."]
+    assert async_plugin_missing(said, set()) == [("pytest_asyncio", "pytest-asyncio")]
+    assert async_plugin_missing(said, {"pytest_asyncio"}) == [] and async_plugin_missing(["assert 1 == 2"], set()) == []
+
+
+def test_another_distribution_s_empty_libs_folder_is_no_leftover():
+    from farm_runner.host.audit import leftovers
+
+    site = "lib/python3.11/site-packages/"
+    claimed = {site + "freetype/__init__.py", site + "freetype_py.libs/libfreetype.so"}
+    after = [site + "freetype_py.libs/", site + "fonttools_own.libs/"]
+    assert leftovers(after, [], claimed, [], site) == [site + "fonttools_own.libs/"]

@@ -35,6 +35,19 @@ def missing_modules(texts, own_names, known):
     return distributions_for([m for text in texts for m in _MISSING.findall(text or "")], own_names, known)
 
 
+# pytest's own words for an async test no plugin runs (pytest >= 8.4): the project's CI has one.
+ASYNC_UNSUPPORTED = "async def functions are not natively supported"
+
+
+def async_plugin_missing(messages, known):
+    """[("pytest_asyncio", "pytest-asyncio")] when a failure is an async test that no plugin ran
+    (google-cloud-batch's tests use the asyncio marker and declare no plugin), else []. Read to
+    install a plugin into the package's own sandbox, never to excuse a failure."""
+    if "pytest_asyncio" in known or not any(ASYNC_UNSUPPORTED in (m or "") for m in messages):
+        return []
+    return [("pytest_asyncio", "pytest-asyncio")]
+
+
 def distributions_for(modules, own_names, known):
     """[(module, distribution)] for top-level module names said to be missing (by a failed run, or
     by the stage step's reading of the test files: untrusted either way), at most MAX_INFERRED."""

@@ -589,6 +589,7 @@ class Runner:
                 st.get("infer_tried", []))
             wanted = missing.missing_modules([output] + [f["message"] for f in probe["failures"]],
                                              st.get("import_names", []), known)
+            wanted += missing.async_plugin_missing([f["message"] for f in probe["failures"]], known)
             if self.infer(wanted, deadline, log):
                 rc, output, out_dir = self.run_tests(plan, deadline, log)
                 deadline = max(deadline, self.test_deadline)
