@@ -16,6 +16,9 @@ import shutil
 import tempfile
 import urllib.parse
 
+from farm_runner import versions
+from farm_runner.host import index
+
 # The last virtualenv that makes 2.7 environments (20.22 dropped them), and what it needs, pinned:
 # it embeds pip 20.3.4, setuptools 44.1.1 and wheel 0.37.1 for 2.7 and seeds them with no download.
 VIRTUALENV = ("virtualenv==20.21.1", "distlib==0.4.4", "filelock==3.16.1", "platformdirs==3.11.0")
@@ -57,6 +60,29 @@ class Uv:
     def uninstall(self, env_python, box_cache, package):
         # uv's uninstall runs none of the package's code.
         return [self.uv, "pip", "uninstall", "--no-config", "--python", env_python, "--cache-dir", box_cache, package]
+
+
+# What pytest has needed on Python 2.7, at one time or another.
+PYTEST_DEPENDENCIES = ("py", "pluggy", "six", "attrs", "more-itertools", "atomicwrites", "funcsigs", "pathlib2",
+                       "scandir", "wcwidth", "packaging", "pyparsing", "colorama", "importlib-metadata", "zipp",
+                       "contextlib2", "configparser")
+
+
+def dated_caps(index_url, names, as_of, python_version):
+    """["name<=version"]: each project's newest release uploaded before `as_of` (RFC 3339) that
+    admits `python_version`, from the index's upload times; a project the index cannot tell of is left out."""
+    caps = []
+    for name in names:
+        try:
+            files = index.fetch_project_files(index_url, name)
+        except Exception:  # an index that cannot say: that project goes uncapped
+            continue
+        fit = [f["version"] for f in files if f["version"] and not f["yanked"] and f.get("upload_time")
+               and f["upload_time"] < as_of and (not f["requires_python"]
+                                                  or index.requires_python_allows(f["requires_python"], python_version))]
+        if fit:
+            caps.append("%s<=%s" % (name, max(fit, key=versions.key)))
+    return caps
 
 
 class Pip:
@@ -106,15 +132,25 @@ class Pip:
         return [env_python] + self.PIP + ["install"] + self.QUIET + ["--cache-dir", box_cache] + index + list(args)
 
     def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
-        # (pip 20.3 cannot resolve as of a date: pytest's dependencies are the newest for 2.7)
         tool = self.virtualenv(cache_dir, trusted)
         if tool is None:
             return 1, "the pinned virtualenv (%s) could not be installed from %s" % (VIRTUALENV[0], self.index_url)
+        # pip 20.3 cannot resolve as of a date: an older pytest's dependencies are capped at their
+        # newest release of that month, read from the index's upload times (pytest 2.4 refuses
+        # today's `py`: "1.11.0 is too old").
+        dated = []
+        if as_of:
+            caps = dated_caps(self.index_url, PYTEST_DEPENDENCIES, as_of, "2.7")
+            if caps:
+                path = os.path.join(target, "farm-constraints.txt")  # (the folder is the runner's own)
+                with open(path, "w") as fh:
+                    fh.write("".join(c + "\n" for c in caps))
+                dated = ["-c", path]
         # pip runs from its wheel, as its documentation allows, with the interpreter being served.
         pip = os.path.join(tool, "virtualenv", "seed", "wheels", "embed", LEGACY_PIP_WHEEL, "pip")
         return trusted([python, "-E", "-s", pip, "install"] + self.QUIET + [
-            "--cache-dir", os.path.join(cache_dir, "pip"), "--target", target, "--index-url", self.index_url,
-            requirement])
+            "--cache-dir", os.path.join(cache_dir, "pip"), "--target", target, "--index-url", self.index_url]
+            + dated + [requirement])
 
     def tools_pth(self, tools):
         """pip counts whatever is on the path as installed: with the tools always there, it took

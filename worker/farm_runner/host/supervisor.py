@@ -466,9 +466,10 @@ class Runner:
             self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log, month)
         # What the folder holds ({name: version}, from its dist-info names: the runner's own folder)
         # is not installed again for the tests (discover.already_met).
-        st["tools_provide"] = {canonicalize_name(n[:-len(".dist-info")].rsplit("-", 1)[0]):
-                               n[:-len(".dist-info")].rsplit("-", 1)[1]
-                               for n in os.listdir(final) if n.endswith(".dist-info") and "-" in n}
+        # (pip on 2.7 leaves `pytest-2.4.2-py2.7.egg-info` where uv leaves `pytest-9.0.2.dist-info`)
+        st["tools_provide"] = {canonicalize_name(n[:-len(".dist-info")].split("-")[0]):
+                               n[:-len(".dist-info")].split("-")[1]
+                               for n in os.listdir(final) if n.endswith((".dist-info", ".egg-info")) and "-" in n}
         st["pytest"] = {"version": st["tools_provide"].get("pytest"), "chosen": rule}
         return final
 
@@ -557,7 +558,7 @@ class Runner:
                                   deps=[], inferred=[], failures=[], pytest=st.get("pytest"),
                                   **{field: [] for field in excuses.FIELDS})
         if ran:  # nothing was to install (what the project asks for is met): said all the same
-            tests["command"] = test_command(st["env_python"], plan, out, run_dir)[0]
+            tests["command"] = test_command(st["env_python"], plan, out, run_dir, st["tools_provide"].get("pytest"))[0]
             tests["deps"] = self.test_requirements(plan["deps"], self.new_out_dir())[1]
             if stopped is not None and self.more_memory(stopped, log):
                 rc, output, out_dir = self.run_tests(plan, deadline, log)
@@ -777,7 +778,8 @@ class Runner:
         st = self.report["_state"]
         out_dir = self.new_out_dir()
         out = self.sandbox.out_path(out_dir)
-        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"))
+        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"),
+                                    st["tools_provide"].get("pytest"))
         os.makedirs(os.path.join(self.box, "run"), exist_ok=True)
         if main:
             self.report["tests"]["command"] = command
@@ -821,7 +823,8 @@ class Runner:
         out_dir = self.new_out_dir()
         out = self.sandbox.out_path(out_dir)
         untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in done))
-        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"))
+        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"),
+                                    st["tools_provide"].get("pytest"))
         rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
                                 env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
         self.first_parts[out_dir] = done

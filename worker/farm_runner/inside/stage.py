@@ -5,6 +5,7 @@ and test dependencies (discover.py)."""
 import fnmatch
 import json
 import os
+import re
 import sys
 
 from farm_runner.inside import discover, environment, imports
@@ -311,15 +312,18 @@ def pyargs_or_path(site, module):
     return os.path.join(site, *parts)
 
 
-def test_command(python, plan, out, run_dir):
+def test_command(python, plan, out, run_dir, pytest_version=None):
     """The test run: the package's interpreter and the project's own command, with the farm's
     probe plugin and JUnit XML in OUT. (argv, cwd). One definition for the supervisor and for
-    `run_tests` below."""
+    `run_tests` below. `pytest_version`: the farm's pytest, whose options the command keeps to
+    (pytest 2.4, a 2013 release's, knows neither `-p no:cacheprovider` nor `-o`)."""
     cwd = run_dir if plan.get("cwd") is None else plan["root"] + ("/" + plan["cwd"] if plan["cwd"] else "")
     if plan["tool"] == "unittest":
         return [python, "-m", "_farm_unittest", out + "/unittest.json"] + list(plan["args"]), cwd
-    return ([python, "-m", "pytest", "-p", "_farm_probe", "-p", "no:cacheprovider", "--junitxml", out + "/junit.xml",
-             "-o", "junit_family=xunit2"] + list(plan["args"])), cwd
+    version = tuple(int(p) for p in re.findall(r"\d+", str(pytest_version or "99"))[:2])
+    return ([python, "-m", "pytest", "-p", "_farm_probe"] + (["-p", "no:cacheprovider"] if version >= (2, 8) else [])
+            + ["--junitxml", out + "/junit.xml"] + (["-o", "junit_family=xunit2"] if version >= (4, 2) else [])
+            + list(plan["args"])), cwd
 
 
 def needs_dependencies(result, request):
@@ -345,7 +349,8 @@ def run_tests(request, result, write_answer):
     if not test or not plan or needs_dependencies(result, request) or not os.access(test["python"], os.X_OK):
         return write_answer(result)
     plan = dict(plan, root=result.get("src"))
-    command, cwd = test_command(test["python"], plan, test["out"], request["run"])
+    command, cwd = test_command(test["python"], plan, test["out"], request["run"],
+                                (request.get("provided") or {}).get("pytest"))
     me = next(d for d in result["dists"] if d["dist_info"] == result["me"])
     env = dict(os.environ, **test["env"])
     env["FARM_IMPORT_NAMES"] = json.dumps([n for n in environment.import_names(me["record"])
