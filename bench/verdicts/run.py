@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "worker"))
+from farm_runner import excuses  # noqa: E402  (the runner's package, as the master imports it)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CORPUS, VERDICTS, RESULTS = HERE / "corpus.json", HERE / "verdicts.json", HERE / "results.json"
@@ -39,9 +42,32 @@ def parse_ids(text):
     return ids
 
 
-def run_case(case):
-    """The runner's report of one case (run again once after an infra-error), trimmed."""
+def kept_report(case):
+    """The report a finished run of this case left in its work folder, or None."""
+    try:
+        report = json.loads((WORK / str(case["id"]) / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = report.get("outcome") and all(p["status"] != "not-run" for p in report["phases"].values()) \
+        and report.get("infra") != "runner-fault"
+    return report if done and report.get("spec") == "%s==%s" % (case["name"], case["version"]) else None
+
+
+def trimmed(report, seconds):
+    tests = report.get("tests") or {}
+    return {"outcome": report["outcome"], "reason": report["reason"], "infra": report.get("infra"),
+            "seconds": seconds, "counts": {k: tests.get(k) for k in ("passed", "failed", "errors", "skipped")},
+            "how": tests.get("how"), "failures": [f["test"] for f in tests.get("failures") or []][:5],
+            "excused": {k: len(tests.get(k) or []) for k in excuses.FIELDS}}
+
+
+def run_case(case, reuse=False):
+    """The runner's report of one case (run again once after an infra-error), trimmed. With
+    `reuse`, a finished run's report in the case's work folder is taken instead."""
     work = WORK / str(case["id"])
+    if reuse and kept_report(case):
+        report = kept_report(case)
+        return dict(trimmed(report, report.get("runner_seconds")), tries=0)
     tries = []
     for attempt in (1, 2):
         started = time.monotonic()
@@ -58,12 +84,7 @@ def run_case(case):
             tries.append({"outcome": "refused", "reason": (proc.stderr.strip().splitlines() or ["no report"])[-1][:500],
                           "seconds": seconds})
             break
-        tests = report.get("tests") or {}
-        tries.append({"outcome": report["outcome"], "reason": report["reason"], "infra": report.get("infra"),
-                      "seconds": seconds, "counts": {k: tests.get(k) for k in ("passed", "failed", "errors", "skipped")},
-                      "how": tests.get("how"), "failures": [f["test"] for f in tests.get("failures") or []][:5],
-                      "excused": {k: len(tests.get(k) or []) for k in ("needs_network", "interpreter_lacks", "flaky",
-                                                                       "sdist_lacks")}})
+        tries.append(trimmed(report, seconds))
         if report["outcome"] != "infra-error":
             break
     return dict(tries[-1], tries=len(tries))
@@ -124,6 +145,8 @@ def main(argv=None):
     ap.add_argument("--ids", help="case ids to run, e.g. 1-24,30 (default: every checked case)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--score", action="store_true", help="score the kept verdicts; run nothing")
+    ap.add_argument("--reuse", action="store_true", help="take a finished run's report from a case's work folder "
+                    "(.cache/verdicts-work/ID) instead of running it again")
     ap.add_argument("--take", nargs="+", metavar="FILE", help="put the truths checked by hand in FILEs (lists of "
                     "{id, name, version, slot, truth}) into the corpus, and stop")
     a = ap.parse_args(argv)
@@ -138,7 +161,9 @@ def main(argv=None):
         print("running %d cases, %d at a time" % (len(todo), a.jobs), flush=True)
         WORK.mkdir(parents=True, exist_ok=True)
         with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
-            for case, verdict in zip(todo, pool.map(run_case, todo)):
+            running = {pool.submit(run_case, case, a.reuse): case for case in todo}
+            for done in concurrent.futures.as_completed(running):  # kept as each ends: a long one holds none back
+                case, verdict = running[done], done.result()
                 verdicts[str(case["id"])] = verdict
                 truth = (case.get("truth") or {}).get("outcome", "unchecked")
                 print("%4d %-40s %-5s truth %-15s farm %-15s %6.1fs" % (
