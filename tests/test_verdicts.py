@@ -1219,3 +1219,6 @@ def test_another_distribution_s_empty_libs_folder_is_no_leftover():
     claimed = {site + "freetype/__init__.py", site + "freetype_py.libs/libfreetype.so"}
     after = [site + "freetype_py.libs/", site + "fonttools_own.libs/"]
     assert leftovers(after, [], claimed, [], site) == [site + "fonttools_own.libs/"]
+    # freetype-py's wheel makes an empty freetype_py.libs/ its RECORD does not list
+    claimed = {site + "freetype/__init__.py", site + "freetype_py-2.5.1.dist-info/"}
+    assert leftovers(after, [], claimed, [], site) == [site + "fonttools_own.libs/"]

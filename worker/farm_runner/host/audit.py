@@ -80,6 +80,9 @@ def leftovers(after, before, claimed, removed_record, site_prefix=""):
     removed_tops = {p[len(site_prefix):].split("/", 1)[0] for p in removed if p.startswith(site_prefix)}
     other_tops = {p[len(site_prefix):].split("/", 1)[0] for p in claimed
                   if p.startswith(site_prefix) and "/" in p[len(site_prefix):]} - removed_tops
+    # and the names of the other distributions still installed (their dist-info folders are claimed)
+    other_tops |= {p[len(site_prefix):].split("-", 1)[0] for p in claimed
+                   if p.startswith(site_prefix) and p.rstrip("/").endswith(".dist-info")} - removed_tops
     left = []
     for p in after:
         if p in before or p in claimed or p in INSTALLER_FILES:
