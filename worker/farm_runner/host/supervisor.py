@@ -43,6 +43,7 @@ from farm_runner.inside.stage import test_command
 
 LOG_EXCERPT_BYTES = 4096
 TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
+TOOLS_RECIPE = 2  # how a tools folder is made: a runner that makes them otherwise never takes an older one
 TOOLS_PTH = "_farm_test_tools.pth"
 MAX_RESULT = 64 << 20  # bytes of one inside task's answer
 MAX_JUNIT = 64 << 20
@@ -460,8 +461,8 @@ class Runner:
         # An older pytest comes with its dependencies of the release's month, not today's (pytest 2.4
         # with today's `py` refuses to start): one folder a month.
         month = instrument.month_end(limit) if wanted else None
-        final = os.path.join(root, "%s-%s-%s%s-%d" % (info["implementation"], key, wanted or "newest",
-                                                       "-" + month[:7] if month else "", stamp))
+        final = os.path.join(root, "%s-%s-%s%s-r%d-%d" % (info["implementation"], key, wanted or "newest",
+                                                           "-" + month[:7] if month else "", TOOLS_RECIPE, stamp))
         if not os.path.isfile(os.path.join(final, ".complete")):
             self.make_test_tools(final, "pytest==%s" % wanted if wanted else "pytest", deadline, log, month)
         # What the folder holds ({name: version}, from its dist-info names: the runner's own folder)
