@@ -578,7 +578,8 @@ class Runner:
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             deadline = max(deadline, self.test_deadline)
         counts, probe = self.read_run(out_dir, plan["tool"])
-        if plan["tool"] == "pytest" and rc == 5 and plan["fallback"]:
+        collected_nothing = rc == 5 or (rc == 0 and counts is not None and not any(counts.values()))
+        if plan["tool"] == "pytest" and collected_nothing and plan["fallback"]:  # (pytest before 3.0 said 0)
             log.write("pytest collected nothing; the tests are run with unittest discovery\n")
             plan = dict(plan, tool="unittest", args=plan["fallback"], how=plan["how"] + "; then unittest discovery, "
                         "as pytest collected nothing")
@@ -876,7 +877,8 @@ class Runner:
             if tool == "unittest":
                 data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
                 counts = verdict.unittest_counts(data)
-                probe = verdict.probe_answer({"failures": data.get("failures") if isinstance(data, dict) else []})
+                probe = verdict.probe_answer({k: data.get(k) for k in ("failures", "network", "services", "programs")}
+                                             if isinstance(data, dict) else {})
                 return counts, probe
             counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))
         except untrusted.Untrusted:

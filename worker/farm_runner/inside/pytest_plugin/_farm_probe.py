@@ -217,30 +217,39 @@ def _missing(module):
         return True
 
 
+def _option(add, *names, **how):
+    """An option offered if this pytest's parser takes it (pytest before 2.4 uses optparse, which
+    refuses argparse's nargs="?" and const): one it refuses is simply not offered."""
+    try:
+        add(*names, **how)
+    except Exception:
+        pass
+
+
 def pytest_addoption(parser):
     """Reporting-only options of plugins that are not installed: accepted and ignored."""
     group = parser.getgroup("farm", "options of plugins the farm does not install (ignored)")
     if _missing("pytest_cov"):
-        group.addoption("--cov", action="append", nargs="?", const=True, default=[], dest="farm_cov")
+        _option(group.addoption, "--cov", action="append", nargs="?", const=True, default=[], dest="farm_cov")
         for option in ("--cov-report", "--cov-config", "--cov-fail-under", "--cov-context"):
-            group.addoption(option, action="append", default=[], dest="farm_" + option.strip("-").replace("-", "_"))
+            _option(group.addoption, option, action="append", default=[], dest="farm_" + option.strip("-").replace("-", "_"))
         for option in ("--cov-append", "--cov-branch", "--no-cov", "--no-cov-on-fail"):
-            group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
+            _option(group.addoption, option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
     if _missing("xdist"):
-        group._addoption("-n", "--numprocesses", action="store", dest="farm_numprocesses")  # as xdist does
-        group.addoption("--dist", action="store", dest="farm_dist")
-        group.addoption("--maxprocesses", action="store", dest="farm_maxprocesses")
+        _option(group._addoption, "-n", "--numprocesses", action="store", dest="farm_numprocesses")  # as xdist does
+        _option(group.addoption, "--dist", action="store", dest="farm_dist")
+        _option(group.addoption, "--maxprocesses", action="store", dest="farm_maxprocesses")
     if _missing("pytest_timeout"):
-        group.addoption("--timeout", action="store", dest="farm_timeout")
+        _option(group.addoption, "--timeout", action="store", dest="farm_timeout")
     if _missing("pytest_benchmark"):
         for option in ("--benchmark-skip", "--benchmark-disable", "--benchmark-only", "--benchmark-autosave"):
-            group.addoption(option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
+            _option(group.addoption, option, action="store_true", dest="farm_" + option.strip("-").replace("-", "_"))
     # Style checkers run as tests (jaraco's projects: `addopts = --flake8 --black`): they judge the
     # source's style, not the installed package's behaviour; without their plugin, no such tests.
     for module, option in (("pytest_flake8", "--flake8"), ("pytest_black", "--black"), ("pytest_mypy", "--mypy"),
                            ("pytest_isort", "--isort"), ("pytest_pylint", "--pylint")):
         if _missing(module):
-            group.addoption(option, action="store_true", dest="farm_" + option.strip("-"))
+            _option(group.addoption, option, action="store_true", dest="farm_" + option.strip("-"))
 
 
 # The first line of the stub __init__.py the stage step writes (inside/stage.py) where a package

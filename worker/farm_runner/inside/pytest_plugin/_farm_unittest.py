@@ -29,13 +29,16 @@ def main(argv):
                 names.append(word)
             i += 1
     sys.path.insert(0, os.getcwd())
+    # What the tests reach for (the network, a service, a program), seen as the pytest probe sees it
+    import _farm_probe
+    _farm_probe._install_network_watch()
     loader = unittest.TestLoader()
     if names:
         suite = loader.loadTestsFromNames(names)
     else:
         suite = loader.discover(start, pattern=pattern, top_level_dir=top)
     total = suite.countTestCases()
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Watched).run(suite)
     failures = [{"test": test.id(), "message": _last_line(text)}
                 for test, text in (result.failures + result.errors)[:MAX_FAILURES]]
     # Counted by test, not by entry: a test's subtests each add an entry (pathspec's 197 tests
@@ -47,12 +50,21 @@ def main(argv):
     skipped = {t.id() for t, _ in result.skipped + getattr(result, "expectedFailures", [])
                if not hasattr(t, "test_case")} - failed - errors
     counts = {"passed": max(0, total - len(failed) - len(errors) - len(skipped)), "failed": len(failed),
-              "errors": len(errors), "skipped": len(skipped), "failures": failures}
+              "errors": len(errors), "skipped": len(skipped), "failures": failures,
+              "network": _farm_probe._network, "services": _farm_probe._services, "programs": _farm_probe._programs}
     with open(out, "w") as fh:
         json.dump(counts, fh)
     if total == 0:
         return 5
     return 0 if result.wasSuccessful() else 1
+
+
+class _Watched(unittest.TextTestResult):
+    """Names the running test to the probe's watch, so what a test reached for is its own."""
+
+    def startTest(self, test):
+        sys.modules["_farm_probe"]._current["test"] = test.id()
+        unittest.TextTestResult.startTest(self, test)
 
 
 def _owner(test):
