@@ -147,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--score", action="store_true", help="score the kept verdicts; run nothing")
     ap.add_argument("--reuse", action="store_true", help="take a finished run's report from a case's work folder "
                     "(.cache/verdicts-work/ID) instead of running it again")
+    ap.add_argument("--collect", action="store_true", help="only take the finished runs' reports (as --reuse); "
+                    "run nothing")
     ap.add_argument("--take", nargs="+", metavar="FILE", help="put the truths checked by hand in FILEs (lists of "
                     "{id, name, version, slot, truth}) into the corpus, and stop")
     a = ap.parse_args(argv)
@@ -158,6 +160,8 @@ def main(argv=None):
     if not a.score:
         wanted = parse_ids(a.ids)
         todo = [c for c in cases if (c["id"] in wanted if wanted else (c.get("truth") or {}).get("outcome") in DECIDED)]
+        if a.collect:
+            todo, a.reuse = [c for c in todo if kept_report(c)], True
         print("running %d cases, %d at a time" % (len(todo), a.jobs), flush=True)
         WORK.mkdir(parents=True, exist_ok=True)
         with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
