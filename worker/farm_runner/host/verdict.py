@@ -94,7 +94,9 @@ def could_not_start(rc, counts, started=False):
     (`started`: the probe's progress file names one). Collection errors (2) are not: a test module
     that cannot import the package is the package's failure."""
     ran = started or counts is not None and any(counts[k] for k in ("passed", "failed", "errors", "skipped"))
-    return rc > 0 and not ran and (rc in (3, 4) or (counts is None and rc not in (2, 5)))
+    # (status 1 without results stays a failure: a package's test that removes the run's own
+    # files must not turn its failures into "not tested")
+    return rc > 0 and not ran and (rc in (3, 4) or (counts is None and rc not in (1, 2, 5)))
 
 
 def imported_elsewhere(imported, site_packages):
