@@ -249,11 +249,6 @@ FIXTURES = {
                 assert shutil.which("pip") is None and shutil.which("pip3") is None
 
 
-            def test_a_service_the_project_s_ci_runs():
-                # redis's tests: a server on localhost the sandbox does not run
-                socket.create_connection(("127.0.0.1", 6379), timeout=2)
-
-
             def test_a_program_the_worker_lacks():
                 import subprocess
                 subprocess.run(["vfix-mkisofs", "-o", "image.iso", "."], check=True)
@@ -640,10 +635,8 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
     assert tests["sdist_lacks"] == [{"test": "tests/test_env.py::test_writes_into_a_folder_the_sdist_does_not_ship",
                                      "path": "tests/output/result.txt"}]
     assert tests["failures"] == []
-    assert tests["needs_service"] == [{"test": "tests/test_env.py::test_a_service_the_project_s_ci_runs",
-                                       "service": "127.0.0.1:6379"}]
-    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 needed a service this worker " \
-        "does not run (127.0.0.1:6379); 1 needed a program this worker lacks (vfix-mkisofs); 1 read or wrote files of the project's tree that the sdist does not ship " \
+    assert "Not counted: 1 needed the network, which the sandbox does not give; 1 needed a program this worker " \
+        "lacks (vfix-mkisofs); 1 read or wrote files of the project's tree that the sdist does not ship " \
         "(tests/output/result.txt); 1 failed once and passed when run again (flaky)." in report["reason"]
 
 
