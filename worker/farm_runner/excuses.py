@@ -26,7 +26,8 @@ EXCUSES = (
            "needs %s, missing from this worker's Python"),
     Excuse("needs_service", "service",
            "the probe plugin saw the test's connection to a loopback port refused, a port no socket of the "
-           "test's process had bound: a server the project's CI runs beside its tests (a database, a broker)",
+           "test's process had bound: a server the project's CI runs beside its tests (a database, a broker). "
+           "Not applied yet: the hostile suite's test that reaches for the host's ports sees the same refusal",
            "%d needed a service this worker does not run (%s)", "connects to %s, where nothing runs in the sandbox"),
     Excuse("lacks_program", "program",
            "the probe plugin saw the test start a program that is not found, and the runner found it on "
