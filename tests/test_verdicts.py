@@ -1215,3 +1215,7 @@ def test_another_distribution_s_empty_libs_folder_is_no_leftover():
     # freetype-py's wheel makes an empty freetype_py.libs/ its RECORD does not list
     claimed = {site + "freetype/__init__.py", site + "freetype_py-2.5.1.dist-info/"}
     assert leftovers(after, [], claimed, [], site) == [site + "fonttools_own.libs/"]
+    # a distribution's name forgives its empty .libs/ only: once a test broke its RECORD, its files are left behind
+    claimed = {site + "farmfix_dep-1.0.dist-info/"}
+    after = [site + "farmfix_dep/", site + "farmfix_dep/__init__.py"]
+    assert leftovers(after, [], claimed, [], site) == after

@@ -80,8 +80,10 @@ def leftovers(after, before, claimed, removed_record, site_prefix=""):
     removed_tops = {p[len(site_prefix):].split("/", 1)[0] for p in removed if p.startswith(site_prefix)}
     other_tops = {p[len(site_prefix):].split("/", 1)[0] for p in claimed
                   if p.startswith(site_prefix) and "/" in p[len(site_prefix):]} - removed_tops
-    # and the names of the other distributions still installed (their dist-info folders are claimed)
-    other_tops |= {p[len(site_prefix):].split("-", 1)[0] for p in claimed
+    # The names of the other distributions still installed (their dist-info folders are claimed),
+    # for their empty `.libs/` only: a name alone never forgives files (a RECORD a test broke
+    # leaves its distribution's files unclaimed, and they are left behind).
+    other_names = {p[len(site_prefix):].split("-", 1)[0] for p in claimed
                    if p.startswith(site_prefix) and p.rstrip("/").endswith(".dist-info")} - removed_tops
     left = []
     for p in after:
@@ -99,7 +101,7 @@ def leftovers(after, before, claimed, removed_record, site_prefix=""):
         # The `<top>.libs/` folder of another distribution still installed, left empty by uv
         # (cffi's wheel has one with nothing in it).
         if site_prefix and p.startswith(site_prefix) and p.endswith(".libs/") and "/" not in p[len(site_prefix):-1] \
-                and (p[len(site_prefix):-len(".libs/")] in other_tops or p[len(site_prefix):-1] in other_tops):
+                and (p[len(site_prefix):-len(".libs/")] in other_tops | other_names or p[len(site_prefix):-1] in other_tops):
             continue  # (freetype-py's freetype_py.libs/, a test dependency fontTools's tests installed)
         left.append(p)
     return left
