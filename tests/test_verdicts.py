@@ -291,6 +291,29 @@ FIXTURES = {
             def test_accuracy():
                 pass
             """),
+        # wavedrom's way: a session fixture clones the upstream project; pytest raises its cached
+        # failure again for each later test that uses it, and each of them needed the network.
+        "tests/conftest.py": dedent("""
+            import subprocess
+
+            import pytest
+
+
+            @pytest.fixture(scope="session")
+            def upstream(tmp_path_factory):
+                where = tmp_path_factory.mktemp("upstream")
+                subprocess.run(["git", "clone", "https://example.invalid/upstream.git", str(where)], check=True,
+                               capture_output=True)
+                return where
+            """),
+        "tests/test_upstream.py": dedent("""
+            import pytest
+
+
+            @pytest.mark.parametrize("case", ["one", "two", "three"])
+            def test_upstream(upstream, case):
+                assert (upstream / case).exists()
+            """),
     }, (), "passed"),
     # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
     # One is read in a test file's imports before the first run; one only a failed run names (a
@@ -644,8 +667,12 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
 def test_a_module_that_needs_the_network_to_be_collected_does_not_stop_the_others(verdict_reports):
     report, tests = check(verdict_reports, "vfix-clone")
     assert tests["passed"] == 2 and "--continue-on-collection-errors" in tests["command"]  # the other module's
-    assert tests["needs_network"] == [{"test": "tests/test_accuracy.py", "tried": [
-        "git clone https://example.invalid/test-data.git (from a subprocess)"]}]
+    assert tests["needs_network"][0] == {"test": "tests/test_accuracy.py", "tried": [
+        "git clone https://example.invalid/test-data.git (from a subprocess)"]}
+    upstream = ["git clone https://example.invalid/upstream.git (from a subprocess)"]
+    assert tests["needs_network"][1:] == [{"test": "tests/test_upstream.py::test_upstream[%s]" % case, "tried": upstream}
+                                          for case in ("one", "two", "three")]
+    assert tests["failures"] == []
 
 
 @pytest.mark.slow

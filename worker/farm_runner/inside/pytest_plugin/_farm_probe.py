@@ -10,6 +10,7 @@ Python has. It:
   observed here, as it happens, never read from the text of its failure;
 - records the programs a test started that were not found on PATH (the runner checks the worker lacks them),
   and its connections refused by a loopback port that this process never bound (a service it lacks);
+  a fixture that failed so is charged the same to every test that meets its cached failure;
 - writes each test's result as it finishes (FARM_PROGRESS), and leaves out the tests a first part of
   the run finished (FARM_DONE): a suite longer than its time limit runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
@@ -331,6 +332,28 @@ def pytest_runtest_setup(item):
 
 def pytest_runtest_teardown(item):
     _current["test"] = item.nodeid
+
+
+# A fixture whose setup failed raises the same exception object again for every later test that
+# uses it (pytest caches it): what the first test was seen doing is what each of them did.
+_raised_by = {}  # id(exception) -> (the exception, kept alive so its id stays its own; the first test)
+
+
+def pytest_exception_interact(node, call, report):
+    try:
+        if getattr(report, "when", None) != "setup" or getattr(call, "excinfo", None) is None:
+            return
+        exc, test = call.excinfo.value, node.nodeid
+        first = _raised_by.get(id(exc))
+        if first is None or first[0] is not exc:
+            if len(_raised_by) < MAX_TESTS:
+                _raised_by[id(exc)] = (exc, test)
+            return
+        for seen in (_network, _programs, _services):
+            if first[1] in seen and test not in seen and len(seen) < MAX_TESTS:
+                seen[test] = list(seen[first[1]])
+    except Exception:
+        pass
 
 
 def pytest_runtest_logreport(report):
