@@ -9,6 +9,8 @@ would merge requests for different packages, which all look alike to it. Re-test
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from buildbot.changes import changes
 from buildbot.data import resultspec
 from buildbot.plugins import schedulers, util
 from buildbot.process.properties import Properties
@@ -20,6 +22,7 @@ from farm_runner.host.limits import InfraError
 from packaging.utils import canonicalize_name
 from farm_runner import versions
 from twisted.internet import defer, threads
+from twisted.python import log
 
 from master import priorities
 from master.maintainers import PACKAGE_NAME  # a PEP 508 name
@@ -27,9 +30,49 @@ from master.maintainers import PACKAGE_NAME  # a PEP 508 name
 REBUILD_PRIORITY = priorities.REBUILD
 
 
+# How far back, in changes, a scheduler that becomes active looks for releases never scheduled.
+UNSCHEDULED_LOOKBACK = 5000
+
+
+def unscheduled_releases(conn, model, last: int, lookback: int = UNSCHEDULED_LOOKBACK) -> list[int]:
+    """The ids of release changes up to `last` (the newest `lookback` of them) that no buildset
+    was made for."""
+    changes, stamps = model.changes, model.buildset_sourcestamps
+    built = sa.select(stamps.c.buildsetid).where(stamps.c.sourcestampid == changes.c.sourcestampid)
+    query = (sa.select(changes.c.changeid)
+             .where(changes.c.category == "release", changes.c.changeid <= last,
+                    changes.c.changeid > last - lookback, ~built.exists())
+             .order_by(changes.c.changeid))
+    return [row.changeid for row in conn.execute(query)]
+
+
+class ReleaseScheduler(schedulers.AnyBranchScheduler):
+    """Buildbot's AnyBranchScheduler that, when it becomes active, first schedules the releases
+    recorded as changes but never scheduled. Without a tree-stable timer Buildbot schedules a
+    change only as its message arrives: a master killed between recording a release and
+    scheduling it (the change source and this scheduler run on the same master) lost the release
+    for good, and neither a restart nor the master taking over its duties found it again."""
+
+    @defer.inlineCallbacks
+    def activate(self):
+        # The newest change before this scheduler listens: later ones reach it as messages.
+        last = yield self.master.db.pool.do(
+            lambda conn: conn.execute(sa.select(sa.func.max(self.master.db.model.changes.c.changeid))).scalar())
+        yield super().activate()
+        if not self.enabled or not last:
+            return
+        missed = yield self.master.db.pool.do(unscheduled_releases, self.master.db.model, last)
+        for changeid in missed:
+            chdict = yield self.master.db.changes.getChange(changeid)
+            change = yield changes.Change.fromChdict(self.master, chdict)
+            if self.change_filter.filter_change(change):
+                log.msg(f"farm: {change.project} {change.revision} was recorded but never scheduled; scheduling it now")
+                yield self.gotChange(change, True)
+
+
 def release_scheduler(builder_names: list[str]) -> schedulers.AnyBranchScheduler:
     """One build on every slot for each release Change (project = package, revision = version)."""
-    return schedulers.AnyBranchScheduler(
+    return ReleaseScheduler(
         name="releases",
         builderNames=builder_names,
         change_filter=util.ChangeFilter(category="release"),

@@ -203,8 +203,11 @@ def test_two_masters_share_the_work_and_survive_the_loss_of_one(tmp_path, postgr
             wait_for(all_built, 400, "a passing build of every release", interval=2)
         except AssertionError:
             found = builds_by_release(survivor)
+            pending = [(r["buildrequestid"], r["buildsetid"], r["claimed"], r["claimed_by_masterid"])
+                       for r in survivor.get("buildrequests", complete="false", limit=100)["buildrequests"]]
             raise AssertionError((sorted(missing), {k: [(b["buildid"], b["complete"], b["results"]) for b in v]
-                                                    for k, v in found.items()}, survivor.log_tail()))
+                                                    for k, v in found.items()}, pending, survivor.get("masters"),
+                                  survivor.log_tail()))
         found = builds_by_release(survivor)
         assert release_changes(survivor) == expected, "each release is one change: none lost, none twice"
         for key in expected:
