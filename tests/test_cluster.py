@@ -48,7 +48,7 @@ class Router:
         with self.log.open("wb") as output:
             self.process = subprocess.Popen([str(CROSSBAR), "start", "--cbdir", str(self.cbdir)],
                                             stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._listening, 60, "the Crossbar router to listen")
+        wait_for(self._listening, 180, "the Crossbar router to listen")
 
     def _listening(self) -> bool:
         if self.process.poll() is not None:

@@ -865,6 +865,25 @@ def test_the_project_s_pytest_words_for_the_farm(tmp_path):
     assert discover.pytest_args(str(tmp_path), "", ["--pyargs", "pkg.tests", "../outside"]) == ["--pyargs", "pkg.tests"]
 
 
+def test_cibuildwheel_s_test_command_is_the_project_s_own(tmp_path):
+    from farm_runner.inside import discover
+
+    # librt's way: its wheels are tested with `pytest smoke_tests.py`, a name pytest does not collect
+    (tmp_path / "smoke_tests.py").write_text("def test_smoke():\n    pass\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cibuildwheel]\ntest-command = "pip list && pytest {project}/smoke_tests.py -x -n auto"\n'
+        'test-requires = "pytest>=7 mypy_extensions"\ntest-extras = "numpy, speed"\n'
+        '[tool.cibuildwheel.linux]\ntest-requires = ["hypothesis >= 6"]\n')
+    plan = discover.plan_tests(str(tmp_path), ["librt"], (3, 12))
+    assert (plan["how"], plan["tool"], plan["args"], plan["cwd"]) == (
+        "cibuildwheel's test-command (pyproject.toml)", "pytest", ["./smoke_tests.py"], "")
+    assert plan["deps"]["requirements"] == [["hypothesis >= 6", "pyproject.toml [tool.cibuildwheel] test-requires"]]
+    assert plan["deps"]["extras"] == ["numpy", "speed"]
+    # a command that is not a test run (numpy's `python -c "import numpy; numpy.test()"`) is not used
+    (tmp_path / "pyproject.toml").write_text('[tool.cibuildwheel]\ntest-command = "python -c \'import x\'"\n')
+    assert discover.plan_tests(str(tmp_path), ["x"], (3, 12))["how"] == "pytest from the sdist's root"
+
+
 def test_requirement_files_are_read_as_requirements_only(tmp_path):
     from farm_runner.inside import discover
 

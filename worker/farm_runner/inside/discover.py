@@ -1,5 +1,5 @@
 """How the project tests itself, read from its unpacked sdist: the command its CI runs (the tox env
-for this interpreter, nox's session, or pytest with the project's own configuration), the folder
+for this interpreter, nox's session, cibuildwheel's test-command, or pytest with the project's own configuration), the folder
 it runs from, and the test dependencies it declares, wherever it declares them. Runs inside the
 sandbox: every file here is the package's. Only regular files of a sane size are read, no link is
 followed, and every path handed on stays inside the tree.
@@ -11,6 +11,7 @@ The plan this module returns:
 """
 import os
 import re
+import shlex
 import stat
 
 TEST_EXTRAS = ("test", "tests", "testing")
@@ -409,6 +410,44 @@ def nox_plan(root):
     return None
 
 
+# -- cibuildwheel ---------------------------------------------------------------------------------------
+
+def _words_list(value):
+    """A cibuildwheel option that is a string or a list of strings, as a list."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def cibuildwheel_plan(root):
+    """cibuildwheel's `test-command` (the Linux table's when it has one), with which compiled
+    projects test each wheel they build, installed: librt's `pytest smoke_tests.py`. {project}
+    and {package} name the tree's root; the first of its commands that runs the tests is used."""
+    tool = load_toml(os.path.join(root, "pyproject.toml")).get("tool")
+    cibw = tool.get("cibuildwheel") if isinstance(tool, dict) else None
+    if not isinstance(cibw, dict):
+        return None
+    linux = cibw.get("linux") if isinstance(cibw.get("linux"), dict) else {}
+
+    def option(key):
+        return _words_list(linux[key] if key in linux else cibw.get(key))
+    for text in option("test-command"):
+        text = text.replace("{project}", ".").replace("{package}", ".")
+        for part in re.split(r"&&|;|\|\|", text):
+            try:
+                words = shlex.split(part)
+            except ValueError:
+                continue
+            found = _test_command(words)
+            if found:
+                value = linux["test-requires"] if "test-requires" in linux else cibw.get("test-requires")
+                requires = value.split() if isinstance(value, str) else _words_list(value)  # a string: spaced
+                return {"how": "cibuildwheel's test-command (pyproject.toml)", "tool": found[0], "args": found[1],
+                        "cwd": "", "cibuildwheel": {"requires": requires, "extras": [
+                            e.strip() for line in option("test-extras") for e in line.split(",") if e.strip()]}}
+    return None
+
+
 # -- the plan ----------------------------------------------------------------------------------------------
 
 def pytest_args(root, cwd, words):
@@ -450,6 +489,8 @@ def plan_tests(root, names, version, implementation="cpython"):
     tox = plan.pop("tox", None)
     if not plan.get("how"):
         plan = nox_plan(root) or {}
+    if not plan.get("how"):
+        plan = cibuildwheel_plan(root) or {}
     if plan.get("how"):
         cwd = inside_tree(root, plan.get("cwd") or ".") or "."
         cwd = "" if cwd == "." else cwd
@@ -461,8 +502,9 @@ def plan_tests(root, names, version, implementation="cpython"):
         config, _ = pytest_config(root)
         plan = {"how": "pytest with the project's configuration (%s)" % config if config else
                 "pytest from the sdist's root", "tool": "pytest", "args": [], "cwd": ""}
-    plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"))
+    plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"), plan.get("cibuildwheel"))
     plan.pop("nox_installs", None)
+    plan.pop("cibuildwheel", None)
     return plan
 
 
@@ -556,9 +598,9 @@ def requirement_lines(root, rel, source, depth=0, seen=None):
     return reqs[:MAX_REQUIREMENTS], cons[:MAX_REQUIREMENTS]
 
 
-def test_dependencies(root, tox=None, nox_installs=None):
+def test_dependencies(root, tox=None, nox_installs=None, cibuildwheel=None):
     """What the project installs for its tests: the tox env's deps and extras when a tox env was
-    chosen, nox's installs, then the test extras, PEP 735 groups, pdm/hatch/poetry dev
+    chosen, nox's installs, cibuildwheel's test-requires and test-extras, then the test extras, PEP 735 groups, pdm/hatch/poetry dev
     dependencies and test requirement files (dev ones when none is named for tests); uv.lock's
     versions as constraints (pins win)."""
     deps = {"extras": [], "requirements": [], "constraints": []}
@@ -589,6 +631,10 @@ def test_dependencies(root, tox=None, nox_installs=None):
             deps["constraints"] += c
         elif plain_requirement(word) and (i == 0 or words[i - 1] not in ("-r", "--requirement", "-c", "--constraint")):
             deps["requirements"].append([word, "noxfile.py session.install"])
+    if cibuildwheel:
+        deps["extras"] += cibuildwheel["extras"]
+        deps["requirements"] += [[r, "pyproject.toml [tool.cibuildwheel] test-requires"]
+                                 for r in cibuildwheel["requires"] if plain_requirement(r)]
     if not tox:
         groups = pyproject.get("dependency-groups")
         groups = [g for g in groups if isinstance(g, str)] if isinstance(groups, dict) else []
