@@ -1153,6 +1153,22 @@ def test_a_test_module_the_release_does_not_ship_is_told_apart():
     assert release_lacks(("pkg/tests", ["pkg/tests/base.py"]), {"pkg/tests"}, nowhere, {"pkg"}) == "pkg/tests/base.py"
 
 
+def test_a_test_helper_the_sdist_left_out_is_no_distribution_to_install():
+    # ihm's test modules `import utils` (test/utils.py, not in its sdist): the index's `utils` is
+    # a stranger's project; the helper is what the sdist lacks
+    from farm_runner.host.missing import distributions_for, helper_beside_missing
+
+    assert distributions_for(["utils", "yaml", "helpers"], set(), set()) == [("yaml", "PyYAML")]
+    said = "ModuleNotFoundError: No module named 'utils'"
+    listing = {"test", "test/test_analysis.py", "ihm", "ihm/__init__.py"}
+    assert helper_beside_missing("test/test_analysis.py", said, listing) == "test/utils.py"
+    assert helper_beside_missing("test/test_analysis.py::test_one", said, listing) == "test/utils.py"
+    assert helper_beside_missing("test/test_analysis.py", said, listing | {"test/utils.py"}) is None  # shipped: a bug
+    assert helper_beside_missing("test/test_analysis.py", said, None) is None  # no listing, no excuse
+    assert helper_beside_missing("other/test_x.py", said, listing) is None  # a folder the sdist does not ship
+    assert helper_beside_missing("test/test_analysis.py", "No module named 'yaml'", listing) is None
+
+
 def test_a_run_that_could_not_start_is_told_from_one_that_failed():
     from farm_runner.host.verdict import could_not_start
 

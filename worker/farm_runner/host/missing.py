@@ -23,6 +23,13 @@ IMPORT_TO_DIST = {
     "importlib_resources": "importlib-resources", "opentelemetry": "opentelemetry-api",
 }
 MAX_INFERRED = 5
+# Names a test module gives the helper module beside it (`import utils` from tests/test_x.py, found
+# on the path pytest gives the test's folder): never a distribution to infer (the index's `utils`
+# is a stranger's project, not the helper the sdist left out; ihm's tests import test/utils.py).
+TEST_HELPER_NAMES = frozenset((
+    "utils", "util", "helpers", "helper", "common", "testutils", "test_utils", "testing_utils", "testlib",
+    "test_helpers", "support", "fixtures", "base", "conftest", "mocks", "settings", "config", "constants",
+    "tools", "shared", "lib", "data", "compat", "context", "runtests"))
 _MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")
 # The runner's own standard library: names never inferred as a distribution to install.
 STANDARD = frozenset(getattr(sys, "stdlib_module_names", ()))
@@ -54,7 +61,7 @@ def distributions_for(modules, own_names, known):
     out = []
     for module in modules if isinstance(modules, list) else []:
         if not isinstance(module, str) or not _NAME.match(module) or module in own_names or module in known \
-                or module in STANDARD or module.startswith("_farm"):
+                or module in STANDARD or module.startswith("_farm") or module in TEST_HELPER_NAMES:
             continue
         if module not in [m for m, _ in out]:
             out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
@@ -135,6 +142,20 @@ def release_lacks(module, listing, installed_has, own):
     def ships(path):
         return (listing is not None and path in listing) or installed_has(path)
     return files[0] if ships(folder) and not any(ships(f) for f in files) else None
+
+
+def helper_beside_missing(test, message, listing):
+    """The helper module a test module could not import from beside it (`tests/utils.py`, for
+    `tests/test_x.py` failing on "No module named 'utils'", a TEST_HELPER_NAMES name) when the sdist
+    (`listing`) ships the test's folder but neither `utils.py` nor `utils/` in it; else None."""
+    name = named_missing(message)
+    if name not in TEST_HELPER_NAMES or listing is None or not isinstance(test, str):
+        return None
+    folder = posixpath.dirname(test.split("::", 1)[0])
+    if folder.startswith(("/", "..")) or (folder and folder not in listing):
+        return None
+    module = posixpath.join(folder, name)
+    return None if module + ".py" in listing or module in listing else module + ".py"
 
 
 def named_missing(message):
