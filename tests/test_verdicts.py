@@ -1153,6 +1153,33 @@ def test_a_test_module_the_release_does_not_ship_is_told_apart():
     assert release_lacks(("pkg/tests", ["pkg/tests/base.py"]), {"pkg/tests"}, nowhere, {"pkg"}) == "pkg/tests/base.py"
 
 
+# The hooks of pytest 2.2.4 (its _pytest/hookspec.py), the oldest pytest the farm picks (for a 2012
+# upload): it refuses to load a plugin that implements any other.
+PYTEST_2_2_HOOKS = frozenset("""
+    pytest_addhooks pytest_namespace pytest_cmdline_parse pytest_cmdline_preparse pytest_addoption
+    pytest_cmdline_main pytest_configure pytest_unconfigure pytest_runtestloop pytest_collection
+    pytest_collection_modifyitems pytest_collection_finish pytest_ignore_collect pytest_collect_directory
+    pytest_collect_file pytest_collectstart pytest_itemcollected pytest_collectreport pytest_deselected
+    pytest_make_collect_report pytest_pycollect_makemodule pytest_pycollect_makeitem pytest_pyfunc_call
+    pytest_generate_tests pytest_itemstart pytest_runtest_protocol pytest_runtest_logstart pytest_runtest_setup
+    pytest_runtest_call pytest_runtest_teardown pytest_runtest_makereport pytest_runtest_logreport
+    pytest_sessionstart pytest_sessionfinish pytest_assertrepr_compare pytest_report_header
+    pytest_report_teststatus pytest_terminal_summary pytest_doctest_prepare_content pytest_plugin_registered
+    pytest_plugin_unregistered pytest_internalerror pytest_keyboard_interrupt""".split())
+
+
+def test_the_probe_loads_in_the_oldest_pytest_the_farm_picks():
+    # pytest_exception_interact at the module's top level made pytest 2.2.4 refuse the probe: every
+    # 2012 release "failed" with the farm's own plugin error; newer hooks are registered where they exist
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "worker/farm_runner/inside/pytest_plugin/_farm_probe.py"
+    spec = importlib.util.spec_from_file_location("_farm_probe_for_hooks", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert {n for n in vars(probe) if n.startswith("pytest_")} - PYTEST_2_2_HOOKS == set()
+
+
 def test_a_test_helper_the_sdist_left_out_is_no_distribution_to_install():
     # ihm's test modules `import utils` (test/utils.py, not in its sdist): the index's `utils` is
     # a stranger's project; the helper is what the sdist lacks

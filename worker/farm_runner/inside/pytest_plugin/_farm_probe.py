@@ -284,6 +284,8 @@ def _lend_sdist_tests():
 
 
 def pytest_configure(config):
+    if hasattr(config.hook, "pytest_exception_interact"):
+        config.pluginmanager.register(_CachedFixtureFailures(), "_farm_cached_fixture_failures")
     _install_network_watch()
     _lend_sdist_tests()
 
@@ -339,7 +341,14 @@ def pytest_runtest_teardown(item):
 _raised_by = {}  # id(exception) -> (the exception, kept alive so its id stays its own; the first test)
 
 
-def pytest_exception_interact(node, call, report):
+class _CachedFixtureFailures(object):
+    """Registered where pytest has the hook (not 2.2's, which refuses a plugin with a hook it lacks)."""
+
+    def pytest_exception_interact(self, node, call, report):
+        _charge_cached_failure(node, call, report)
+
+
+def _charge_cached_failure(node, call, report):
     try:
         if getattr(report, "when", None) != "setup" or getattr(call, "excinfo", None) is None:
             return
