@@ -315,6 +315,35 @@ FIXTURES = {
                 assert (upstream / case).exists()
             """),
     }, (), "passed"),
+    # django-randomslug's and django-ru-fields's way: a Django app's tests, meant to run inside a
+    # project (a runtests.py the sdist leaves out), meet Django's settings never made; one test
+    # raises the same exception from its own code, and it stays the package's.
+    "vfix-djangoapp": ({
+        "tests/test_app.py": dedent("""
+            from django.conf import settings
+
+
+            def test_the_database():
+                assert settings.DATABASES
+
+
+            def test_the_cache():
+                assert settings.CACHES
+            """),
+    }, ("django",), "no-tests"),
+    "vfix-djangoown": ({
+        "tests/test_own.py": dedent("""
+            from django.conf import ImproperlyConfigured, settings
+
+
+            def test_its_own_check():
+                raise ImproperlyConfigured("settings are not configured (raised by the package itself)")
+
+
+            def test_the_database():
+                assert settings.DATABASES
+            """),
+    }, ("django",), "tests-failed"),
     # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
     # One is read in a test file's imports before the first run; one only a failed run names (a
     # helper module imports it); an optional one (under try) is left alone.
@@ -538,6 +567,34 @@ TOOLS = {
                 fh.write("cache")
             return path
         """)},
+    # Django's settings as Django makes them: configured only once a settings module is named
+    "django": {"django/__init__.py": "", "django/conf/__init__.py": dedent("""
+        import os
+
+
+        class ImproperlyConfigured(Exception):
+            pass
+
+
+        class LazySettings(object):
+            _wrapped = None
+
+            @property
+            def configured(self):
+                return self._wrapped is not None
+
+            def __getattr__(self, name):
+                if self._wrapped is None:
+                    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+                        raise ImproperlyConfigured(
+                            "Requested setting %s, but settings are not configured. You must either define the "
+                            "environment variable DJANGO_SETTINGS_MODULE or call settings.configure()." % name)
+                    self._wrapped = __import__(os.environ["DJANGO_SETTINGS_MODULE"])
+                return getattr(self._wrapped, name)
+
+
+        settings = LazySettings()
+        """)},
     "vfix-helper": {},
     "vfix-undeclared": {},
     "vfix-later": {},
@@ -547,7 +604,8 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2")
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
+                  "vfix-djangoapp", "vfix-djangoown")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -673,6 +731,19 @@ def test_a_module_that_needs_the_network_to_be_collected_does_not_stop_the_other
     assert tests["needs_network"][1:] == [{"test": "tests/test_upstream.py::test_upstream[%s]" % case, "tried": upstream}
                                           for case in ("one", "two", "three")]
     assert tests["failures"] == []
+
+
+@pytest.mark.slow
+def test_tests_that_need_a_django_project_the_sdist_leaves_out_are_not_tested(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-djangoapp")
+    setting = "Django settings (DJANGO_SETTINGS_MODULE)"
+    assert tests["needs_configuration"] == [{"test": "tests/test_app.py::test_the_%s" % t, "setting": setting}
+                                            for t in ("database", "cache")]
+    assert tests["passed"] == 0 and tests["failures"] == []
+    assert "2 needed Django settings (DJANGO_SETTINGS_MODULE), which the release does not ship" in report["reason"]
+    # the same words raised by the package's own code excuse nothing
+    report, tests = check(verdict_reports, "vfix-djangoown")
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_own.py::test_its_own_check"]
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ Modelled on crater's results: one list of outcomes, one string form each, and fo
 infrastructure's failures a reason that says why the package is not to blame.
 """
 
+from farm_runner import excuses
+
 SCHEMA = 2  # the report's layout; the master refuses any other
 
 PHASES = ("install", "test", "uninstall")
@@ -82,7 +84,7 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # ran on in a second part ({"first": tests the first part finished, "limit_s"}). "memory_bytes": the
 # memory limit of a test run that ran out of memory once and ran again with more.
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
-               "inferred", "failures", "needs_network", "interpreter_lacks", "needs_service", "lacks_program", "sdist_lacks", "flaky",
+               "inferred", "failures") + excuses.FIELDS + (
                "set_aside", "pytest", "returncode", "counts_known",
                "imported_from", "gil", "imports", "as_of", "parts", "memory_bytes")
 

@@ -38,6 +38,12 @@ EXCUSES = (
            "by the runner's own listing of the sdist made before any of the package's code ran",
            "%d read or wrote files of the project's tree that the sdist does not ship (%s)",
            "reads or writes %s, which the sdist does not ship"),
+    Excuse("needs_configuration", "setting",
+           "the probe plugin saw the test's exception raised inside Django's settings module while no settings "
+           "had been made (DJANGO_SETTINGS_MODULE unset, settings.configure() never called), and the runner "
+           "found Django installed as a distribution other than the release and gave the run no settings: the "
+           "project runs these tests inside a Django project (a runtests.py, a settings module) its sdist leaves out",
+           "%d needed %s, which the release does not ship", "needs %s, which the release does not ship"),
     Excuse("flaky", None,
            "it failed, then passed when the runner ran it again (the exit status, seen by the runner)",
            "%d failed once and passed when run again (flaky)", "failed once, passed when run again"),

@@ -737,6 +737,12 @@ class Runner:
             if test in tested and lacked and test not in excused_by["needs_network"] and \
                     test not in excused_by["needs_service"]:
                 excused_by["lacks_program"][test] = ", ".join(lacked)
+        # Django's settings never made: the runner gives no DJANGO_SETTINGS_MODULE, and Django is a
+        # distribution of its own here, not the release.
+        if "DJANGO_SETTINGS_MODULE" not in self.test_env("") and "django" in st.get("installed_import_names", []) \
+                and "django" not in st.get("import_names", []):
+            excused_by["needs_configuration"] = {t: w for t, w in probe["unconfigured"].items() if t in tested
+                                                 and not any(t in excused_by[k] for k in ("needs_network", "lacks_program"))}
         # A standard module the interpreter under test lists and cannot find (asked of it here).
         named = {missing.named_missing(f["message"]) for f in failures} - {None}
         lacks = set(lacking_standard_modules(st["interpreter"]["executable"], st["interpreter"]["version_info"][0],
@@ -752,7 +758,7 @@ class Runner:
         cwd = plan.get("cwd") if plan.get("cwd") is not None and plan["root"] == root else None
         for f in failures:
             t = f["test"]
-            if any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program")):
+            if any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program", "needs_configuration")):
                 continue
             module = missing.standard_module_missing(f["message"], lacks)
             if module:
@@ -879,7 +885,8 @@ class Runner:
             if tool == "unittest":
                 data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
                 counts = verdict.unittest_counts(data)
-                probe = verdict.probe_answer({k: data.get(k) for k in ("failures", "network", "services", "programs")}
+                probe = verdict.probe_answer({k: data.get(k) for k in ("failures", "network", "services", "programs",
+                                                                              "unconfigured")}
                                              if isinstance(data, dict) else {})
                 return counts, probe
             counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))

@@ -127,6 +127,7 @@ def probe_answer(data):
     network = data.get("network") if isinstance(data.get("network"), dict) else {}
     programs = data.get("programs") if isinstance(data.get("programs"), dict) else {}
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    unconfigured = data.get("unconfigured") if isinstance(data.get("unconfigured"), dict) else {}
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
         "imports": {untrusted.line(k, 200): untrusted.line(v, 500) for k, v in list(imports.items())[:50]},
@@ -136,6 +137,9 @@ def probe_answer(data):
                      for k, v in list(programs.items())[:200] if isinstance(v, list)},
         "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _SERVICE.match(w)]
                      for k, v in list(services.items())[:200] if isinstance(v, list)},
+        # the one framework whose settings the probe knows to look for
+        "unconfigured": {str(k)[:500]: v for k, v in list(unconfigured.items())[:200]
+                         if v == "Django settings (DJANGO_SETTINGS_MODULE)"},
         "failures": [{"test": untrusted.line(f["test"], 500), "message": untrusted.line(f.get("message") or "", 300),
                       "when": untrusted.line(f.get("when") or "call", 10)}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],

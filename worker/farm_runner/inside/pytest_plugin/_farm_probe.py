@@ -11,6 +11,7 @@ Python has. It:
 - records the programs a test started that were not found on PATH (the runner checks the worker lacks them),
   and its connections refused by a loopback port that this process never bound (a service it lacks);
   a fixture that failed so is charged the same to every test that meets its cached failure;
+- records the tests whose exception came from Django's settings module while no settings were made;
 - writes each test's result as it finishes (FARM_PROGRESS), and leaves out the tests a first part of
   the run finished (FARM_DONE): a suite longer than its time limit runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
@@ -38,6 +39,7 @@ _current = {"test": None}
 _network = {}
 _programs = {}
 _services = {}
+_unconfigured = {}  # test -> the framework whose settings were never made (Django's)
 _bound = set()  # ports this process's sockets bound: a refused connection to one is no missing service
 _failures = []
 
@@ -341,11 +343,32 @@ def pytest_runtest_teardown(item):
 _raised_by = {}  # id(exception) -> (the exception, kept alive so its id stays its own; the first test)
 
 
+def note_unconfigured(test, tb):
+    """Record `test` when its exception was raised inside Django's settings module (`tb`, the
+    traceback) while no settings were made at all: DJANGO_SETTINGS_MODULE unset and
+    settings.configure() never called. Django apps of the 2010s ship tests meant to run inside a
+    project, with a runner (runtests.py) their sdist leaves out: no test of theirs could run."""
+    try:
+        conf = sys.modules.get("django.conf")
+        if conf is None or os.environ.get("DJANGO_SETTINGS_MODULE") or conf.settings.configured or tb is None:
+            return
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        where = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if os.path.dirname(where) == os.path.dirname(os.path.realpath(conf.__file__)) and \
+                (test in _unconfigured or len(_unconfigured) < MAX_TESTS):
+            _unconfigured[test] = "Django settings (DJANGO_SETTINGS_MODULE)"
+    except Exception:
+        pass
+
+
 class _CachedFixtureFailures(object):
     """Registered where pytest has the hook (not 2.2's, which refuses a plugin with a hook it lacks)."""
 
     def pytest_exception_interact(self, node, call, report):
         _charge_cached_failure(node, call, report)
+        if getattr(call, "excinfo", None) is not None:
+            note_unconfigured(node.nodeid, call.excinfo.tb)
 
 
 def _charge_cached_failure(node, call, report):
@@ -358,14 +381,28 @@ def _charge_cached_failure(node, call, report):
             if len(_raised_by) < MAX_TESTS:
                 _raised_by[id(exc)] = (exc, test)
             return
-        for seen in (_network, _programs, _services):
+        for seen in (_network, _programs, _services, _unconfigured):
             if first[1] in seen and test not in seen and len(seen) < MAX_TESTS:
                 seen[test] = list(seen[first[1]])
     except Exception:
         pass
 
 
+def _crash_in_unconfigured_django(report):
+    """pytest 2.2 (no pytest_exception_interact): the file its report says the exception came from."""
+    path = getattr(getattr(getattr(report, "longrepr", None), "reprcrash", None), "path", None)
+    if isinstance(path, str) and report.nodeid not in _unconfigured:
+        class _Frame(object):
+            pass
+        tb, tb.tb_next, tb.tb_frame = _Frame(), None, _Frame()
+        tb.tb_frame.f_code = _Frame()
+        tb.tb_frame.f_code.co_filename = path
+        note_unconfigured(report.nodeid, tb)
+
+
 def pytest_runtest_logreport(report):
+    if report.failed:
+        _crash_in_unconfigured_django(report)
     if report.failed and len(_failures) < MAX_FAILURES:
         _failures.append({"test": report.nodeid, "when": report.when, "message": _one_line(report)})
     _progress(report)
@@ -387,6 +424,8 @@ def _progress(report):
 
 
 def pytest_collectreport(report):
+    if report.failed:
+        _crash_in_unconfigured_django(report)
     if report.failed and len(_failures) < MAX_FAILURES:
         _failures.append({"test": report.nodeid, "when": "collect", "message": _one_line(report)})
 
@@ -424,6 +463,7 @@ def pytest_sessionfinish(session):
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
+                   "unconfigured": _unconfigured,
                    "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)

@@ -51,7 +51,8 @@ def main(argv):
                if not hasattr(t, "test_case")} - failed - errors
     counts = {"passed": max(0, total - len(failed) - len(errors) - len(skipped)), "failed": len(failed),
               "errors": len(errors), "skipped": len(skipped), "failures": failures,
-              "network": _farm_probe._network, "services": _farm_probe._services, "programs": _farm_probe._programs}
+              "network": _farm_probe._network, "services": _farm_probe._services, "programs": _farm_probe._programs,
+              "unconfigured": _farm_probe._unconfigured}
     with open(out, "w") as fh:
         json.dump(counts, fh)
     if total == 0:
@@ -65,6 +66,10 @@ class _Watched(unittest.TextTestResult):
     def startTest(self, test):
         sys.modules["_farm_probe"]._current["test"] = test.id()
         unittest.TextTestResult.startTest(self, test)
+
+    def addError(self, test, err):
+        sys.modules["_farm_probe"].note_unconfigured(_owner(test), err[2])
+        unittest.TextTestResult.addError(self, test, err)
 
 
 def _owner(test):
