@@ -955,6 +955,27 @@ def test_cibuildwheel_s_test_command_is_the_project_s_own(tmp_path):
     assert discover.plan_tests(str(tmp_path), ["x"], (3, 12))["how"] == "pytest from the sdist's root"
 
 
+def test_setup_py_s_test_suite_and_tests_require_are_read_not_run(tmp_path):
+    from farm_runner.inside import discover, stage
+
+    # paralleltools's way (2.7): `setup.py test` ran test_suite; its tests_require were its test tools
+    (tmp_path / "paralleltools" / "tests").mkdir(parents=True)
+    (tmp_path / "setup.py").write_text(
+        "from setuptools import setup\nimport sys; sys.exit('never run')\n"
+        "test_requirements = ['mock>=1.0', \"nose\", './local']\n"
+        "setup(name='paralleltools', packages=['paralleltools'], test_suite='paralleltools.tests.suite',\n"
+        "      tests_require=test_requirements)\n")
+    assert discover.setup_py_tests(str(tmp_path)) == {"suite": "paralleltools.tests.suite", "requires": ["mock>=1.0", "nose"]}
+    assert stage.unittest_fallback(str(tmp_path), "") == ["paralleltools.tests.suite"]
+    deps = discover.plan_tests(str(tmp_path), ["paralleltools"], (2, 7))["deps"]
+    assert [r for r, _ in deps["requirements"]] == ["mock>=1.0", "nose"]
+    # setup.cfg's [options]; a suite the tree does not hold leaves discovery as it was
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (tmp_path / "setup.cfg").write_text("[options]\ntest_suite = runtests\ntests_require =\n    pytest\n")
+    assert discover.setup_py_tests(str(tmp_path)) == {"suite": "runtests", "requires": ["pytest"]}
+    assert stage.unittest_fallback(str(tmp_path), "") == ["discover"]
+
+
 def test_requirement_files_are_read_as_requirements_only(tmp_path):
     from farm_runner.inside import discover
 

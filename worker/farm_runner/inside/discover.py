@@ -448,6 +448,41 @@ def cibuildwheel_plan(root):
     return None
 
 
+# -- setup.py's `test` command (setuptools' test_suite and tests_require, the 2010s' way) --------------
+
+_STRING = r"""(?:'([^'\\\n]{1,300})'|"([^"\\\n]{1,300})")"""
+
+
+def _strings(text):
+    return [a or b for a, b in re.findall(_STRING, text)]
+
+
+def setup_py_tests(root):
+    """{"suite": setup()'s test_suite or None, "requires": its tests_require}: read from setup.py's
+    text (never run: the farm runs none of the package's code to learn how to test it) and from
+    setup.cfg's [options]. A list held in a variable (`tests_require=test_requirements`) is found
+    by its assignment."""
+    text = _text(os.path.join(root, "setup.py")) or ""
+    suite = re.search(r"\btest_suite\s*=\s*" + _STRING, text)
+    suite = (suite.group(1) or suite.group(2)) if suite else None
+    requires = []
+    found = re.search(r"\btests_require\s*=\s*(\[[^\]]*\]|[A-Za-z_][A-Za-z0-9_]*)", text)
+    if found:
+        value = found.group(1)
+        if not value.startswith("["):
+            assigned = re.search(r"^\s*%s\s*=\s*(\[[^\]]*\])" % re.escape(value), text, re.M)
+            value = assigned.group(1) if assigned else "[]"
+        requires = _strings(value)
+    cfg = _ini(os.path.join(root, "setup.cfg"))
+    if cfg is not None and cfg.has_section("options"):
+        suite = suite or (cfg.get("options", "test_suite", fallback="") or "").strip() or None
+        requires += [l.strip() for l in (cfg.get("options", "tests_require", fallback="") or "").splitlines()
+                     if l.strip()]
+    if suite and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", suite):
+        suite = None
+    return {"suite": suite, "requires": [r for r in requires if plain_requirement(r)][:MAX_REQUIREMENTS]}
+
+
 # -- the plan ----------------------------------------------------------------------------------------------
 
 def pytest_args(root, cwd, words):
@@ -643,6 +678,7 @@ def test_dependencies(root, tox=None, nox_installs=None, cibuildwheel=None):
             deps["requirements"] += group_lines(pyproject, g)
         tool = pyproject.get("tool") if isinstance(pyproject.get("tool"), dict) else {}
         deps["requirements"] += _tool_dev_dependencies(tool)
+        deps["requirements"] += [[r, "setup.py tests_require"] for r in setup_py_tests(root)["requires"]]
         files = [f for f in TEST_REQUIREMENT_FILES if _text(os.path.join(root, f)) is not None]
         files = files or [f for f in DEV_REQUIREMENT_FILES if _text(os.path.join(root, f)) is not None]
         for f in files:

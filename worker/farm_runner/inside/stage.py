@@ -223,9 +223,14 @@ def _set_aside_module(word, root, cwd, names, site):
 
 
 def unittest_fallback(root, cwd):
-    """unittest discovery's arguments for a tree where pytest collects nothing (tests named
-    `test*.py`, `tests/test.py`): its test folder, or the run's folder."""
+    """unittest's arguments for a tree where pytest collects nothing (tests named `test*.py`,
+    `tests/test.py`): setup.py's test_suite when the tree has its top module (what `setup.py
+    test` ran), else discovery in its test folder, or in the run's folder."""
     base = os.path.join(root, cwd) if cwd else root
+    suite = discover.setup_py_tests(root)["suite"]
+    top = suite.split(".")[0] if suite else None
+    if top and not cwd and (os.path.isdir(os.path.join(root, top)) or os.path.isfile(os.path.join(root, top + ".py"))):
+        return [suite]
     for name in discover.TEST_DIRS:
         folder = os.path.join(base, name)
         if os.path.isdir(folder) and not os.path.islink(folder):

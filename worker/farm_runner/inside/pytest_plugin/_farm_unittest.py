@@ -32,6 +32,7 @@ def main(argv):
     # What the tests reach for (the network, a service, a program), seen as the pytest probe sees it
     import _farm_probe
     _farm_probe._install_network_watch()
+    _farm_probe._lend_sdist_tests()  # a test_suite inside the package (`pkg.tests`) the sdist alone holds
     loader = unittest.TestLoader()
     if names:
         suite = loader.loadTestsFromNames(names)
