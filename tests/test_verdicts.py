@@ -955,6 +955,23 @@ def test_cibuildwheel_s_test_command_is_the_project_s_own(tmp_path):
     assert discover.plan_tests(str(tmp_path), ["x"], (3, 12))["how"] == "pytest from the sdist's root"
 
 
+def test_a_maturin_project_s_python_tests_run_in_its_binding_s_folder(tmp_path):
+    from farm_runner.inside import discover
+
+    # tokenizers: the root's tests/ are Rust's; bindings/python holds pytest.ini and the Python tests
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "bindings" / "python" / "tests").mkdir(parents=True)
+    (tmp_path / "bindings" / "python" / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.maturin]\nmanifest-path = "bindings/python/Cargo.toml"\n')
+    plan = discover.plan_tests(str(tmp_path), ["tokenizers"], (3, 11))
+    assert (plan["cwd"], plan["how"]) == ("bindings/python", "pytest with the project's configuration "
+                                          "(bindings/python/pytest.ini), in the folder of its Python binding")
+    # a manifest outside the tree, or a folder without pytest's configuration: the root, as before
+    for manifest in ("../../Cargo.toml", "Cargo.toml"):
+        (tmp_path / "pyproject.toml").write_text('[tool.maturin]\nmanifest-path = "%s"\n' % manifest)
+        assert discover.plan_tests(str(tmp_path), ["tokenizers"], (3, 11))["cwd"] == ""
+
+
 def test_setup_py_s_test_suite_and_tests_require_are_read_not_run(tmp_path):
     from farm_runner.inside import discover, stage
 
@@ -1243,6 +1260,15 @@ def test_a_test_module_the_release_does_not_ship_is_told_apart():
     # a wheel without a module of its own package is broken, not the sdist's lack
     assert release_lacks(("pkg", ["pkg/sub.py"]), {"pkg"}, lambda p: p == "pkg", {"pkg"}) is None
     assert release_lacks(("pkg/tests", ["pkg/tests/base.py"]), {"pkg/tests"}, nowhere, {"pkg"}) == "pkg/tests/base.py"
+    # kubernetes: its installed tests import kubernetes.e2e_test, a test package it ships in neither
+    installed = lambda p: p == "kubernetes"  # noqa: E731
+    assert release_lacks(module_file_missing("No module named 'kubernetes.e2e_test'"), set(), installed,
+                         {"kubernetes"}) == "kubernetes/e2e_test.py"
+    assert release_lacks(module_file_missing("No module named 'kubernetes.client'"), set(), installed,
+                         {"kubernetes"}) is None
+    # a package whose own name starts with "test" is no test folder: its missing module is its own
+    assert release_lacks(module_file_missing("No module named 'testinfra.utils'"), set(), lambda p: p == "testinfra",
+                         {"testinfra"}) is None
 
 
 # The hooks of pytest 2.2.4 (its _pytest/hookspec.py), the oldest pytest the farm picks (for a 2012

@@ -135,9 +135,10 @@ def release_lacks(module, listing, installed_has, own):
     copy (`installed_has(path)`); else None. Never a module of the release's own packages (`own`:
     a wheel without its own module is broken), unless inside a test folder."""
     folder, files = module
-    parts = folder.split("/")
-    if parts[0] in own and not any(p in TEST_DIRS or p.startswith("test") for p in parts):
-        return None
+    parts = folder.split("/") + [posixpath.basename(files[0]).split(".")[0]]  # and the module's own name
+    if parts[0] in own and parts[0] not in TEST_DIRS and not any(
+            p in TEST_DIRS or p.startswith("test") or p.endswith(("_test", "_tests")) for p in parts[1:]):
+        return None  # (kubernetes's tests import kubernetes.e2e_test, which it leaves out of both)
 
     def ships(path):
         return (listing is not None and path in listing) or installed_has(path)

@@ -151,6 +151,22 @@ def pytest_config(root):
     return None, {}
 
 
+def maturin_binding(root):
+    """The folder of a maturin project's Python binding (`[tool.maturin] manifest-path`'s, as
+    tokenizers' `bindings/python/Cargo.toml`) when it holds a pytest configuration of its own:
+    the project runs its Python tests there (its fixtures may even check the folder), not from
+    the root, which holds another language's tests. Else None."""
+    tool = load_toml(os.path.join(root, "pyproject.toml")).get("tool")
+    maturin = tool.get("maturin") if isinstance(tool, dict) else None
+    manifest = maturin.get("manifest-path") if isinstance(maturin, dict) else None
+    if not isinstance(manifest, str):
+        return None
+    folder = inside_tree(root, os.path.dirname(manifest) or ".")
+    if not folder or folder == "." or not os.path.isdir(os.path.join(root, folder)):
+        return None
+    return folder if pytest_config(os.path.join(root, folder))[0] else None
+
+
 def config_words(value):
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
@@ -537,6 +553,10 @@ def plan_tests(root, names, version, implementation="cpython"):
         config, _ = pytest_config(root)
         plan = {"how": "pytest with the project's configuration (%s)" % config if config else
                 "pytest from the sdist's root", "tool": "pytest", "args": [], "cwd": ""}
+        binding = None if config else maturin_binding(root)
+        if binding:
+            plan.update(how="pytest with the project's configuration (%s/%s), in the folder of its Python "
+                            "binding" % (binding, pytest_config(os.path.join(root, binding))[0]), cwd=binding)
     plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"), plan.get("cibuildwheel"))
     plan.pop("nox_installs", None)
     plan.pop("cibuildwheel", None)
