@@ -972,6 +972,27 @@ def test_a_maturin_project_s_python_tests_run_in_its_binding_s_folder(tmp_path):
         assert discover.plan_tests(str(tmp_path), ["tokenizers"], (3, 11))["cwd"] == ""
 
 
+def test_a_nose_era_suite_s_modules_are_given_to_pytest_by_name(tmp_path):
+    from farm_runner.inside import stage
+
+    # hdf5able (2014): hdf5able/test/testbasetypes.py, `from nose.tools import raises`; pytest
+    # collects only test_*.py and *_test.py by itself, and collected nothing
+    site, root = tmp_path / "site", tmp_path / "src"
+    (site / "hdf5able" / "test").mkdir(parents=True)
+    (site / "hdf5able" / "test" / "testbasetypes.py").write_text("from nose.tools import raises\n")
+    (site / "hdf5able" / "test" / "testcallable.py").write_text("def test_x():\n    pass\n")
+    (site / "hdf5able" / "test" / "test_plain.py").write_text("def test_y():\n    pass\n")
+    (root / "tests").mkdir(parents=True)
+    assert stage.nose_style_modules(["--pyargs", "hdf5able.test", "."], str(root), "", str(site)) == [
+        "hdf5able.test.testbasetypes", "hdf5able.test.testcallable"]
+    (root / "tests" / "testsuite.py").write_text("import nose\n")
+    assert stage.nose_style_modules([], str(root), "", str(site)) == ["tests/testsuite.py", "."]
+    assert stage.nose_style_modules(["-x", "tests"], str(root), "", str(site)) == ["tests/testsuite.py"]
+    # without nose, a `testsomething.py` is no test module of pytest's or the project's
+    (root / "tests" / "testsuite.py").write_text("import unittest\n")
+    assert stage.nose_style_modules([], str(root), "", str(site)) == []
+
+
 def test_setup_py_s_test_suite_and_tests_require_are_read_not_run(tmp_path):
     from farm_runner.inside import discover, stage
 

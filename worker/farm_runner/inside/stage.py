@@ -5,6 +5,7 @@ and test dependencies (discover.py)."""
 import fnmatch
 import json
 import os
+import posixpath
 import re
 import sys
 
@@ -72,6 +73,7 @@ def plan_run(root, names, site, version, implementation):
                 plan["args"] = ["--pyargs"] + pyargs + ["."]
             elif not plan["args"] and plan.get("cwd") == "":
                 plan["args"] = set_aside_testpaths(root, names, site)
+            plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"]) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"]:
             return plan
@@ -262,6 +264,41 @@ def set_aside_testpaths(root, names, site):
         else:
             paths.append(word)
     return ["--pyargs"] + modules + paths if modules else []
+
+
+_NOSE = re.compile(r"^\s*(?:import nose\b|from nose\b)", re.M)
+
+
+def _nose_files(folder, limit=200):
+    """The files of `folder` (not below) that nose collects and pytest does not (`testbasetypes.py`:
+    nose takes any `test*` module, pytest only `test_*.py` and `*_test.py`), when one imports nose."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if fnmatch.fnmatch(n, "test*.py")
+                       and not fnmatch.fnmatch(n, "test_*.py") and not fnmatch.fnmatch(n, "*_test.py"))[:limit]
+    except OSError:
+        return []
+    texts = [discover._text(os.path.join(folder, n)) or "" for n in names]
+    return names if any(_NOSE.search(t) for t in texts) else []
+
+
+def nose_style_modules(args, root, cwd, site):
+    """What to add to the pytest run of a nose-era suite (hdf5able's `hdf5able/test/testbasetypes.py`
+    and the like, `from nose.tools import raises`): those modules, named (--pyargs) or by path. pytest
+    collects a module it is given whatever its name. The run's own places stay (".", when it had none)."""
+    extra = []
+    if "--pyargs" in args:
+        for module in args[args.index("--pyargs") + 1:]:
+            if re.match(r"^[A-Za-z_][\w.]*$", module):
+                folder = os.path.join(site, *module.split("."))
+                extra += ["%s.%s" % (module, n[:-3]) for n in _nose_files(folder)]
+        return extra
+    base = os.path.join(root, cwd) if cwd else root
+    folders = [a for a in args if not a.startswith("-") and os.path.isdir(os.path.join(base, a))] or \
+        [d for d in discover.TEST_DIRS if os.path.isdir(os.path.join(base, d))]
+    for folder in folders:
+        if not os.path.islink(os.path.join(base, folder)):
+            extra += [posixpath.join(folder, n) for n in _nose_files(os.path.join(base, folder))]
+    return extra + (["."] if extra and not [a for a in args if not a.startswith("-")] else [])
 
 
 def configured_testpaths(root):
