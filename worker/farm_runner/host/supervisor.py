@@ -739,7 +739,9 @@ class Runner:
                 excused_by["lacks_program"][test] = ", ".join(lacked)
         # Django's settings never made: the runner gives no DJANGO_SETTINGS_MODULE, and Django is a
         # distribution of its own here, not the release.
-        if "DJANGO_SETTINGS_MODULE" not in self.test_env("") and "django" in st.get("installed_import_names", []) \
+        installed = set(st.get("installed_import_names", [])) | {
+            i["module"] for i in self.report["tests"].get("inferred") or []}  # (django_ru_fields's tests named it)
+        if "DJANGO_SETTINGS_MODULE" not in self.test_env("") and "django" in installed \
                 and "django" not in st.get("import_names", []):
             excused_by["needs_configuration"] = {t: w for t, w in probe["unconfigured"].items() if t in tested
                                                  and not any(t in excused_by[k] for k in ("needs_network", "lacks_program"))}
