@@ -344,6 +344,22 @@ FIXTURES = {
                 assert settings.DATABASES
             """),
     }, ("django",), "tests-failed"),
+    # kubernetes's way: tests inside the package, run from the installed copy, open a file of the
+    # repository by its path from the repository's root; neither the sdist nor the wheel has it.
+    "vfix-inwheel": ({
+        "tox.ini": "[testenv]\ncommands = pytest --ignore=vfix_inwheel/e2e_test\n",
+        "vfix_inwheel/tests/__init__.py": "",
+        "vfix_inwheel/tests/test_deploy.py": dedent("""
+            def test_from_the_repository():
+                with open("vfix_inwheel/manifests/deploy.yaml") as fh:
+                    assert fh.read()
+
+
+            def test_the_package():
+                import vfix_inwheel
+                assert vfix_inwheel.__version__ == "1.0"
+            """),
+    }, (), "passed"),
     # A module the tests plainly need and the project forgot to declare: inferred, installed, said.
     # One is read in a test file's imports before the first run; one only a failed run names (a
     # helper module imports it); an optional one (under try) is left alone.
@@ -605,7 +621,7 @@ TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
                   "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
-                  "vfix-djangoapp", "vfix-djangoown")
+                  "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -744,6 +760,14 @@ def test_tests_that_need_a_django_project_the_sdist_leaves_out_are_not_tested(ve
     # the same words raised by the package's own code excuse nothing
     report, tests = check(verdict_reports, "vfix-djangoown")
     assert [f["test"] for f in tests["failures"]] == ["tests/test_own.py::test_its_own_check"]
+
+
+@pytest.mark.slow
+def test_a_repository_file_the_installed_tests_open_is_what_the_sdist_lacks(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-inwheel")
+    assert tests["how"] == "tests inside the installed package" and tests["passed"] == 1
+    assert tests["sdist_lacks"] == [{"test": "test_deploy.py::test_from_the_repository",
+                                     "path": "vfix_inwheel/manifests/deploy.yaml"}], tests["failures"]
 
 
 @pytest.mark.slow
