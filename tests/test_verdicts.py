@@ -1029,6 +1029,10 @@ def test_setup_py_s_test_suite_and_tests_require_are_read_not_run(tmp_path):
         "      tests_require=test_requirements)\n")
     assert discover.setup_py_tests(str(tmp_path)) == {"suite": "paralleltools.tests.suite", "requires": ["mock>=1.0", "nose"]}
     assert stage.unittest_fallback(str(tmp_path), "") == ["paralleltools.tests.suite"]
+    (tmp_path / "paralleltools" / "tests").rmdir()
+    (tmp_path / "paralleltools").rmdir()  # set aside: the installed copy's tests are run
+    assert stage.unittest_fallback(str(tmp_path), "") == ["discover"]
+    assert stage.unittest_fallback(str(tmp_path), "", ["paralleltools"]) == ["paralleltools.tests.suite"]
     deps = discover.plan_tests(str(tmp_path), ["paralleltools"], (2, 7))["deps"]
     assert [r for r, _ in deps["requirements"]] == ["mock>=1.0", "nose"]
     # setup.cfg's [options]; a suite the tree does not hold leaves discovery as it was

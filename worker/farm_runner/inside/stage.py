@@ -74,7 +74,7 @@ def plan_run(root, names, site, version, implementation):
             elif not plan["args"] and plan.get("cwd") == "":
                 plan["args"] = set_aside_testpaths(root, names, site)
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
-        plan["fallback"] = unittest_fallback(root, plan["cwd"]) if plan["tool"] == "pytest" else []
+        plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"]:
             return plan
     installed = installed_tests(names, site)
@@ -224,14 +224,15 @@ def _set_aside_module(word, root, cwd, names, site):
     return True, ".".join(p[:-3] if p.endswith(".py") else p for p in parts)
 
 
-def unittest_fallback(root, cwd):
+def unittest_fallback(root, cwd, names=()):
     """unittest's arguments for a tree where pytest collects nothing (tests named `test*.py`,
     `tests/test.py`): setup.py's test_suite when the tree has its top module (what `setup.py
     test` ran), else discovery in its test folder, or in the run's folder."""
     base = os.path.join(root, cwd) if cwd else root
     suite = discover.setup_py_tests(root)["suite"]
     top = suite.split(".")[0] if suite else None
-    if top and not cwd and (os.path.isdir(os.path.join(root, top)) or os.path.isfile(os.path.join(root, top + ".py"))):
+    if top and not cwd and (top in names or os.path.isdir(os.path.join(root, top))
+                            or os.path.isfile(os.path.join(root, top + ".py"))):  # (the release's own: installed)
         return [suite]
     for name in discover.TEST_DIRS:
         folder = os.path.join(base, name)
