@@ -949,6 +949,8 @@ class Runner:
         # as users get them today): a plugin of today on a pytest of then crashes at start.
         when = self.as_of()
         dated = ["--exclude-newer", when] if when else []
+        if not when:
+            when, dated = self.legacy_dated(out_dir)
         rc, output = self.install(dated + args, deadline, log, out_dir=out_dir)
         if rc != 0 and dated and _UNRESOLVED.search(output) and not _network_trouble(output):
             log.write("[farm: the test dependencies have no solution as of %s; resolving them as of today]\n" % when)
@@ -959,6 +961,8 @@ class Runner:
                       "installing them again with the pytest they ask for]\n" % instrument_pin)
             out_dir = self.new_out_dir()
             args, shown, _ = self.test_requirements(deps, out_dir, pin_instrument=False)
+            if dated[:1] == ["-c"]:  # 2.7's caps, written again into this run's folder
+                when, dated = self.legacy_dated(out_dir)
             rc, output = self.install(dated + args, deadline, log, out_dir=out_dir)
         self.report["tests"]["as_of"] = when if dated else None
         if rc != 0:
@@ -990,6 +994,23 @@ class Runner:
             self.report["tests"]["deps_error"] += " Not installed: %s." % ", ".join(alone) if alone else \
                 " Installed one at a time instead."
         return shown, True
+
+    def legacy_dated(self, out_dir):
+        """(when, pip arguments): 2.7's pip cannot resolve as of a date, so the test tools' own
+        dependencies (py, pluggy...) are capped at their newest release before the upload, from
+        the index's upload times (katabankocr pins pytest 2.5.2, which refuses today's py:
+        "1.11.0 is too old"); the project's other test dependencies resolve as they did. (None, [])
+        where the upload time is unknown or the installer is uv."""
+        st = self.report["_state"]
+        limit = instrument.cutoff(st.get("released"), st["interpreter"]["version_info"])
+        if limit is None or st["installer"] != installers.Pip.name:
+            return None, []
+        when = limit.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        caps = installers.dated_caps(self.args.index_url, installers.PYTEST_DEPENDENCIES, when, "2.7")
+        if not caps:
+            return None, []
+        untrusted.write_new(os.path.join(out_dir, "dated.txt"), "".join(c + "\n" for c in caps))
+        return when, ["-c", self.sandbox_path(os.path.join(out_dir, "dated.txt"), sandbox_.OUT + "/dated.txt")]
 
     def as_of(self):
         """The time the test dependencies resolve as of (uv's --exclude-newer, RFC 3339): the
