@@ -1363,6 +1363,19 @@ def test_a_test_helper_the_sdist_left_out_is_no_distribution_to_install():
     assert helper_beside_missing("test/test_analysis.py", "No module named 'yaml'", listing) is None
 
 
+
+def test_a_test_folder_shipped_without_its_init_is_what_the_sdist_lacks():
+    # raclib: tests/test_*.py import `from .helpers import ...`; its sdist leaves out tests/__init__.py
+    from farm_runner.host.missing import package_init_missing
+
+    said = "E   ImportError: attempted relative import with no known parent package"
+    listing = {"tests", "tests/test_docs.py", "tests/helpers.py"}
+    assert package_init_missing("tests/test_docs.py", said, listing) == "tests/__init__.py"
+    assert package_init_missing("tests/test_docs.py", said, listing | {"tests/__init__.py"}) is None
+    assert package_init_missing("tests/test_docs.py", "ImportError: cannot import name 'x'", listing) is None
+    assert package_init_missing("test_top.py", said, listing) is None  # the tree's root is no package to ship
+
+
 def test_a_run_that_could_not_start_is_told_from_one_that_failed():
     from farm_runner.host.verdict import could_not_start
 

@@ -159,6 +159,23 @@ def helper_beside_missing(test, message, listing):
     return None if module + ".py" in listing or module in listing else module + ".py"
 
 
+# Python's words for a relative import in a module imported as top-level (its folder no package).
+_NO_PARENT = ("attempted relative import with no known parent package", "Attempted relative import in non-package")
+
+
+def package_init_missing(test, message, listing):
+    """`tests/__init__.py` when a test module `tests/test_x.py` fails on its relative import
+    (`from .helpers import x`) because its folder is no package, and the sdist (`listing`) ships the
+    folder without its `__init__.py` (raclib's tests); else None."""
+    if listing is None or not isinstance(test, str) or not any(w in (message or "") for w in _NO_PARENT):
+        return None
+    folder = posixpath.dirname(test.split("::", 1)[0])
+    if not folder or folder.startswith(("/", "..")) or folder not in listing:
+        return None
+    init = posixpath.join(folder, "__init__.py")
+    return None if init in listing else init
+
+
 def named_missing(message):
     """The top-level module a failure's one-line error says is missing, or None."""
     found = _MISSING.search(message or "")

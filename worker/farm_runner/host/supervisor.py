@@ -780,7 +780,8 @@ class Runner:
                     continue
             module = missing.module_file_missing(f["message"])
             path = missing.release_lacks(module, listing, in_site, own) if module else None
-            path = path or missing.helper_beside_missing(t, f["message"], listing)
+            path = path or missing.helper_beside_missing(t, f["message"], listing) \
+                or missing.package_init_missing(t, f["message"], listing)
             if path:
                 excused_by["sdist_lacks"][t] = path
         return failures, excused_by
