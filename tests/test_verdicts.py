@@ -33,6 +33,17 @@ FIXTURES = {
             def test_the_tool_writes_its_cache_in_its_own_folder():
                 assert vfix_cachedep.touch().endswith("cache.db")
             """),
+        # cffi's way: a path built through the package's folder in the tree goes on in the tree
+        "tests/test_paths.py": dedent("""
+            import os
+
+            ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+            def test_a_path_through_the_package_s_folder():
+                with open(os.path.join(ROOT, "vfix_audit", "..", "tox.ini")) as fh:
+                    assert "[testenv]" in fh.read()
+            """),
     }, (), "passed"),
     # Tests pytest does not collect (unittest names): unittest discovery finds them.
     "vfix-unittest": ({
@@ -665,7 +676,7 @@ def check(reports, name):
 @pytest.mark.slow
 def test_tools_writing_in_their_own_folders_are_not_the_release_s_leftovers(verdict_reports):
     report, tests = check(verdict_reports, "vfix-audit")
-    assert report["leftovers"] == [] and tests["passed"] == 3
+    assert report["leftovers"] == [] and tests["passed"] == 4
     assert {"requirement": "vfix-cachedep", "source": "tox deps"} in tests["deps"]
 
 

@@ -145,6 +145,12 @@ def set_aside_packages(root, names, site):
 
                 with open(os.path.join(path, "__init__.py"), "w") as fh:
                     fh.write(TREE_STUB)
+            elif not own_pyargs and os.path.isdir(installed) and not os.path.islink(installed):
+                # A folder of links to the installed entries, not one link to the installed
+                # folder: a path the tests build through it (`src/cffi/../c/parse_c_type.c`, cffi's)
+                # goes on in the tree, where a link would have led into site-packages.
+                _overlay(path, installed)
+                linked.append(rel)
             else:
                 os.rmdir(path)
                 # (not when tests run with --pyargs: through a link they would be collected twice)
