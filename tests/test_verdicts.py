@@ -33,7 +33,8 @@ FIXTURES = {
             def test_the_tool_writes_its_cache_in_its_own_folder():
                 assert vfix_cachedep.touch().endswith("cache.db")
             """),
-        # cffi's way: a path built through the package's folder in the tree goes on in the tree
+        # cffi's way: a path built through the package's folder under src/ goes on in the tree
+        "src/vfix_audit/__init__.py": "",
         "tests/test_paths.py": dedent("""
             import os
 
@@ -41,7 +42,7 @@ FIXTURES = {
 
 
             def test_a_path_through_the_package_s_folder():
-                with open(os.path.join(ROOT, "vfix_audit", "..", "tox.ini")) as fh:
+                with open(os.path.join(ROOT, "src", "vfix_audit", "..", "..", "tox.ini")) as fh:
                     assert "[testenv]" in fh.read()
             """),
     }, (), "passed"),

@@ -145,10 +145,13 @@ def set_aside_packages(root, names, site):
 
                 with open(os.path.join(path, "__init__.py"), "w") as fh:
                     fh.write(TREE_STUB)
-            elif not own_pyargs and os.path.isdir(installed) and not os.path.islink(installed):
-                # A folder of links to the installed entries, not one link to the installed
-                # folder: a path the tests build through it (`src/cffi/../c/parse_c_type.c`, cffi's)
-                # goes on in the tree, where a link would have led into site-packages.
+            elif not own_pyargs and base == "src" and "src" not in extra and os.path.isdir(installed) \
+                    and not os.path.islink(installed):
+                # Under src/, which no import goes through: a folder of links to the installed
+                # entries, not one link to the installed folder, so that a path the tests build
+                # through it (`src/cffi/../c/parse_c_type.c`, cffi's) goes on in the tree. (Where
+                # imports go through the place, one link: what the package writes beside itself
+                # lands in the installed copy, where the uninstall audit sees it.)
                 _overlay(path, installed)
                 linked.append(rel)
             else:
