@@ -343,19 +343,24 @@ def pytest_runtest_teardown(item):
 _raised_by = {}  # id(exception) -> (the exception, kept alive so its id stays its own; the first test)
 
 
-def note_unconfigured(test, tb):
-    """Record `test` when its exception was raised inside Django's settings module (`tb`, the
-    traceback) while no settings were made at all: DJANGO_SETTINGS_MODULE unset and
+def raised_in(tb):
+    """The file of a traceback's innermost frame (where the exception was raised), or None."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename if tb is not None else None
+
+
+def note_unconfigured(test, where):
+    """Record `test` when its exception was raised inside Django's settings module (`where`, the
+    file it came from) while no settings were made at all: DJANGO_SETTINGS_MODULE unset and
     settings.configure() never called. Django apps of the 2010s ship tests meant to run inside a
     project, with a runner (runtests.py) their sdist leaves out: no test of theirs could run."""
     try:
         conf = sys.modules.get("django.conf")
-        if conf is None or os.environ.get("DJANGO_SETTINGS_MODULE") or conf.settings.configured or tb is None:
+        if conf is None or os.environ.get("DJANGO_SETTINGS_MODULE") or conf.settings.configured or \
+                not isinstance(where, str):
             return
-        while tb.tb_next is not None:
-            tb = tb.tb_next
-        where = os.path.realpath(tb.tb_frame.f_code.co_filename)
-        if os.path.dirname(where) == os.path.dirname(os.path.realpath(conf.__file__)) and \
+        if os.path.dirname(os.path.realpath(where)) == os.path.dirname(os.path.realpath(conf.__file__)) and \
                 (test in _unconfigured or len(_unconfigured) < MAX_TESTS):
             _unconfigured[test] = "Django settings (DJANGO_SETTINGS_MODULE)"
     except Exception:
@@ -368,7 +373,7 @@ class _CachedFixtureFailures(object):
     def pytest_exception_interact(self, node, call, report):
         _charge_cached_failure(node, call, report)
         if getattr(call, "excinfo", None) is not None:
-            note_unconfigured(node.nodeid, call.excinfo.tb)
+            note_unconfigured(node.nodeid, raised_in(call.excinfo.tb))
 
 
 def _charge_cached_failure(node, call, report):
@@ -390,14 +395,9 @@ def _charge_cached_failure(node, call, report):
 
 def _crash_in_unconfigured_django(report):
     """pytest 2.2 (no pytest_exception_interact): the file its report says the exception came from."""
-    path = getattr(getattr(getattr(report, "longrepr", None), "reprcrash", None), "path", None)
-    if isinstance(path, str) and report.nodeid not in _unconfigured:
-        class _Frame(object):
-            pass
-        tb, tb.tb_next, tb.tb_frame = _Frame(), None, _Frame()
-        tb.tb_frame.f_code = _Frame()
-        tb.tb_frame.f_code.co_filename = path
-        note_unconfigured(report.nodeid, tb)
+    if report.nodeid not in _unconfigured:
+        note_unconfigured(report.nodeid, getattr(getattr(getattr(report, "longrepr", None), "reprcrash", None),
+                                                 "path", None))
 
 
 def pytest_runtest_logreport(report):

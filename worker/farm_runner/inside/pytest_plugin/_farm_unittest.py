@@ -69,7 +69,7 @@ class _Watched(unittest.TextTestResult):
         unittest.TextTestResult.startTest(self, test)
 
     def addError(self, test, err):
-        sys.modules["_farm_probe"].note_unconfigured(_owner(test), err[2])
+        sys.modules["_farm_probe"].note_unconfigured(_owner(test), sys.modules["_farm_probe"].raised_in(err[2]))
         unittest.TextTestResult.addError(self, test, err)
 
 
