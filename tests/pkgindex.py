@@ -89,8 +89,11 @@ def _sources(name, version, behaviour, requires_python, dependencies, kind):
     setup_args = "name=%r, version=%r, packages=[%r]" % (name, version, mod)
     if requires_python:
         setup_args += ", python_requires=%r" % requires_python
-    if dependencies:
-        setup_args += ", install_requires=%r" % (list(dependencies),)
+    plain, extras = _split_extras(dependencies)
+    if plain:
+        setup_args += ", install_requires=%r" % (plain,)
+    if extras:
+        setup_args += ", extras_require=%r" % (extras,)
     setup = "from setuptools import setup\n\n"
     if behaviour == "setupfail":
         setup += "raise RuntimeError('farmfix: this setup.py refuses to build on purpose')\n\n"
@@ -101,11 +104,24 @@ def _sources(name, version, behaviour, requires_python, dependencies, kind):
     return files
 
 
+def _split_extras(dependencies):
+    """(plain requirements, {extra: [requirement]}) of DEPENDENCIES, where `x; extra == "e"` is e's."""
+    plain, extras = [], {}
+    for d in dependencies:
+        m = re.match(r"""^(.*?)\s*;\s*extra\s*==\s*['"]([^'"]+)['"]$""", d)
+        if m:
+            extras.setdefault(m.group(2), []).append(m.group(1))
+        else:
+            plain.append(d)
+    return plain, extras
+
+
 def _metadata(name, version, requires_python, dependencies):
     lines = ["Metadata-Version: 2.1", "Name: %s" % name, "Version: %s" % version,
              "Summary: farm fixture"]
     if requires_python:
         lines.append("Requires-Python: %s" % requires_python)
+    lines += ["Provides-Extra: %s" % e for e in _split_extras(dependencies)[1]]
     lines += ["Requires-Dist: %s" % d for d in dependencies]
     return "\n".join(lines) + "\n\n"
 

@@ -395,6 +395,22 @@ FIXTURES = {
         "tests/helpers.py": "import vfix_later\n\nVERSION = vfix_later.__version__\n",
         "tests/test_helped.py": "from helpers import VERSION\n\n\ndef test_helped():\n    assert VERSION\n",
     }, (), "passed"),
+    # The tests import what an extra of the release's declares (unidas's `dev`: xarray, and daspy
+    # from daspy-toolbox): the release's extras come before a distribution guessed from the
+    # module's name (here the index's newest, 2.0), each alone when one of them has no solution.
+    "vfix-extras": ({
+        "tests/test_extras.py": dedent("""
+            import vfix_asofdep
+
+
+            def test_the_extra_s_release_of_it():
+                assert vfix_asofdep.__version__ == "1.0"
+            """),
+    }, ('vfix-asofdep==1.0; extra == "full"', 'vfix-nowhere-to-be-found; extra == "gpu"'), "passed"),
+    # The project's options need pytest's cache plugin (pytest-alembic's addopts `--ff`).
+    "vfix-failedfirst": ({
+        "pyproject.toml": BUILD_SYSTEM + '[tool.pytest.ini_options]\naddopts = "--ff --strict-markers"\n',
+    }, (), "passed"),
     # Two undeclared modules, one of which no distribution on the index provides (redis's
     # `opentelemetry`): the other is still inferred and installed.
     "vfix-infer2": ({
@@ -632,7 +648,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -791,6 +807,21 @@ def test_a_plainly_missing_module_is_inferred_once_and_said(verdict_reports):
     log = report["phases"]["test"]["log_excerpt"]
     # the test files' own import before the first run; the helper's after the run that failed on it
     assert log.index("the tests need vfix_undeclared") < log.index("-m pytest") < log.index("the tests need vfix_later")
+
+
+@pytest.mark.slow
+def test_a_module_the_tests_import_comes_from_the_release_s_own_extras_first(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-extras")
+    assert tests["inferred"] == [] and tests["passed"] == 1
+    assert {"requirement": "vfix-asofdep==1.0", "source": "the release's extra full (its tests import what "
+            "it provides)"} in tests["deps"]
+    assert "each alone" in report["phases"]["test"]["log_excerpt"]
+
+
+@pytest.mark.slow
+def test_the_project_s_options_for_pytest_s_cache_are_kept(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-failedfirst")
+    assert tests["passed"] == 2 and "no:cacheprovider" not in tests["command"]
 
 
 @pytest.mark.slow

@@ -573,8 +573,10 @@ class Runner:
                 # What the test files import and nothing provides, before the first run rather than
                 # after it failed. (After an install, the stage step's reading is out of date: a
                 # module may have come with a dependency; the first run tells.)
-                self.infer(missing.distributions_for(plan.get("unmet_imports"), st.get("import_names", []),
-                                                     set(st.get("installed_import_names", []))), deadline, log)
+                unmet = missing.distributions_for(plan.get("unmet_imports"), st.get("import_names", []),
+                                                  set(st.get("installed_import_names", [])))
+                if unmet and not self.other_extras(deadline, log):
+                    self.infer(unmet, deadline, log)
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             deadline = max(deadline, self.test_deadline)
         counts, probe = self.read_run(out_dir, plan["tool"])
@@ -587,16 +589,25 @@ class Runner:
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             deadline = max(deadline, self.test_deadline)
             counts, probe = self.read_run(out_dir, plan["tool"])
-        if rc in (1, 2, 4):  # a module plainly missing: install it once and run again
+        for _ in range(MAX_INFER_ROUNDS):  # a module plainly missing: install what provides it, run again
+            if rc not in (1, 2, 4):
+                break
             known = set(st.get("import_names", [])) | set(st.get("installed_import_names", [])) | set(
                 st.get("infer_tried", []))
             wanted = missing.missing_modules([output] + [f["message"] for f in probe["failures"]],
                                              st.get("import_names", []), known)
-            wanted += missing.async_plugin_missing([f["message"] for f in probe["failures"]], known)
-            if self.infer(wanted, deadline, log):
-                rc, output, out_dir = self.run_tests(plan, deadline, log)
-                deadline = max(deadline, self.test_deadline)
-                counts, probe = self.read_run(out_dir, plan["tool"])
+            # The release's own extras first: its CI installs them (`uv sync --all-extras`), and
+            # what it declares beats a distribution guessed from a module's name (unidas's tests
+            # import daspy, which its `dev` extra gets from daspy-toolbox).
+            installed = wanted and self.other_extras(deadline, log)
+            if not installed:
+                wanted += missing.async_plugin_missing([f["message"] for f in probe["failures"]], known)
+                installed = self.infer(wanted, deadline, log)
+            if not installed:
+                break
+            rc, output, out_dir = self.run_tests(plan, deadline, log)
+            deadline = max(deadline, self.test_deadline)
+            counts, probe = self.read_run(out_dir, plan["tool"])
         failures, excused_by = self.environment_s(probe, plan, staged)
         network = _excused_tests(excused_by)
         if rc == 2 and plan["tool"] == "pytest" and failures and \
@@ -717,6 +728,52 @@ class Runner:
             return False
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
         return bool(wanted)
+
+    def other_extras(self, deadline, log):
+        """Install, once, the release's extras its test run did not have (each requirement alone
+        when together they have no solution: one extra's package without a wheel for this Python
+        must not keep the others out); what the release installed stays as it is. The report lists
+        them among the test dependencies. True when any was installed."""
+        r, st, tests = self.report, self.report["_state"], self.report["tests"]
+        if st.get("extras_tried"):
+            return False
+        st["extras_tried"] = True
+        had = {canonicalize_name(e) for e in st.get("extras_installed") or []}
+        others = [e for e in st.get("provides_extras") or [] if isinstance(e, str) and canonicalize_name(e) not in had]
+        markers = audit.marker_environment(st["interpreter"])
+        me = canonicalize_name(r["package"])
+        wanted = {}
+        for text in st.get("requires") or []:
+            req = _requirement(text) if isinstance(text, str) else None
+            if req is None or req.marker is None or canonicalize_name(req.name) == me:
+                continue
+            for extra in others:
+                if req.marker.evaluate(dict(markers, extra=extra)) and not req.marker.evaluate(dict(markers, extra="")):
+                    wanted.setdefault(_bare(req), extra)
+        if not wanted:
+            return False
+        log.write("[farm: the tests miss a module; installing the release's other extras (%s), which its "
+                  "CI may install]\n" % ", ".join(sorted(set(wanted.values()))))
+        out_dir = self.new_out_dir()
+        kept = ["%s==%s" % (d["name"], d["version"]) for d in r["dependencies"]
+                if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None]
+        pin = (st.get("tools_provide") or {}).get("pytest")
+        pins = kept + (["pytest==%s" % pin] if pin and me != "pytest" else [])
+        untrusted.write_new(os.path.join(out_dir, "constraints.txt"), "".join(p + "\n" for p in pins))
+        constraint = ["-c", self.sandbox_path(os.path.join(out_dir, "constraints.txt"), sandbox_.OUT + "/constraints.txt")]
+        reqs = list(wanted)[:MAX_EACH]
+        rc, output = self.install(constraint + reqs, deadline, log, out_dir=out_dir)
+        if rc == 0:
+            done = reqs
+        elif _network_trouble(output):
+            return False
+        else:
+            log.write("[farm: they have no solution together (%s); each alone]\n" % _error_line(output))
+            done = [q for q in reqs if self.install(constraint + [q], deadline, log, out_dir=out_dir)[0] == 0]
+        tests["deps"] = tests.get("deps", []) + [
+            {"requirement": q, "source": "the release's extra %s (its tests import what it provides)" % wanted[q]}
+            for q in done]
+        return bool(done)
 
     def environment_s(self, probe, plan, staged):
         """The run's failures, and those the environment is to blame for, by class
@@ -920,6 +977,7 @@ class Runner:
         st["import_names"] = environment.import_names(me["record"])
         st["installed_import_names"] = sorted({n for d in dists.values() for n in environment.import_names(d["record"])})
         st["provides_extras"] = me["extras"]
+        st["requires"] = me["requires"]
         st["record"] = me["record"]
         closure = audit.requirement_closure(dists, canonicalize_name(me["name"]), audit.marker_environment(st["interpreter"]))
         r["dependencies"] = sorted(({"name": dists[k]["name"], "version": dists[k]["version"]} for k in closure),
@@ -1062,6 +1120,7 @@ class Runner:
         if deps.get("test_extras_wanted"):
             wanted += [e for e in provided if is_test_name(e)] or [e for e in provided if is_dev_name(e)]
         extras = [e for e in dict.fromkeys(wanted) if canonicalize_name(e) in {canonicalize_name(p) for p in provided}]
+        st["extras_installed"] = extras
         args = []
         if extras:
             if self.spec[0] == "path":
@@ -1175,6 +1234,7 @@ def _checked_plan(plan, src, src_dir, run_dir):
             "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else []}
 
 
+MAX_INFER_ROUNDS = 3  # runs after the first one, each after installing what the tests missed
 MAX_EACH = 15  # test requirements installed one at a time when together they have no solution
 
 
@@ -1208,6 +1268,11 @@ def _pairs(value):
         return []
     return [(v[0], str(v[1])[:200]) for v in value[:2000]
             if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and len(v[0]) <= 500]
+
+
+def _bare(req):
+    """A requirement without its marker (already evaluated): name[extras]specifier."""
+    return req.name + ("[%s]" % ",".join(sorted(req.extras)) if req.extras else "") + str(req.specifier)
 
 
 def _requirement(text):

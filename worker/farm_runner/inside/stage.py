@@ -373,7 +373,11 @@ def test_command(python, plan, out, run_dir, pytest_version=None):
     if plan["tool"] == "unittest":
         return [python, "-m", "_farm_unittest", out + "/unittest.json"] + list(plan["args"]), cwd
     version = tuple(int(p) for p in re.findall(r"\d+", str(pytest_version or "99"))[:2])
-    return ([python, "-m", "pytest", "-p", "_farm_probe"] + (["-p", "no:cacheprovider"] if version >= (2, 8) else [])
+    # The cache in the run's own folder, never the tree; the plugin stays for the options it
+    # brings (pytest-alembic's addopts `--ff`: "unrecognized arguments" without it).
+    cache = ["-o", "cache_dir=" + out + "/pytest-cache"] if version >= (3, 2) else \
+        ["-p", "no:cacheprovider"] if version >= (2, 8) else []
+    return ([python, "-m", "pytest", "-p", "_farm_probe"] + cache
             + ["--junitxml", out + "/junit.xml"] + (["-o", "junit_family=xunit2"] if version >= (4, 2) else [])
             + list(plan["args"])), cwd
 
