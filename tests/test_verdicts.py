@@ -407,6 +407,20 @@ FIXTURES = {
                 assert vfix_asofdep.__version__ == "1.0"
             """),
     }, ('vfix-asofdep==1.0; extra == "full"', 'vfix-nowhere-to-be-found; extra == "gpu"'), "passed"),
+    # Tests inside the package that write into its installed folder (kubernetes's
+    # `tmp_file_path_test/`): the uninstall leaves that, and it is not the uninstall's fault.
+    "vfix-writes": ({
+        "vfix_writes/test_writes.py": dedent("""
+            import os
+
+
+            def test_writes_beside_itself():
+                made = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tmp_made_by_test")
+                os.makedirs(os.path.join(made, "empty"))
+                with open(os.path.join(made, "note.txt"), "w") as fh:
+                    fh.write("the test was here")
+            """),
+    }, (), "passed"),
     # The project's options need pytest's cache plugin (pytest-alembic's addopts `--ff`).
     "vfix-failedfirst": ({
         "pyproject.toml": BUILD_SYSTEM + '[tool.pytest.ini_options]\naddopts = "--ff --strict-markers"\n',
@@ -648,7 +662,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-writes",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -816,6 +830,13 @@ def test_a_module_the_tests_import_comes_from_the_release_s_own_extras_first(ver
     assert {"requirement": "vfix-asofdep==1.0", "source": "the release's extra full (its tests import what "
             "it provides)"} in tests["deps"]
     assert "each alone" in report["phases"]["test"]["log_excerpt"]
+
+
+@pytest.mark.slow
+def test_what_the_tests_wrote_in_the_installed_package_is_not_the_uninstall_s(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-writes")
+    assert report["leftovers"] == [] and report["phases"]["uninstall"]["status"] == "ok"
+    assert tests["wrote_in_package"] == ["vfix_writes/tmp_made_by_test/empty/", "vfix_writes/tmp_made_by_test/note.txt"]
 
 
 @pytest.mark.slow

@@ -534,6 +534,8 @@ class Runner:
         if rc != 0 and not ran:
             raise InfraError("the runner's stage step in the sandbox failed (exit status %d): %s" % (
                 rc, _last_line(output)), kind="runner-fault")
+        own = staged.get("own_files")
+        st["own_files"] = [p for p in own if isinstance(p, str)] if isinstance(own, list) else None
         if not self.take_installed(staged):
             # uv said yes, but nothing of the release is in the environment: the install failed.
             r["phases"]["install"]["status"] = "failed"
@@ -1159,9 +1161,20 @@ class Runner:
         # the import check comes last.
         uninstall = self.installer().uninstall(st["env_python"], st["box_cache"], r["package"])
         python = [st["env_python"]] + installers.isolated_flags(st["interpreter"]["version_info"])
+        own, out_dir = "-", None
+        if st.get("own_files") is not None:  # the release's own folders as the install left them
+            out_dir = self.new_out_dir()
+            untrusted.write_new(os.path.join(out_dir, "own-files.json"), json.dumps(st["own_files"]))
+            own = self.sandbox_path(os.path.join(out_dir, "own-files.json"), sandbox_.OUT + "/own-files.json")
         listing, rc, out = self.inside("audit", [env_dir, site, TOOLS_PTH, json.dumps(python),
-                                                 json.dumps(st.get("import_names", [])), "--"] + uninstall,
-                                       deadline, log)
+                                                 json.dumps(st.get("import_names", [])), own, "--"] + uninstall,
+                                       deadline, log, out_dir=out_dir)
+        written = listing.get("written_by_tests")
+        written = [p for p in written if isinstance(p, str)] if isinstance(written, list) else []
+        if written and isinstance(r.get("tests"), dict):
+            r["tests"]["wrote_in_package"] = written[:100]
+            log.write("the tests wrote %d file(s) in %s's own folders, which its import does not make: "
+                      "set apart, not counted (e.g. %s)\n" % (len(written), r["package"], written[0]))
         if listing.get("uninstall_returncode") != 0:
             return "failed", contract.UNINSTALL_DIRTY, "Uninstalling %s failed: %s" % (
                 r["package"], report_.sentence(_error_line(out)))

@@ -170,7 +170,60 @@ def installed(site, package):
     return None
 
 
-def audit(env, site, tools_pth, python, names, uninstall, write_answer):
+def set_apart_test_writes(site, own_before, python, names):
+    """What the tests wrote in the release's own folders: the files there now that the listing
+    made before any test ran (`own_before`, a JSON file: site-relative paths) does not hold, less
+    bytecode. They are removed, and the package imported afresh: what its import makes again is
+    the package's (a cache it writes beside itself, which the uninstall then leaves), the rest
+    the tests' (kubernetes's `tmp_file_path_test/`). Returns the tests' (site-relative)."""
+    import json
+    import subprocess
+
+    with open(own_before, encoding="utf-8") as fh:
+        before = set(p for p in json.load(fh) if isinstance(p, str))
+    tops = sorted({p.split("/", 1)[0] for p in before})
+
+    def listing():
+        out = []
+        for top in tops:
+            files, complete = list_files(os.path.join(site, top), MAX_ENTRIES - len(out))
+            if not complete:
+                return None
+            out += [top + "/" + f for f in files]
+        return [p for p in out if "/__pycache__/" not in "/" + p and not p.rstrip("/").endswith("__pycache__")]
+
+    now = listing()
+    new = [p for p in now or [] if p not in before]
+    if not new:
+        return []
+    for p in new:  # files, links and empty folders; then the folders left empty
+        path = os.path.join(site, p.rstrip("/"))
+        try:
+            os.rmdir(path) if p.endswith("/") else os.unlink(path)
+        except OSError:
+            pass
+    kept = {b.rsplit("/", i)[0] for b in before for i in range(1, b.rstrip("/").count("/") + 1)}
+    for folder in sorted({p.rstrip("/").rsplit("/", i)[0] for p in new for i in range(1, p.rstrip("/").count("/") + 1)}
+                         - kept, key=len, reverse=True):
+        try:
+            os.rmdir(os.path.join(site, folder))
+        except OSError:
+            pass  # not empty: a folder of the package's own that held bytecode
+    if names:
+        code = "".join("import %s\n" % n for n in names if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", n))
+        try:
+            subprocess.call(python + ["-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=IMPORT_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    again = set(listing() or new)
+    return [p for p in new if p not in again]
+
+
+IMPORT_SECONDS = 120
+
+
+def audit(env, site, tools_pth, python, names, uninstall, write_answer, own_before=None):
     """The uninstall (`uninstall`: uv's command, which runs none of the package's code, or pip's
     for 2.7), then the
     environment without the test tools, listed and answered; last, this process becomes the
@@ -179,10 +232,11 @@ def audit(env, site, tools_pth, python, names, uninstall, write_answer):
     answer, and its own output (a JSON list on the last line) is the command's."""
     import subprocess
 
+    written = set_apart_test_writes(site, own_before, python, names) if own_before else []
     sys.stdout.flush()
     returncode = subprocess.call(uninstall)
     if returncode != 0:
-        return write_answer({"uninstall_returncode": returncode})
+        return write_answer({"uninstall_returncode": returncode, "written_by_tests": written})
     pth = os.path.join(site, tools_pth)
     if os.path.lexists(pth) and not os.path.isdir(pth):
         os.unlink(pth)
@@ -191,7 +245,7 @@ def audit(env, site, tools_pth, python, names, uninstall, write_answer):
     provided = set(n for d in dists for n in import_names(d["record"]))
     checked = [n for n in names if n not in provided]
     write_answer({"uninstall_returncode": 0, "files": files, "complete": complete, "dists": dists,
-                  "checked": checked})
+                  "checked": checked, "written_by_tests": written})
     if not checked:
         return 0
     command = python + ["-c", import_check.CODE] + checked

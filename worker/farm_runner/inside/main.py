@@ -27,10 +27,10 @@ def main(argv=None):
     fd, args = int(args[0]), args[1:]
     if task == "audit":
         from farm_runner.inside import environment
-        env, site, pth, python, names, separator = args[:6]
+        env, site, pth, python, names, own, separator = args[:7]
         assert separator == "--"
-        return environment.audit(env, site, pth, json.loads(python), json.loads(names), args[6:],
-                                 lambda result: answer(fd, result))
+        return environment.audit(env, site, pth, json.loads(python), json.loads(names), args[7:],
+                                 lambda result: answer(fd, result), own_before=None if own == "-" else own)
     if task == "stage":
         from farm_runner.inside import stage
         (out,) = args

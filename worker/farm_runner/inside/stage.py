@@ -35,6 +35,8 @@ def stage(request):
         except Refused as exc:
             return dict(result, refused="the sdist %s cannot be unpacked: %s" % (
                 os.path.basename(request["sdist"]), exc))
+    own = next(d for d in dists if d["dist_info"] == me)
+    result["own_files"] = own_files(site, own["record"])
     if root:
         result["shipped"] = shipped_paths(root)
     version = tuple(request.get("python_version") or sys.version_info[:2])
@@ -44,6 +46,22 @@ def stage(request):
         plan["unmet_imports"] = imports.unmet_imports(root, plan["cwd"], plan["args"], site,
                                                       request.get("tools_names") or [])
     return dict(result, plan=plan, src=root)
+
+
+def own_files(site, record):
+    """The files in the release's own folders of site-packages (those its RECORD puts files in) as
+    the install left them, before any test ran: what the uninstall audit tells from what the tests
+    wrote there (kubernetes's tests make `kubernetes/tmp_file_path_test/` in the installed copy).
+    Site-relative; None past MAX_WALK entries."""
+    tops = sorted({p.split("/", 1)[0] for p in record if "/" in p and not p.startswith("..")
+                   and not p.split("/", 1)[0].endswith((".dist-info", ".egg-info", ".data"))})
+    out = []
+    for top in tops:
+        files, complete = environment.list_files(os.path.join(site, top), MAX_WALK - len(out))
+        if not complete:
+            return None
+        out += [top + "/" + f for f in files]
+    return out
 
 
 def shipped_paths(root):
