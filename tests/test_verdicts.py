@@ -421,6 +421,17 @@ FIXTURES = {
                     fh.write("the test was here")
             """),
     }, (), "passed"),
+    # A test that talks to a server its project's CI runs beside the tests (python-wordpress's
+    # WordPress on :8888, redis's Redis on :6379): the sandbox runs none; not the package's failure.
+    "vfix-service": ({
+        "tests/test_service.py": dedent("""
+            import socket
+
+
+            def test_talks_to_its_database():
+                socket.create_connection(("127.0.0.1", 6379), timeout=2)
+            """),
+    }, (), "passed"),
     # The project's options need pytest's cache plugin (pytest-alembic's addopts `--ff`).
     "vfix-failedfirst": ({
         "pyproject.toml": BUILD_SYSTEM + '[tool.pytest.ini_options]\naddopts = "--ff --strict-markers"\n',
@@ -481,6 +492,12 @@ FIXTURES = {
                 port = server.getsockname()[1]
                 server.close()
                 socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+            def test_its_own_server_thread_that_died_before_it_bound():
+                import threading
+                threading.Thread(target=lambda: None).start()
+                socket.create_connection(("127.0.0.1", 8765), timeout=2)
 
 
             def test_a_bug_after_a_lookup_of_its_own_name():
@@ -840,6 +857,15 @@ def test_what_the_tests_wrote_in_the_installed_package_is_not_the_uninstall_s(ve
 
 
 @pytest.mark.slow
+def test_a_test_that_needs_a_service_the_sandbox_does_not_run_is_not_counted(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-service")
+    assert tests["needs_service"] == [{"test": "tests/test_service.py::test_talks_to_its_database",
+                                       "service": "127.0.0.1:6379"}]
+    assert tests["failures"] == [] and tests["passed"] == 2
+    assert "1 needed a service this worker does not run (127.0.0.1:6379)" in report["reason"]
+
+
+@pytest.mark.slow
 def test_the_project_s_options_for_pytest_s_cache_are_kept(verdict_reports):
     report, tests = check(verdict_reports, "vfix-failedfirst")
     assert tests["passed"] == 2 and "no:cacheprovider" not in tests["command"]
@@ -896,7 +922,8 @@ def test_no_failure_is_excused_by_its_message_a_removed_module_or_the_sandbox_s_
     report, tests = check(verdict_reports, "vfix-noexcuse")
     assert sorted(f["test"].split("::")[1] for f in tests["failures"]) == [
         "test_a_bug_after_a_lookup_of_its_own_name", "test_a_message_that_names_an_installer",
-        "test_a_removed_standard_module", "test_its_own_server_that_never_started"]
+        "test_a_removed_standard_module", "test_its_own_server_that_never_started",
+        "test_its_own_server_thread_that_died_before_it_bound"]
     assert tests["needs_network"] == [] and tests["interpreter_lacks"] == [] and tests["flaky"] == []
     assert tests["needs_service"] == []
 

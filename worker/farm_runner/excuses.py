@@ -25,9 +25,10 @@ EXCUSES = (
            "%d needed a standard module this worker's Python was built without (%s)",
            "needs %s, missing from this worker's Python"),
     Excuse("needs_service", "service",
-           "the probe plugin saw the test's connection to a loopback port refused, a port no socket of the "
-           "test's process had bound: a server the project's CI runs beside its tests (a database, a broker). "
-           "Not applied yet: the hostile suite's test that reaches for the host's ports sees the same refusal",
+           "the probe plugin saw the test's connection to a loopback port refused: a port below the ephemeral "
+           "range (never a server of the moment, such as one of the host's), that no socket of the test's process "
+           "had bound or tried to, from a test that had started no program, process or thread (whose own server "
+           "may have died): a server the project's CI runs beside its tests (a database, a broker)",
            "%d needed a service this worker does not run (%s)", "connects to %s, where nothing runs in the sandbox"),
     Excuse("lacks_program", "program",
            "the probe plugin saw the test start a program that is not found, and the runner found it on "

@@ -787,9 +787,8 @@ class Runner:
         # only where the runner finds it on none of the sandbox's PATH folders.
         tested = {f["test"] for f in failures}
         excused_by["needs_network"] = {t: w for t, w in probe["network"].items() if t in tested}
-        # (needs_service stays empty: a connection refused by a loopback port is also what a test
-        # sees that must fail, the hostile suite's reaching for the host's ports; the probe's
-        # record is no evidence enough yet)
+        excused_by["needs_service"] = {t: ", ".join(w) for t, w in probe["services"].items()
+                                       if t in tested and w and t not in excused_by["needs_network"]}
         path_dirs = [os.path.dirname(st["env_python"]), "/usr/local/bin", "/usr/bin", "/bin"]
         for test, programs in probe["programs"].items():
             lacked = [p for p in programs if not any(os.path.lexists(os.path.join(d, p)) for d in path_dirs)]

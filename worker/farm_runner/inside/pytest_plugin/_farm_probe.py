@@ -9,7 +9,8 @@ Python has. It:
   network, so such a test fails for the farm's reasons, not the package's. What a test did is
   observed here, as it happens, never read from the text of its failure;
 - records the programs a test started that were not found on PATH (the runner checks the worker lacks them),
-  and its connections refused by a loopback port that this process never bound (a service it lacks);
+  and its connections refused by a loopback port below the ephemeral range that this process never
+  bound, from a test that started no program, process or thread (a service it lacks: a database server);
   a fixture that failed so is charged the same to every test that meets its cached failure;
 - records the tests whose exception came from Django's settings module while no settings were made;
 - writes each test's result as it finishes (FARM_PROGRESS), and leaves out the tests a first part of
@@ -40,7 +41,9 @@ _network = {}
 _programs = {}
 _services = {}
 _unconfigured = {}  # test -> the framework whose settings were never made (Django's)
-_bound = set()  # ports this process's sockets bound: a refused connection to one is no missing service
+_bound = set()  # ports this process's sockets bound or tried to: a refused connection to one is no missing service
+_spawned = set()  # tests that started a program, a process or a thread: a server of their own may have died
+EPHEMERAL = 32768  # Linux's first ephemeral port: a port from here on is a server's of the moment, no service's
 _failures = []
 
 
@@ -95,9 +98,9 @@ def _note_service(address):
     """A connection to a loopback port that nothing listens on, and that no socket of this process
     had bound: a service (a database server, a broker) the project's CI runs and the sandbox has not."""
     try:
-        if int(address[1]) in _bound:
-            return
         test = _current["test"] or "(collection)"
+        if int(address[1]) in _bound or int(address[1]) >= EPHEMERAL or test in _spawned:
+            return
         if test in _services or len(_services) < MAX_TESTS:
             where = "%s:%d" % (str(address[0])[:60], int(address[1]))
             if len(_services.setdefault(test, [])) < 5 and where not in _services[test]:
@@ -127,6 +130,11 @@ def _wrap_connect(original, returns_code=False):
 
 def _wrap_bind(original):
     def bind(self, address, *args, **kwargs):
+        try:
+            if _inet(self, address) and int(address[1]):
+                _bound.add(int(address[1]))  # tried, whether or not it works
+        except Exception:
+            pass
         result = original(self, address, *args, **kwargs)
         try:
             if _inet(self, address):
@@ -188,6 +196,7 @@ def _wrap_popen(original):
                 _note(what)
         except Exception:
             pass
+        _note_spawn()
         try:
             return original(self, args, *rest, **kwargs)
         except OSError as exc:
@@ -202,9 +211,25 @@ def _wrap_popen(original):
     return __init__
 
 
+def _note_spawn(*args):
+    if len(_spawned) < MAX_TESTS * 10:
+        _spawned.add(_current["test"] or "(collection)")
+
+
+def _wrap_thread_start(original):
+    def start(self):
+        _note_spawn()
+        return original(self)
+    return start
+
+
 def _install_network_watch():
     import subprocess
+    import threading
     subprocess.Popen.__init__ = _wrap_popen(subprocess.Popen.__init__)
+    threading.Thread.start = _wrap_thread_start(threading.Thread.start)
+    if hasattr(os, "register_at_fork"):  # (3.7+) multiprocessing's fork, os.fork
+        os.register_at_fork(before=_note_spawn)
     socket.socket.connect = _wrap_connect(socket.socket.connect)
     socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex, returns_code=True)
     socket.socket.bind = _wrap_bind(socket.socket.bind)
