@@ -407,6 +407,21 @@ FIXTURES = {
                 assert vfix_asofdep.__version__ == "1.0"
             """),
     }, ('vfix-asofdep==1.0; extra == "full"', 'vfix-nowhere-to-be-found; extra == "gpu"'), "passed"),
+    # hdx's way: a name the package defines only when its `html` extra's module is there; no test
+    # file imports a missing module, the run's import error tells.
+    "vfix-extras2": ({
+        "vfix_extras2/__init__.py": dedent("""
+            __version__ = "1.0"
+            try:
+                import vfix_later
+            except ImportError:
+                pass
+            else:
+                def table():
+                    return vfix_later.__version__
+            """),
+        "tests/test_table.py": "from vfix_extras2 import table\n\n\ndef test_table():\n    assert table()\n",
+    }, ('vfix-later; extra == "html"',), "passed"),
     # Tests inside the package that write into its installed folder (kubernetes's
     # `tmp_file_path_test/`): the uninstall leaves that, and it is not the uninstall's fault.
     "vfix-writes": ({
@@ -679,7 +694,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-writes",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -847,6 +862,9 @@ def test_a_module_the_tests_import_comes_from_the_release_s_own_extras_first(ver
     assert {"requirement": "vfix-asofdep==1.0", "source": "the release's extra full (its tests import what "
             "it provides)"} in tests["deps"]
     assert "each alone" in report["phases"]["test"]["log_excerpt"]
+    report, tests = check(verdict_reports, "vfix-extras2")
+    assert tests["inferred"] == [] and tests["passed"] == 1 and tests["deps"] == [
+        {"requirement": "vfix-later", "source": "the release's extra html (its tests import what it provides)"}]
 
 
 @pytest.mark.slow
