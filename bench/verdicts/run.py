@@ -34,6 +34,16 @@ AGREES = {"passed": {"passed"}, "tests-failed": {"tests-failed"}, "no-tests": {"
 DECIDED = frozenset(AGREES)
 
 
+def agrees(case, verdict):
+    """Does the farm's outcome agree with the truth? An uninstall the farm found not clean agrees
+    where the hand check found the same (the truth's "uninstall": "dirty", with its evidence): the
+    procedure judges the tests, and the uninstall only where the farm says it was not clean."""
+    truth = case["truth"]
+    if verdict["outcome"] == "uninstall-dirty" and truth.get("uninstall") == "dirty":
+        return True
+    return verdict["outcome"] in AGREES[truth["outcome"]]
+
+
 def parse_ids(text):
     ids = set()
     for part in filter(None, (text or "").split(",")):
@@ -94,7 +104,7 @@ def score(cases, verdicts):
     """The figures over the decided cases that have a verdict, in all and per stratum."""
     def figures(group):
         decided = [(c, verdicts[str(c["id"])]) for c in group if str(c["id"]) in verdicts]
-        agree = [c for c, v in decided if v["outcome"] in AGREES[c["truth"]["outcome"]]]
+        agree = [c for c, v in decided if agrees(c, v)]
         said_failed = [c for c, v in decided if v["outcome"] == "tests-failed"]
         false_passes = [c["id"] for c, v in decided if v["outcome"] == "passed"
                         and c["truth"]["outcome"] in ("tests-failed", "install-failed")]
@@ -112,7 +122,7 @@ def score(cases, verdicts):
          "stratum": c["stratum"], "truth": c["truth"]["outcome"], "farm": verdicts[str(c["id"])]["outcome"],
          "farm_reason": verdicts[str(c["id"])]["reason"], "truth_causes": c["truth"].get("causes")}
         for c in checked if str(c["id"]) in verdicts
-        and verdicts[str(c["id"])]["outcome"] not in AGREES[c["truth"]["outcome"]]]
+        and not agrees(c, verdicts[str(c["id"])])]
     out["undecided"] = [c["id"] for c in cases if (c.get("truth") or {}).get("outcome") == "undecided"]
     return out
 
