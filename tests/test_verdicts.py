@@ -436,6 +436,21 @@ FIXTURES = {
                     fh.write("the test was here")
             """),
     }, (), "passed"),
+    # None of the tree's tests can run as the sdist ships them (ihm's test/ imports the utils.py it
+    # leaves out); the package's own installed test module (ihm/test.py) runs instead.
+    "vfix-inlacks": ({
+        "tests/test_tree.py": "from utils import helper\n\n\ndef test_tree():\n    assert helper()\n",
+        "vfix_inlacks/test.py": dedent("""
+            import unittest
+
+            import vfix_inlacks
+
+
+            class Tests(unittest.TestCase):
+                def test_basic(self):
+                    self.assertEqual(vfix_inlacks.__version__, "1.0")
+            """),
+    }, (), "passed"),
     # A test that talks to a server its project's CI runs beside the tests (python-wordpress's
     # WordPress on :8888, redis's Redis on :6379): the sandbox runs none; not the package's failure.
     "vfix-service": ({
@@ -694,7 +709,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -881,6 +896,14 @@ def test_a_test_that_needs_a_service_the_sandbox_does_not_run_is_not_counted(ver
                                        "service": "127.0.0.1:6379"}]
     assert tests["failures"] == [] and tests["passed"] == 2
     assert "1 needed a service this worker does not run (127.0.0.1:6379)" in report["reason"]
+
+
+@pytest.mark.slow
+def test_the_installed_package_s_tests_run_when_none_of_the_tree_s_can(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-inlacks")
+    assert tests["passed"] == 1 and tests["command"][-2:] == ["--pyargs", "vfix_inlacks.test"]
+    assert tests["how"].endswith("then the tests inside the installed package, as none of the tree's could run "
+                                 "as the sdist ships them")
 
 
 @pytest.mark.slow

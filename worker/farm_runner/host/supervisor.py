@@ -546,7 +546,7 @@ class Runner:
         if isinstance(staged.get("refused"), str):
             r["tests"] = dict(verdict.ZERO, command=[])
             return "failed", contract.TESTS_FAILED, report_.sentence("The tests could not be prepared: %s" % staged["refused"])
-        plan = _checked_plan(staged.get("plan"), staged.get("src"), src_dir, run_dir)
+        plan = _checked_plan(staged.get("plan"), staged.get("src"), src_dir, run_dir, st["site_packages"])
         if plan is None:
             log.write("no tests found (sdist: %s); importing its modules instead\n" % ("yes" if sdist else "no"))
             r["tests"] = dict(verdict.ZERO, command=[])
@@ -622,6 +622,19 @@ class Runner:
             log.write("[farm: collecting %d test module(s) needed what the sandbox lacks; running the others]\n"
                       % len(failures))
             plan = dict(plan, args=list(plan["args"]) + ["--continue-on-collection-errors"])
+            rc, output, out_dir = self.run_tests(plan, deadline, log)
+            deadline = max(deadline, self.test_deadline)
+            counts, probe = self.read_run(out_dir, plan["tool"])
+            failures, excused_by = self.environment_s(probe, plan, staged)
+            network = _excused_tests(excused_by)
+        if plan["installed"] and plan["tool"] == "pytest" and not (counts or {}).get("passed") and failures and \
+                all(f["test"] in excused_by["sdist_lacks"] for f in failures):
+            log.write("[farm: none of the tree's tests could run as the sdist ships them; running the tests "
+                      "inside the installed package]\n")
+            plan = dict(plan, args=["--pyargs"] + plan["installed"], cwd=None, root=run_dir, installed=[],
+                        how=plan["how"] + "; then the tests inside the installed package, as none of the "
+                        "tree's could run as the sdist ships them")
+            tests.update(how=plan["how"])
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             deadline = max(deadline, self.test_deadline)
             counts, probe = self.read_run(out_dir, plan["tool"])
@@ -1223,7 +1236,7 @@ _UNRESOLVED = re.compile(r"No solution found when resolving|not found in the pac
                          r"no version of|Could not find a version that satisfies|ResolutionImpossible")
 
 
-def _checked_plan(plan, src, src_dir, run_dir):
+def _checked_plan(plan, src, src_dir, run_dir, site):
     """The stage step's plan, if it is well-formed; else None (no tests the host can run). Its
     words go to the test command as arguments inside the sandbox, never to a shell."""
     if not isinstance(plan, dict) or plan.get("tool") not in ("pytest", "unittest"):
@@ -1236,6 +1249,9 @@ def _checked_plan(plan, src, src_dir, run_dir):
         return list(value)
 
     args, fallback = words(plan.get("args")), words(plan.get("fallback") or [])
+    installed = [w for w in words(plan.get("installed") or [], 5) or []
+                 if re.match(r"^[A-Za-z_][A-Za-z0-9_.]{0,200}$", w) or (
+                     w.startswith(site + "/") and ".." not in w.split("/"))]
     cwd = plan.get("cwd")
     if args is None or fallback is None:
         return None
@@ -1247,7 +1263,8 @@ def _checked_plan(plan, src, src_dir, run_dir):
             "cwd": cwd, "root": src if cwd is not None else run_dir, "deps": plan.get("deps"),
             "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
             if isinstance(plan.get("set_aside"), list) else [],
-            "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else []}
+            "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else [],
+            "installed": installed if cwd is not None else []}
 
 
 MAX_INFER_ROUNDS = 3  # runs after the first one, each after installing what the tests missed

@@ -94,6 +94,9 @@ def plan_run(root, names, site, version, implementation):
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"]:
+            # for when none of the tree's tests can run as the sdist ships them (ihm's test/ lacks
+            # its utils.py; the installed ihm/test.py runs)
+            plan["installed"] = installed_tests(names, site) if "--pyargs" not in plan["args"] else []
             return plan
     installed = installed_tests(names, site)
     if installed:
