@@ -436,6 +436,14 @@ FIXTURES = {
                     fh.write("the test was here")
             """),
     }, (), "passed"),
+    # The Makefile's test target says what to run and install (tokenizers' `test-py`): not the
+    # benchmark scripts pytest would collect beside the tests.
+    "vfix-make": ({
+        "Makefile": "PYTHON ?= python\n.PHONY: test lint unit\n\ntest: lint unit\n\nlint:\n\tflake8 .\n\n"
+                    "unit:\n\t$(PYTHON) -m pip install vfix-later\n\t@$(PYTHON) -m pytest -s -v tests/unit\n",
+        "tests/unit/test_unit.py": "import vfix_later\n\n\ndef test_unit():\n    assert vfix_later.__version__\n",
+        "benches/test_bench.py": "def test(model, dataset):\n    pass\n",
+    }, (), "passed"),
     # None of the tree's tests can run as the sdist ships them (ihm's test/ imports the utils.py it
     # leaves out); the package's own installed test module (ihm/test.py) runs instead.
     "vfix-inlacks": ({
@@ -709,7 +717,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -896,6 +904,13 @@ def test_a_test_that_needs_a_service_the_sandbox_does_not_run_is_not_counted(ver
                                        "service": "127.0.0.1:6379"}]
     assert tests["failures"] == [] and tests["passed"] == 2
     assert "1 needed a service this worker does not run (127.0.0.1:6379)" in report["reason"]
+
+
+@pytest.mark.slow
+def test_the_makefile_s_test_target_is_the_project_s_command(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-make")
+    assert tests["how"] == "the `unit` target of Makefile" and tests["command"][-1:] == ["tests/unit"]
+    assert tests["passed"] == 1 and tests["deps"] == [{"requirement": "vfix-later", "source": "Makefile unit"}]
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """How the project tests itself, read from its unpacked sdist: the command its CI runs (the tox env
-for this interpreter, nox's session, cibuildwheel's test-command, or pytest with the project's own configuration), the folder
+for this interpreter, nox's session, cibuildwheel's test-command, a Makefile's test target, or pytest with the project's own configuration), the folder
 it runs from, and the test dependencies it declares, wherever it declares them. Runs inside the
 sandbox: every file here is the package's. Only regular files of a sane size are read, no link is
 followed, and every path handed on stays inside the tree.
@@ -464,6 +464,87 @@ def cibuildwheel_plan(root):
     return None
 
 
+# -- Makefile ----------------------------------------------------------------------------------------
+
+MAKE_TARGETS = ("test", "tests", "test-py", "test-python", "test_py", "pytest", "test-unit", "unit", "unittest",
+                "check")
+MAKEFILES = ("GNUmakefile", "makefile", "Makefile")
+_MAKE_VAR = re.compile(r"^ *([A-Za-z_][A-Za-z0-9_]*)\s*(?::{1,3}=|\?=|=)\s*(.*)$")
+_MAKE_RULE = re.compile(r"^([A-Za-z0-9_.-]+(?:\s+[A-Za-z0-9_.-]+)*)\s*::?(?!=)\s*([^=]*)$")
+_MAKE_REF = re.compile(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]")
+
+
+def _make_rules(text):
+    """({target: (prerequisites, [recipe line...])}, {variable: value}) of a Makefile's text: its
+    plain rules and simple variables (the first definition of each), nothing evaluated."""
+    lines = text.replace("\\\n", " ").splitlines()
+    rules, variables, current = {}, {}, None
+    for line in lines[:5000]:
+        if line.startswith("\t"):
+            if current is not None:
+                current[1].append(line.strip())
+            continue
+        current = None
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _MAKE_VAR.match(line)
+        if m:
+            variables.setdefault(m.group(1), m.group(2).split("#", 1)[0].strip())
+            continue
+        m = _MAKE_RULE.match(line)
+        if m:
+            recipe = m.group(2).split(";", 1)
+            current = (recipe[0].split(), [recipe[1].strip()] if len(recipe) > 1 else [])
+            for target in m.group(1).split():
+                rules.setdefault(target, current)
+    return rules, variables
+
+
+def _make_expand(text, variables, depth=0):
+    return _MAKE_REF.sub(lambda m: _make_expand(variables.get(m.group(1), ""), variables, depth + 1)
+                         if depth < 3 else "", text)
+
+
+def makefile_plan(root):
+    """A Makefile's test target (`test`, `test-py`... followed through its prerequisites) whose
+    recipe runs pytest or unittest: tokenizers' binding's `test-py: python -m pytest -s -v tests`,
+    with the packages its recipe installs (`$(PIP) install pytest ... datasets`). Looked for at the
+    root and in a maturin project's binding folder; variables are expanded, nothing is run."""
+    tool = load_toml(os.path.join(root, "pyproject.toml")).get("tool")
+    maturin = tool.get("maturin") if isinstance(tool, dict) else None
+    manifest = maturin.get("manifest-path") if isinstance(maturin, dict) else None
+    binding = inside_tree(root, os.path.dirname(manifest) or ".") if isinstance(manifest, str) else None
+    for folder in dict.fromkeys(["", binding if binding and binding != "." else ""]):
+        name = next((n for n in MAKEFILES if _text(os.path.join(root, folder, n)) is not None), None)
+        if name is None:
+            continue
+        rules, variables = _make_rules(_text(os.path.join(root, folder, name)))
+        for target in MAKE_TARGETS:
+            chain, todo = [], [target]
+            while todo and len(chain) < 5:
+                t = todo.pop(0)
+                if t in rules and t not in chain:
+                    chain.append(t)
+                    todo += [p for p in rules[t][0] if p in rules]
+            installs = []
+            for t in chain:
+                for line in rules[t][1]:
+                    for part in re.split(r"&&|;|\|\|", _make_expand(line, variables).lstrip("@-+ ")):
+                        try:
+                            words = shlex.split(part)
+                        except ValueError:
+                            continue
+                        if "install" in words and (words.index("install") == 0 or "pip" in words[:words.index("install")]):
+                            installs += words[words.index("install") + 1:]
+                            continue
+                        found = _test_command(words)
+                        if found:
+                            where = (folder + "/" if folder else "") + name
+                            return {"how": "the `%s` target of %s" % (t, where), "tool": found[0], "args": found[1],
+                                    "cwd": folder, "nox_installs": installs, "installs_from": "%s %s" % (where, t)}
+    return None
+
+
 # -- setup.py's `test` command (setuptools' test_suite and tests_require, the 2010s' way) --------------
 
 _STRING = r"""(?:'([^'\\\n]{1,300})'|"([^"\\\n]{1,300})")"""
@@ -542,6 +623,8 @@ def plan_tests(root, names, version, implementation="cpython"):
         plan = nox_plan(root) or {}
     if not plan.get("how"):
         plan = cibuildwheel_plan(root) or {}
+    if not plan.get("how"):
+        plan = makefile_plan(root) or {}
     if plan.get("how"):
         cwd = inside_tree(root, plan.get("cwd") or ".") or "."
         cwd = "" if cwd == "." else cwd
@@ -557,7 +640,8 @@ def plan_tests(root, names, version, implementation="cpython"):
         if binding:
             plan.update(how="pytest with the project's configuration (%s/%s), in the folder of its Python "
                             "binding" % (binding, pytest_config(os.path.join(root, binding))[0]), cwd=binding)
-    plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"), plan.get("cibuildwheel"))
+    plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"), plan.get("cibuildwheel"),
+                                     plan.pop("installs_from", None))
     plan.pop("nox_installs", None)
     plan.pop("cibuildwheel", None)
     return plan
@@ -653,7 +737,7 @@ def requirement_lines(root, rel, source, depth=0, seen=None):
     return reqs[:MAX_REQUIREMENTS], cons[:MAX_REQUIREMENTS]
 
 
-def test_dependencies(root, tox=None, nox_installs=None, cibuildwheel=None):
+def test_dependencies(root, tox=None, nox_installs=None, cibuildwheel=None, installs_from=None):
     """What the project installs for its tests: the tox env's deps and extras when a tox env was
     chosen, nox's installs, cibuildwheel's test-requires and test-extras, then the test extras, PEP 735 groups, pdm/hatch/poetry dev
     dependencies and test requirement files (dev ones when none is named for tests); uv.lock's
@@ -676,16 +760,17 @@ def test_dependencies(root, tox=None, nox_installs=None, cibuildwheel=None):
             elif plain_requirement(line):
                 deps["requirements"].append([line, "tox deps"])
     words = list(nox_installs or [])
+    label = installs_from or "noxfile.py session.install"
     for i, word in enumerate(words):
         m = re.match(r"^\.\[([^\]]+)\]$", word)
         if m:
             deps["extras"] += [e.strip() for e in m.group(1).split(",")]
         elif word in ("-r", "--requirement", "-c", "--constraint") and i + 1 < len(words):
-            r, c = requirement_lines(root, words[i + 1], "noxfile.py session.install %s %s" % (word, words[i + 1]))
+            r, c = requirement_lines(root, words[i + 1], "%s %s %s" % (label, word, words[i + 1]))
             deps["requirements" if word in ("-r", "--requirement") else "constraints"] += r
             deps["constraints"] += c
         elif plain_requirement(word) and (i == 0 or words[i - 1] not in ("-r", "--requirement", "-c", "--constraint")):
-            deps["requirements"].append([word, "noxfile.py session.install"])
+            deps["requirements"].append([word, label])
     if cibuildwheel:
         deps["extras"] += cibuildwheel["extras"]
         deps["requirements"] += [[r, "pyproject.toml [tool.cibuildwheel] test-requires"]
