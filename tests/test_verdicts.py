@@ -444,6 +444,26 @@ FIXTURES = {
         "tests/unit/test_unit.py": "import vfix_later\n\n\ndef test_unit():\n    assert vfix_later.__version__\n",
         "benches/test_bench.py": "def test(model, dataset):\n    pass\n",
     }, (), "passed"),
+    # tox runs the project's own test script (dill's `{envpython} dill/tests/__main__.py`, which
+    # runs each test file as a script): its exit status is the verdict.
+    "vfix-script": ({
+        "tox.ini": "[testenv]\ncommands =\n    {envpython} -m pip install .\n    {envpython} vfix_script/tests/__main__.py\n",
+        "vfix_script/tests/__init__.py": "",
+        "vfix_script/tests/__main__.py": dedent("""
+            import glob
+            import os
+            import subprocess
+            import sys
+
+            here = os.path.dirname(os.path.abspath(__file__))
+            sys.exit(sum(subprocess.call([sys.executable, f]) != 0 for f in sorted(glob.glob(os.path.join(here, "test_*.py")))))
+            """),
+        "vfix_script/tests/test_one.py": "import vfix_script\n\nassert vfix_script.__version__ == '1.0'\n",
+    }, (), "passed"),
+    "vfix-scriptfail": ({
+        "tox.ini": "[testenv]\ncommands = python tests/run_tests.py\n",
+        "tests/run_tests.py": "import vfix_scriptfail\n\nassert vfix_scriptfail.__version__ == '2.0', 'a real bug'\n",
+    }, (), "tests-failed"),
     # None of the tree's tests can run as the sdist ships them (ihm's test/ imports the utils.py it
     # leaves out); the package's own installed test module (ihm/test.py) runs instead.
     "vfix-inlacks": ({
@@ -717,7 +737,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -911,6 +931,17 @@ def test_the_makefile_s_test_target_is_the_project_s_command(verdict_reports):
     report, tests = check(verdict_reports, "vfix-make")
     assert tests["how"] == "the `unit` target of Makefile" and tests["command"][-1:] == ["tests/unit"]
     assert tests["passed"] == 1 and tests["deps"] == [{"requirement": "vfix-later", "source": "Makefile unit"}]
+
+
+@pytest.mark.slow
+def test_the_project_s_test_script_is_run_and_its_exit_status_is_the_verdict(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-script")
+    assert tests["tool"] == "script" and tests["command"][-1].endswith("/site-packages/vfix_script/tests/__main__.py")
+    assert tests["passed"] == 1 and "[test] ok: The project's test script (vfix_script/tests/__main__.py of the " \
+        "installed package) ended well (exit status 0)." in report["phases"]["test"]["log_excerpt"]
+    report, tests = check(verdict_reports, "vfix-scriptfail")
+    assert report["reason"].startswith("The project's test script (tests/run_tests.py) failed (exit status 1): ")
+    assert "a real bug" in report["reason"]
 
 
 @pytest.mark.slow

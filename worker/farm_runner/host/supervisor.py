@@ -95,6 +95,7 @@ class Runner:
         self._index_cache = None
         self.test_deadline = 0  # a second part's own deadline (second_part)
         self.first_parts = {}  # {out folder of a second part: the first part's finished tests}
+        self.exit_status = {}  # {out folder of a test run: its exit status, as the host saw it}
 
     # -- the report --------------------------------------------------------------------------------
     def start_report(self):
@@ -531,6 +532,7 @@ class Runner:
             if not (isinstance(staged, dict) and staged.get("ran_tests") is True):
                 raise
         ran = staged.get("ran_tests") is True
+        self.exit_status[out_dir] = rc
         if rc != 0 and not ran:
             raise InfraError("the runner's stage step in the sandbox failed (exit status %d): %s" % (
                 rc, _last_line(output)), kind="runner-fault")
@@ -681,6 +683,15 @@ class Runner:
             # Nothing of the package's passed, and every failure was the environment's: not tested.
             return "skipped", contract.NO_TESTS, "The tests could not run here: none passed, and every failure " \
                 "was the environment's.%s" % excuses.not_counted(tests)
+        if plan["tool"] == "script":  # a script speaks no pytest codes: it passed, or it failed
+            script = plan["args"][0]
+            script = untrusted.line(os.path.relpath(script, st["site_packages"]) + " of the installed package"
+                                    if script.startswith(st["site_packages"] + "/") else script, 300)
+            if rc == 0:
+                return "ok", contract.PASSED, "The project's test script (%s) ended well (exit status 0)." % script
+            return "failed", contract.TESTS_FAILED, report_.sentence(
+                "The project's test script (%s) failed (exit status %d): %s" % (
+                    script, rc, untrusted.line(_error_line(output), 300)))
         status, outcome, reason = verdict.pytest_verdict(rc, counts, plan["tool"])
         if verdict.could_not_start(rc, counts, started=bool(self.read_progress(out_dir))):
             # pytest stopped before any test ran (a plugin that only works in the project's monorepo,
@@ -886,6 +897,7 @@ class Runner:
             if self.more_memory(exc, log):
                 return self.run_tests(plan, deadline, log, main)
             return self.second_part(plan, out_dir, exc, log)
+        self.exit_status[out_dir] = rc
         return rc, output, out_dir
 
     def more_memory(self, stopped, log):
@@ -966,6 +978,11 @@ class Runner:
         return counts, probe
 
     def _read_run(self, out_dir, tool):
+        if tool == "script":  # one test, the script, judged by the exit status the host saw
+            rc = self.exit_status.get(out_dir)
+            counts = None if rc is None else dict(verdict.ZERO, passed=int(rc == 0), failed=int(rc != 0))
+            failures = [] if rc in (0, None) else [{"test": "the test script", "message": "exit status %d" % rc}]
+            return counts, verdict.probe_answer({"failures": failures})
         try:
             if tool == "unittest":
                 data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
@@ -1239,7 +1256,7 @@ _UNRESOLVED = re.compile(r"No solution found when resolving|not found in the pac
 def _checked_plan(plan, src, src_dir, run_dir, site):
     """The stage step's plan, if it is well-formed; else None (no tests the host can run). Its
     words go to the test command as arguments inside the sandbox, never to a shell."""
-    if not isinstance(plan, dict) or plan.get("tool") not in ("pytest", "unittest"):
+    if not isinstance(plan, dict) or plan.get("tool") not in ("pytest", "unittest", "script"):
         return None
 
     def words(value, limit=200):
@@ -1255,6 +1272,10 @@ def _checked_plan(plan, src, src_dir, run_dir, site):
     cwd = plan.get("cwd")
     if args is None or fallback is None:
         return None
+    if plan["tool"] == "script" and not (len(args) == 1 and args[0].endswith(".py") and not args[0].startswith("-")
+                                         and ".." not in args[0].split("/") and cwd is not None
+                                         and (not args[0].startswith("/") or args[0].startswith(site + "/"))):
+        return None  # a script of the tree, by its path there, or of the installed package
     if cwd is not None:
         inside = isinstance(src, str) and src.startswith(src_dir + "/") and ".." not in src.split("/")
         if not (inside and isinstance(cwd, str) and ".." not in cwd.split("/") and not cwd.startswith("/")):

@@ -5,7 +5,7 @@ sandbox: every file here is the package's. Only regular files of a sane size are
 followed, and every path handed on stays inside the tree.
 
 The plan this module returns:
-    {"how": a sentence, "tool": "pytest" | "unittest", "args": [...], "cwd": folder relative to the
+    {"how": a sentence, "tool": "pytest" | "unittest" | "script", "args": [...], "cwd": folder relative to the
      tree ("" for its root), "deps": {"extras": [...], "requirements": [[requirement, source]...],
      "constraints": [[requirement, source]...]}} (dependency groups are expanded into requirements)
 """
@@ -391,10 +391,16 @@ def tox_plan(root, version, implementation):
 
 
 def _test_command(words):
-    """("pytest" | "unittest", its arguments) when a command runs the tests, else None."""
+    """("pytest" | "unittest", its arguments) when a command runs the tests, ("script", [path])
+    when it runs a test script of the tree with Python (dill's tox: `{envpython}
+    dill/tests/__main__.py`), else None."""
     words = [w for w in words if w]
     for i, w in enumerate(words):
         base = w.rsplit("/", 1)[-1]
+        if re.match(r"^python[\d.]*$", base) and i + 1 < len(words) and words[i + 1].endswith(".py") and \
+                not words[i + 1].startswith("-") and os.path.basename(words[i + 1]) != "setup.py" and \
+                "test" in words[i + 1].lower():
+            return "script", [words[i + 1]]
         if base in ("pytest", "py.test"):
             return "pytest", words[i + 1:]
         if w == "-m" and i + 1 < len(words) and words[i + 1] in ("pytest", "py.test", "unittest"):
@@ -613,8 +619,10 @@ def pytest_args(root, cwd, words):
     return out
 
 
-def plan_tests(root, names, version, implementation="cpython"):
-    """What the project runs, from its tree (see the module docstring), or None without a tree."""
+def plan_tests(root, names, version, implementation="cpython", scripts=True):
+    """What the project runs, from its tree (see the module docstring), or None without a tree.
+    A test script is planned (unless not `scripts`) when the tree has it, or when it is in a folder
+    of the package's own (set aside: the stage step runs the installed copy's)."""
     if not root or not os.path.isdir(root):
         return None
     plan = tox_plan(root, version, implementation) or {}
@@ -625,12 +633,21 @@ def plan_tests(root, names, version, implementation="cpython"):
         plan = cibuildwheel_plan(root) or {}
     if not plan.get("how"):
         plan = makefile_plan(root) or {}
+    if plan.get("tool") == "script":  # a script the tree has (after the package's folder was set aside)
+        cwd = inside_tree(root, plan.get("cwd") or ".") or "."
+        base = root if cwd == "." else os.path.join(root, cwd)
+        rel = inside_tree(base, plan["args"][0])
+        if not (scripts and rel and (os.path.isfile(os.path.join(base, rel)) or rel.split("/")[0] in names)):
+            plan = {}
     if plan.get("how"):
         cwd = inside_tree(root, plan.get("cwd") or ".") or "."
         cwd = "" if cwd == "." else cwd
         if not os.path.isdir(os.path.join(root, cwd)):
             cwd = ""
-        args = pytest_args(root, cwd, plan["args"]) if plan["tool"] == "pytest" else unittest_args(plan["args"])
+        if plan["tool"] == "script":
+            args = [inside_tree(os.path.join(root, cwd) if cwd else root, plan["args"][0])]
+        else:
+            args = pytest_args(root, cwd, plan["args"]) if plan["tool"] == "pytest" else unittest_args(plan["args"])
         plan.update(cwd=cwd, args=args)
     else:
         config, _ = pytest_config(root)

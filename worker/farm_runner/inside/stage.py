@@ -84,6 +84,10 @@ def plan_run(root, names, site, version, implementation):
     if root:
         set_aside, pyargs, linked = set_aside_packages(root, names, site)
         plan = discover.plan_tests(root, names, version, implementation)
+        if plan["tool"] == "script":
+            plan["args"] = installed_script(plan["args"], root, plan["cwd"], names, site)
+            if not plan["args"]:
+                plan = discover.plan_tests(root, names, version, implementation, scripts=False)
         plan["set_aside"], plan["linked"] = set_aside, linked
         if plan["tool"] == "pytest":
             plan["args"] = translate_paths(plan["args"], root, plan["cwd"], names, site)
@@ -93,7 +97,7 @@ def plan_run(root, names, site, version, implementation):
                 plan["args"] = set_aside_testpaths(root, names, site)
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
-        if has_tests(root) or "--pyargs" in plan["args"]:
+        if has_tests(root) or "--pyargs" in plan["args"] or plan["tool"] == "script":
             # for when none of the tree's tests can run as the sdist ships them (ihm's test/ lacks
             # its utils.py; the installed ihm/test.py runs)
             plan["installed"] = installed_tests(names, site) if "--pyargs" not in plan["args"] else []
@@ -355,6 +359,18 @@ def has_tests(root):
     return False
 
 
+def installed_script(args, root, cwd, names, site):
+    """[path] of the project's test script: the tree's, or the installed copy's where it lies in
+    the package's own folder, set aside (dill's `dill/tests/__main__.py`); [] when neither has it."""
+    rel = args[0]
+    if os.path.isfile(os.path.join(root, cwd, rel)) and not os.path.islink(os.path.join(root, cwd, rel)):
+        return [rel]
+    installed = os.path.join(site, rel)
+    if rel.split("/")[0] in names and os.path.isfile(installed) and not os.path.islink(installed):
+        return [installed]
+    return []
+
+
 def installed_tests(names, site):
     """Modules of the installed package that hold tests, for --pyargs."""
     for name in names:
@@ -393,6 +409,8 @@ def test_command(python, plan, out, run_dir, pytest_version=None):
     cwd = run_dir if plan.get("cwd") is None else plan["root"] + ("/" + plan["cwd"] if plan["cwd"] else "")
     if plan["tool"] == "unittest":
         return [python, "-m", "_farm_unittest", out + "/unittest.json"] + list(plan["args"]), cwd
+    if plan["tool"] == "script":  # the project's own test script: its exit status is the verdict
+        return [python] + list(plan["args"]), cwd
     version = tuple(int(p) for p in re.findall(r"\d+", str(pytest_version or "99"))[:2])
     # The cache in the run's own folder, never the tree; the plugin stays for the options it
     # brings (pytest-alembic's addopts `--ff`: "unrecognized arguments" without it).
