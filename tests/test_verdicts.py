@@ -464,6 +464,12 @@ FIXTURES = {
         "tox.ini": "[testenv]\ncommands = python tests/run_tests.py\n",
         "tests/run_tests.py": "import vfix_scriptfail\n\nassert vfix_scriptfail.__version__ == '2.0', 'a real bug'\n",
     }, (), "tests-failed"),
+    # A `testing` package of helpers offered to users (headroom.testing), no test in it: no tests,
+    # and none of the test dependencies installed for it (headroom's dev extra filled the disk).
+    "vfix-helpers": ({
+        "vfix_helpers/testing/__init__.py": "def fake_client():\n    return object()\n",
+        "vfix_helpers/testing/fakes.py": "class FakeModel(object):\n    pass\n",
+    }, ('vfix-nowhere-to-be-found; extra == "dev"',), "no-tests"),
     # None of the tree's tests can run as the sdist ships them (ihm's test/ imports the utils.py it
     # leaves out); the package's own installed test module (ihm/test.py) runs instead.
     "vfix-inlacks": ({
@@ -737,7 +743,7 @@ TOOLS = {
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -942,6 +948,13 @@ def test_the_project_s_test_script_is_run_and_its_exit_status_is_the_verdict(ver
     report, tests = check(verdict_reports, "vfix-scriptfail")
     assert report["reason"].startswith("The project's test script (tests/run_tests.py) failed (exit status 1): ")
     assert "a real bug" in report["reason"]
+
+
+@pytest.mark.slow
+def test_a_package_of_testing_helpers_is_no_tests(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-helpers")
+    assert report["reason"].startswith("No tests found in vfix-helpers 1.0")
+    assert "vfix-nowhere-to-be-found" not in report["phases"]["test"]["log_excerpt"]
 
 
 @pytest.mark.slow

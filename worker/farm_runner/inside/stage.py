@@ -144,7 +144,7 @@ def set_aside_packages(root, names, site):
             own_pyargs = []
             for sub in sorted(os.listdir(path)):
                 if sub in discover.TEST_DIRS and os.path.isdir(os.path.join(path, sub)) and \
-                        not os.path.islink(os.path.join(path, sub)):
+                        not os.path.islink(os.path.join(path, sub)) and holds_test_files(os.path.join(path, sub)):
                     if os.path.isdir(os.path.join(site, entry, sub)):
                         own_pyargs.append("%s.%s" % (entry, sub))
                     else:
@@ -378,7 +378,8 @@ def installed_tests(names, site):
         if not os.path.isdir(pkg) or os.path.islink(pkg):
             continue
         for d in discover.TEST_DIRS:
-            if os.path.isfile(os.path.join(pkg, d, "__init__.py")):
+            # a package of tests, not one of testing helpers offered to users (headroom.testing)
+            if os.path.isfile(os.path.join(pkg, d, "__init__.py")) and holds_test_files(os.path.join(pkg, d)):
                 return [pyargs_or_path(site, "%s.%s" % (name, d))]
         # a module of unittest tests beside the package's own (radar's radar/test.py, run as
         # `python -m unittest radar.test`): pytest collects a module it is given by name
@@ -389,6 +390,19 @@ def installed_tests(names, site):
             if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") for f in files):
                 return [pyargs_or_path(site, name)]
     return []
+
+
+def holds_test_files(folder):
+    """Does `folder` hold a test module (test_*.py, *_test.py, or test.py/tests.py) anywhere?"""
+    seen = 0
+    for _root, dirs, files in os.walk(folder):
+        seen += len(files) + len(dirs)
+        if seen > MAX_WALK:
+            return True
+        if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") or f in ("test.py", "tests.py")
+               for f in files):
+            return True
+    return False
 
 
 def pyargs_or_path(site, module):
