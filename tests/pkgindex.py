@@ -176,7 +176,7 @@ def _build_sdist(dest, name, version, files, metadata):
 
 
 def write_package(dest_dir, name, version, behaviour="pass", requires_python=None, kind="both",
-                  dependencies=(), extra_files=None, setup_prelude="", sdist_only=()):
+                  dependencies=(), extra_files=None, setup_prelude="", sdist_only=(), wheel_only=()):
     """Write the project's source tree under dest_dir/src/ and build its distributions into dest_dir.
 
     behaviour: pass | testfail | setupfail (sdist only) | notests | leftover | oldpython
@@ -184,7 +184,8 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     sleeps for 10 minutes: for timeouts) | slow (a test sleeps 10 s, then passes); these two are
     not among the standard packages.
     kind: both | sdist | wheel.  extra_files ({path: text}) adds or replaces files of the source
-    tree (text None: leaves the file out); setup_prelude is code setup.py runs before setup() (at install time, from the sdist).
+    tree (text None: leaves the file out; `sdist_only` and `wheel_only` paths go in one of them);
+    setup_prelude is code setup.py runs before setup() (at install time, from the sdist).
     Returns the built files.
     """
     if behaviour not in EXPECTED_OUTCOMES and behaviour not in ("hang", "slow"):
@@ -208,7 +209,7 @@ def write_package(dest_dir, name, version, behaviour="pass", requires_python=Non
     metadata = _metadata(name, version, requires_python, dependencies)
     out = []
     if kind in ("both", "sdist"):
-        out.append(_build_sdist(dest, name, version, files, metadata))
+        out.append(_build_sdist(dest, name, version, {p: t for p, t in files.items() if p not in wheel_only}, metadata))
     if kind in ("both", "wheel"):
         wheel_files = {p: t for p, t in files.items() if p not in sdist_only}  # as a backend's excludes
         out.append(_build_wheel(dest, name, version, wheel_files, metadata, _module_name(name)))

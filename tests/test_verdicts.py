@@ -356,6 +356,20 @@ FIXTURES = {
                 assert settings.DATABASES
             """),
     }, ("django",), "tests-failed"),
+    # django-proxy-users's way: no settings shipped, and the app's URLconf imports `patterns`, which
+    # the Django its range admits removed: set up in minimal settings, it fails to import, as it
+    # would with any settings.
+    "vfix-djangourls": ({
+        "vfix_djangourls/urls.py": "from django.conf.urls import patterns, url\n\nurlpatterns = patterns('')\n",
+        "vfix_djangourls/models.py": "from django.conf import settings\n",
+        "tests/test_views.py": dedent("""
+            from django.conf import settings
+
+
+            def test_the_urls():
+                assert settings.ROOT_URLCONF
+            """),
+    }, ("django",), "tests-failed"),
     # kubernetes's way: tests inside the package, run from the installed copy, open a file of the
     # repository by its path from the repository's root; neither the sdist nor the wheel has it.
     "vfix-inwheel": ({
@@ -464,6 +478,16 @@ FIXTURES = {
         "tox.ini": "[testenv]\ncommands = python tests/run_tests.py\n",
         "tests/run_tests.py": "import vfix_scriptfail\n\nassert vfix_scriptfail.__version__ == '2.0', 'a real bug'\n",
     }, (), "tests-failed"),
+    # django-recommend's way: its tests are the package's `tests.py` module under src/, which
+    # neither pytest's file names nor unittest's discovery from the root reach; the installed
+    # package's test module is run.
+    "vfix-testsmod": ({
+        "src/vfix_testsmod/__init__.py": "__version__ = '1.0'\n",
+        "src/vfix_testsmod/tests.py": "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_it(self):\n"
+                                      "        import vfix_testsmod\n        self.assertEqual(vfix_testsmod.__version__, '1.0')\n",
+        "vfix_testsmod/tests.py": "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_it(self):\n"
+                                  "        import vfix_testsmod\n        self.assertEqual(vfix_testsmod.__version__, '1.0')\n",
+    }, (), "passed"),
     # A `testing` package of helpers offered to users (headroom.testing), no test in it: no tests,
     # and none of the test dependencies installed for it (headroom's dev extra filled the disk).
     "vfix-helpers": ({
@@ -707,7 +731,20 @@ TOOLS = {
             return path
         """)},
     # Django's settings as Django makes them: configured only once a settings module is named
-    "django": {"django/__init__.py": "", "django/conf/__init__.py": dedent("""
+    "django": {"django/__init__.py": dedent("""
+        import os
+
+
+        def setup():  # as Django's: each app of INSTALLED_APPS imported, and its models module
+            from django.conf import settings
+            for app in settings.INSTALLED_APPS:
+                if not app.startswith("django."):
+                    module = __import__(app, fromlist=["__name__"])
+                    if os.path.isfile(os.path.join(os.path.dirname(module.__file__), "models.py")):
+                        __import__(app + ".models")
+        """),
+        "django/conf/urls.py": "def url(*args, **kwargs):\n    return args\n",  # `patterns` is gone
+        "django/conf/__init__.py": dedent("""
         import os
 
 
@@ -721,6 +758,9 @@ TOOLS = {
             @property
             def configured(self):
                 return self._wrapped is not None
+
+            def configure(self, **options):
+                self._wrapped = type("Settings", (object,), options)
 
             def __getattr__(self, name):
                 if self._wrapped is None:
@@ -742,9 +782,10 @@ TOOLS = {
 }
 TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
+WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/tests.py")}  # built from src/
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers",
-                  "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel")
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers", "vfix-testsmod",
+                  "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -760,7 +801,7 @@ def verdict_reports(tmp_path_factory):
     for name, (files, deps, _) in FIXTURES.items():
         write_package(dists, name, VERSION, "notests" if name in OWN_TESTS_ONLY else "pass",
                       dependencies=deps, extra_files=files, kind="sdist" if name == "vfix-inpkg" else "both",
-                      sdist_only=SDIST_ONLY.get(name, ()))
+                      sdist_only=SDIST_ONLY.get(name, ()), wheel_only=WHEEL_ONLY.get(name, ()))
     times = {}
     for name, days in DATED.items():
         for version, day in zip(("1.0", "2.0"), days):
@@ -886,6 +927,17 @@ def test_tests_that_need_a_django_project_the_sdist_leaves_out_are_not_tested(ve
 
 
 @pytest.mark.slow
+def test_a_django_app_without_settings_whose_own_module_does_not_import_fails(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-djangourls")
+    assert report["reason"].startswith("The tests need Django settings, which the release does not ship; set up in "
+                                       "minimal ones of the farm's, the release's own module does not import: "
+                                       "ImportError: cannot import name 'patterns' from 'django.conf.urls'")
+    assert report["reason"].endswith("(in vfix_djangourls/urls.py).")
+    # an app that sets up cleanly stays not tested
+    assert check(verdict_reports, "vfix-djangoapp")[0]["outcome"] == "no-tests"
+
+
+@pytest.mark.slow
 def test_a_repository_file_the_installed_tests_open_is_what_the_sdist_lacks(verdict_reports):
     report, tests = check(verdict_reports, "vfix-inwheel")
     assert tests["how"] == "tests inside the installed package" and tests["passed"] == 1
@@ -951,6 +1003,13 @@ def test_the_project_s_test_script_is_run_and_its_exit_status_is_the_verdict(ver
 
 
 @pytest.mark.slow
+def test_the_installed_test_module_runs_when_the_tree_s_runs_find_nothing(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-testsmod")
+    assert tests["passed"] == 1 and tests["command"][-2:] == ["--pyargs", "vfix_testsmod.tests"]
+    assert tests["how"].endswith("then the tests inside the installed package, as the tree's found no tests")
+
+
+@pytest.mark.slow
 def test_a_package_of_testing_helpers_is_no_tests(verdict_reports):
     report, tests = check(verdict_reports, "vfix-helpers")
     assert report["reason"].startswith("No tests found in vfix-helpers 1.0")
@@ -961,8 +1020,8 @@ def test_a_package_of_testing_helpers_is_no_tests(verdict_reports):
 def test_the_installed_package_s_tests_run_when_none_of_the_tree_s_can(verdict_reports):
     report, tests = check(verdict_reports, "vfix-inlacks")
     assert tests["passed"] == 1 and tests["command"][-2:] == ["--pyargs", "vfix_inlacks.test"]
-    assert tests["how"].endswith("then the tests inside the installed package, as none of the tree's could run "
-                                 "as the sdist ships them")
+    assert tests["how"].endswith("then the tests inside the installed package, as the tree's could not run as the "
+                                 "sdist ships them")
 
 
 @pytest.mark.slow

@@ -30,8 +30,8 @@ from farm_runner import bundle, contract, excuses, untrusted, versions
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
-from farm_runner.host import (audit, import_check, index, index_cache, installers, instrument, limits as limits_, missing,
-                              report as report_, sandbox as sandbox_, verdict)
+from farm_runner.host import (audit, django_check, import_check, index, index_cache, installers, instrument,
+                              limits as limits_, missing, report as report_, sandbox as sandbox_, verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError, lacking_standard_modules, uses_legacy_tools
 from farm_runner.host.limits import InfraError, LimitHit
@@ -593,6 +593,12 @@ class Runner:
             rc, output, out_dir = self.run_tests(plan, deadline, log)
             deadline = max(deadline, self.test_deadline)
             counts, probe = self.read_run(out_dir, plan["tool"])
+            collected_nothing = rc == 5 or (rc == 0 and counts is not None and not any(counts.values()))
+        if collected_nothing and plan["installed"]:
+            # the tree's own runs found nothing; the package's installed test module (django-recommend's
+            # django_recommend/tests.py, which neither pytest's names nor unittest's discovery reach)
+            plan, rc, output, out_dir, counts, probe = self.run_installed(plan, run_dir, "found no tests", deadline, log)
+            deadline = max(deadline, self.test_deadline)
         for _ in range(MAX_INFER_ROUNDS):  # a module plainly missing: install what provides it, run again
             if rc not in (1, 2, 4):
                 break
@@ -631,15 +637,9 @@ class Runner:
             network = _excused_tests(excused_by)
         if plan["installed"] and plan["tool"] == "pytest" and not (counts or {}).get("passed") and failures and \
                 all(f["test"] in excused_by["sdist_lacks"] for f in failures):
-            log.write("[farm: none of the tree's tests could run as the sdist ships them; running the tests "
-                      "inside the installed package]\n")
-            plan = dict(plan, args=["--pyargs"] + plan["installed"], cwd=None, root=run_dir, installed=[],
-                        how=plan["how"] + "; then the tests inside the installed package, as none of the "
-                        "tree's could run as the sdist ships them")
-            tests.update(how=plan["how"])
-            rc, output, out_dir = self.run_tests(plan, deadline, log)
+            plan, rc, output, out_dir, counts, probe = self.run_installed(
+                plan, run_dir, "could not run as the sdist ships them", deadline, log)
             deadline = max(deadline, self.test_deadline)
-            counts, probe = self.read_run(out_dir, plan["tool"])
             failures, excused_by = self.environment_s(probe, plan, staged)
             network = _excused_tests(excused_by)
         flaky = []
@@ -681,6 +681,13 @@ class Runner:
         if rc in (1, 2, 5) and failures and not (counts or {}).get("passed") and \
                 all(f["test"] in network for f in failures):
             # Nothing of the package's passed, and every failure was the environment's: not tested.
+            # A Django app without its settings is set up in minimal ones: its own module failing
+            # to import against the Django installed fails with any settings.
+            broken = self.django_check(deadline, log) if excused_by["needs_configuration"] else None
+            if broken:
+                return "failed", contract.TESTS_FAILED, report_.sentence(
+                    "The tests need Django settings, which the release does not ship; set up in minimal ones of "
+                    "the farm's, the release's own module does not import: %s" % broken)
             return "skipped", contract.NO_TESTS, "The tests could not run here: none passed, and every failure " \
                 "was the environment's.%s" % excuses.not_counted(tests)
         if plan["tool"] == "script":  # a script speaks no pytest codes: it passed, or it failed
@@ -736,6 +743,31 @@ class Runner:
                 x["counted"] = False  # a standard module this interpreter was built without
         r["tests"]["imports"] = results
         return import_check.verdict(results, main, undeclared)
+
+    def run_installed(self, plan, run_dir, why, deadline, log):
+        """The tests inside the installed package, when the tree's `why`: (the plan, rc, output,
+        out folder, counts, probe)."""
+        log.write("[farm: the tree's tests %s; running the tests inside the installed package]\n" % why)
+        plan = dict(plan, tool="pytest", args=["--pyargs"] + plan["installed"], cwd=None, root=run_dir, installed=[],
+                    how=plan["how"] + "; then the tests inside the installed package, as the tree's %s" % why)
+        self.report["tests"].update(how=plan["how"], tool="pytest")
+        rc, output, out_dir = self.run_tests(plan, deadline, log)
+        return (plan, rc, output, out_dir) + self.read_run(out_dir, "pytest")
+
+    def django_check(self, deadline, log):
+        """host/django_check.py: the sentence saying which module of the release's does not import
+        against the Django installed, or None."""
+        st = self.report["_state"]
+        names = django_check.apps(st.get("import_names", []), NOT_THE_PACKAGE)
+        if not names:
+            return None
+        log.write("[farm: the tests need Django settings the release does not ship; setting %s up in minimal "
+                  "ones]\n" % ", ".join(names))
+        python = [st["env_python"]] + installers.isolated_flags(st["interpreter"]["version_info"])
+        empty = tempfile.mkdtemp(prefix="django-check-", dir=self.box)
+        rc, output = self.boxed(django_check.command(python, names), empty, deadline, log,
+                                shown=python + ["-c", "<django check>"] + names)
+        return django_check.verdict(rc, output, st["site_packages"], names)
 
     def infer(self, wanted, deadline, log):
         """Install [(module, distribution)] the tests need and the project does not declare, once;
