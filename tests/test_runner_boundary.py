@@ -61,6 +61,19 @@ def test_disk_usage_never_follows_links_and_stops_at_its_cap(tmp_path):
     assert untrusted.disk_usage([str(tmp_path / "a")], 10)[0] >= 100000
 
 
+def test_disk_usage_counts_a_hard_linked_file_once(tmp_path):
+    # the install's files are hard links into the build's own cache: one copy on disk
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "env").mkdir()
+    (tmp_path / "cache" / "torch.so").write_bytes(os.urandom(1 << 20))
+    for i in range(5):
+        os.link(tmp_path / "cache" / "torch.so", tmp_path / "env" / ("copy%d.so" % i))
+    used, _ = untrusted.disk_usage([str(tmp_path)], 1000)
+    assert (1 << 20) <= used < (1 << 20) + 100000
+    (tmp_path / "env" / "own.bin").write_bytes(os.urandom(1 << 20))  # a file of its own counts
+    assert untrusted.disk_usage([str(tmp_path)], 1000)[0] >= 2 << 20
+
+
 def test_environment_listing_lists_links_and_fifos_without_following(tmp_path):
     env = tmp_path / "env"
     (env / "lib" / "empty").mkdir(parents=True)

@@ -96,7 +96,7 @@ DEFAULT_LIMITS = {
     "silence_timeout": 300,  # seconds without output
     "memory_mb": 1536,
     "processes": 256,
-    "disk_mb": 4096,  # the build's own folders (its box and its /tmp)
+    "disk_mb": 10240,  # the build's own folders (its box and its /tmp): torch's CUDA wheels are ~5 GB installed
     "max_log_mb": 5,
 }
 SANDBOX_MODES = ("auto", "bwrap", "none")

@@ -99,9 +99,10 @@ def _why(exc):
 
 
 def disk_usage(paths, max_entries):
-    """Bytes allocated under `paths`, never following a link, and whether the walk stopped at
-    `max_entries` (a tree that large is itself past any sensible limit)."""
-    total, seen, stack = 0, 0, list(paths)
+    """Bytes allocated under `paths` (a file once, however many hard links it has), never following
+    a link, and whether the walk stopped at `max_entries` (a tree that large is itself past any
+    sensible limit)."""
+    total, seen, stack, linked = 0, 0, list(paths), set()
     while stack:
         try:
             entries = os.scandir(stack.pop())
@@ -116,6 +117,10 @@ def disk_usage(paths, max_entries):
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
+                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) in linked:
+                        continue  # a hard link to a file counted already (the install's, from its cache)
+                    linked.add((st.st_dev, st.st_ino))
                 total += getattr(st, "st_blocks", 0) * 512 or st.st_size
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)

@@ -45,8 +45,10 @@ class Uv:
         return trusted([self.uv, "venv", "--no-config", "-q", "--python", python, "--cache-dir", cache_dir, env_dir])
 
     def install(self, env_python, box_cache, args):
+        # Hard links from the build's own cache (in its box, gone with it): one copy of each file
+        # on disk, not two (torch with its CUDA libraries is some 5 GB installed).
         return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
-                "--link-mode", "copy", "--index-url", self.box_index or self.index_url] + list(args)
+                "--link-mode", "hardlink", "--index-url", self.box_index or self.index_url] + list(args)
 
     def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
         dated = ["--exclude-newer", as_of] if as_of else []
