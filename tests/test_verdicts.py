@@ -488,6 +488,12 @@ FIXTURES = {
         "vfix_testsmod/tests.py": "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_it(self):\n"
                                   "        import vfix_testsmod\n        self.assertEqual(vfix_testsmod.__version__, '1.0')\n",
     }, (), "passed"),
+    # tamarind-cli's way: a test dependency pins an older release of a runtime dependency; the
+    # tests run with the one users get (2.0, the index's newest), not the older one.
+    "vfix-keeprt": ({
+        "requirements-test.txt": "vfix-asofrt<2\n",
+        "tests/test_rt.py": "import vfix_asofrt\n\n\ndef test_rt():\n    assert vfix_asofrt.__version__ == '2.0'\n",
+    }, ("vfix-asofrt",), "passed"),
     # A `testing` package of helpers offered to users (headroom.testing), no test in it: no tests,
     # and none of the test dependencies installed for it (headroom's dev extra filled the disk).
     "vfix-helpers": ({
@@ -784,7 +790,7 @@ TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/tests.py")}  # built from src/
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers", "vfix-testsmod",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -1007,6 +1013,12 @@ def test_the_installed_test_module_runs_when_the_tree_s_runs_find_nothing(verdic
     report, tests = check(verdict_reports, "vfix-testsmod")
     assert tests["passed"] == 1 and tests["command"][-2:] == ["--pyargs", "vfix_testsmod.tests"]
     assert tests["how"].endswith("then the tests inside the installed package, as the tree's found no tests")
+
+
+@pytest.mark.slow
+def test_the_runtime_dependencies_stay_as_users_get_them(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-keeprt")
+    assert tests["passed"] == 1 and "Not installed: vfix-asofrt<2." in tests["deps_error"]
 
 
 @pytest.mark.slow

@@ -816,10 +816,8 @@ class Runner:
         log.write("[farm: the tests miss a module; installing the release's other extras (%s), which its "
                   "CI may install]\n" % ", ".join(sorted(set(wanted.values()))))
         out_dir = self.new_out_dir()
-        kept = ["%s==%s" % (d["name"], d["version"]) for d in r["dependencies"]
-                if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None]
         pin = (st.get("tools_provide") or {}).get("pytest")
-        pins = kept + (["pytest==%s" % pin] if pin and me != "pytest" else [])
+        pins = self.runtime_pins() + (["pytest==%s" % pin] if pin and me != "pytest" else [])
         untrusted.write_new(os.path.join(out_dir, "constraints.txt"), "".join(p + "\n" for p in pins))
         constraint = ["-c", self.sandbox_path(os.path.join(out_dir, "constraints.txt"), sandbox_.OUT + "/constraints.txt")]
         reqs = list(wanted)[:MAX_EACH]
@@ -1103,8 +1101,7 @@ class Runner:
             alone = []
             # what the release installed stays as users get it (aiobotocore's pinned botocore: moto
             # alone would upgrade it), and so does the farm's pytest
-            kept = ["%s==%s" % (d["name"], d["version"]) for d in self.report["dependencies"]
-                    if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None]
+            kept = self.runtime_pins()
             for requirement in wanted:
                 each_dir = self.new_out_dir()
                 pins = kept + (["pytest==%s" % instrument_pin] if instrument_pin else [])
@@ -1119,6 +1116,15 @@ class Runner:
             self.report["tests"]["deps_error"] += " Not installed: %s." % ", ".join(alone) if alone else \
                 " Installed one at a time instead."
         return shown, True
+
+    def runtime_pins(self):
+        """["name==version"] of the release's dependencies as the install resolved them: the test
+        dependencies install beside them, never in their place (tamarind-cli's dev extra pins a
+        typer older than the one its users get, and that hid a failure). pytest is the
+        instrument's, pinned by its own rules."""
+        return ["%s==%s" % (d["name"], d["version"]) for d in self.report["dependencies"]
+                if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None
+                and canonicalize_name(d["name"]) != "pytest"]
 
     def legacy_dated(self, out_dir):
         """(when, pip arguments): 2.7's pip cannot resolve as of a date, so the test tools' own
@@ -1205,6 +1211,8 @@ class Runner:
                     "pytest", [str(req)], tools, markers))
         if not (args or requirements):
             return [], shown, None
+        pinned = {canonicalize_name(_requirement(c).name) for c in constraints if _requirement(c) is not None}
+        constraints += [p for p in self.runtime_pins() if canonicalize_name(p.split("==")[0]) not in pinned]
         pin = tools.get("pytest") if pin_instrument and not other_pytest and me != "pytest" else None
         if pin:  # a plugin asking for pytest gets the farm's, not the newest
             constraints.append("pytest==%s" % pin)
