@@ -515,6 +515,20 @@ FIXTURES = {
                     self.assertEqual(vfix_inlacks.__version__, "1.0")
             """),
     }, (), "passed"),
+    # Native code that looks a name up (yahooquery's libcurl, mrml's Rust client), past Python's
+    # sockets: the native network watch notes it, and the test needed the network.
+    "vfix-native": ({
+        "tests/test_native.py": dedent("""
+            import ctypes
+
+
+            def test_a_lookup_in_native_code():
+                libc = ctypes.CDLL(None)
+                found = ctypes.c_void_p()
+                status = libc.getaddrinfo(b"pypi.org", b"443", None, ctypes.byref(found))
+                assert status == 0, "could not resolve host: pypi.org (%d)" % status
+            """),
+    }, (), "passed"),
     # A test that talks to a server its project's CI runs beside the tests (python-wordpress's
     # WordPress on :8888, redis's Redis on :6379): the sandbox runs none; not the package's failure.
     "vfix-service": ({
@@ -1034,6 +1048,14 @@ def test_the_installed_package_s_tests_run_when_none_of_the_tree_s_can(verdict_r
     assert tests["passed"] == 1 and tests["command"][-2:] == ["--pyargs", "vfix_inlacks.test"]
     assert tests["how"].endswith("then the tests inside the installed package, as the tree's could not run as the "
                                  "sdist ships them")
+
+
+@pytest.mark.slow
+def test_native_code_reaching_for_the_network_is_seen(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-native")
+    assert tests["needs_network"] == [{"test": "tests/test_native.py::test_a_lookup_in_native_code",
+                                       "tried": ["lookup pypi.org"]}]
+    assert tests["failures"] == [] and tests["passed"] == 2
 
 
 @pytest.mark.slow

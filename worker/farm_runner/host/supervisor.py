@@ -31,7 +31,8 @@ from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner._vendor.packaging.version import Version
 from farm_runner._vendor.packaging.requirements import InvalidRequirement, Requirement
 from farm_runner.host import (audit, django_check, import_check, index, index_cache, installers, instrument,
-                              limits as limits_, missing, report as report_, sandbox as sandbox_, verdict)
+                              limits as limits_, missing, netwatch, report as report_, sandbox as sandbox_,
+                              verdict)
 from farm_runner.host.commands import AnswerPipe, child_env, run_command
 from farm_runner.host.interpreters import UsageError, lacking_standard_modules, uses_legacy_tools
 from farm_runner.host.limits import InfraError, LimitHit
@@ -353,7 +354,10 @@ class Runner:
             target = "%s==%s" % (self.spec[1], r["version"])
         # pytest, shared by the builds on this interpreter, read-only in the sandbox
         st["tools"] = self.test_tools(deadline, log)
-        st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]})
+        # what native code looks up and connects to, noted for the probe (host/netwatch.py)
+        st["netwatch"] = netwatch.build(os.path.dirname(self.cache_dir))
+        st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]} | (
+            {st["netwatch"]} if st["netwatch"] else set()))
         # A fresh environment, made and listed before any of the package's code runs.
         env_dir = os.path.join(self.box, "env")
         layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"],
@@ -902,11 +906,12 @@ class Runner:
         return failures, excused_by
 
     def test_env(self, out):
-        return {"PYTHONPATH": self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
-                installers.TOOLS_VARIABLE: self.report["_state"]["tools"],
-                "FARM_PROBE_REPORT": out + "/probe.json", "FARM_PROGRESS": out + "/progress.jsonl",
-                "FARM_IMPORT_NAMES": json.dumps([n for n in self.report["_state"].get("import_names", [])
-                                                 if n not in NOT_THE_PACKAGE])}
+        st = self.report["_state"]
+        native = {"LD_PRELOAD": st["netwatch"], "FARM_NATIVE_NET": out + "/native-net.log"} if st.get("netwatch") else {}
+        return dict(native, PYTHONPATH=self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
+                    FARM_PROBE_REPORT=out + "/probe.json", FARM_PROGRESS=out + "/progress.jsonl",
+                    FARM_IMPORT_NAMES=json.dumps([n for n in st.get("import_names", []) if n not in NOT_THE_PACKAGE]),
+                    **{installers.TOOLS_VARIABLE: st["tools"]})
 
     def run_tests(self, plan, deadline, log, main=True):
         """Run the plan's test command in the sandbox: (exit status, output, its out folder). The

@@ -109,6 +109,40 @@ def _note_service(address):
         pass
 
 
+_native = {"offset": 0}
+
+
+def drain_native():
+    """What native code of the running test looked up and connected to (inside/netwatch.c, through
+    FARM_NATIVE_NET), noted as the test's, by the same rules as Python's own sockets."""
+    path = os.environ.get("FARM_NATIVE_NET")
+    if not path:
+        return
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(_native["offset"])
+            data = fh.read(1 << 20)
+    except (IOError, OSError):
+        return
+    end = data.rfind(b"\n") + 1
+    _native["offset"] += end
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        kind, _, what = line.partition(" ")
+        try:
+            if kind == "lookup" and not _loopback(what) and not _numeric(what):
+                _note("lookup %s" % what)
+            elif kind == "connect" and not _loopback(what.rsplit(":", 1)[0]):
+                _note("connect %s" % what)
+        except Exception:
+            pass
+
+
+def switch(test):
+    """The running test is now `test`: what native code did until now was the previous one's."""
+    drain_native()
+    _current["test"] = test
+
+
 def _wrap_connect(original, returns_code=False):
     def connect(self, address, *args, **kwargs):
         try:
@@ -352,15 +386,15 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_collectstart(collector):
-    _current["test"] = collector.nodeid  # a module's imports run while it is collected
+    switch(collector.nodeid)  # a module's imports run while it is collected
 
 
 def pytest_runtest_setup(item):
-    _current["test"] = item.nodeid
+    switch(item.nodeid)
 
 
 def pytest_runtest_teardown(item):
-    _current["test"] = item.nodeid
+    switch(item.nodeid)
 
 
 # A fixture whose setup failed raises the same exception object again for every later test that
@@ -486,6 +520,7 @@ def pytest_sessionfinish(session):
     # A free-threaded build: is the GIL back on (an extension imported without declaring it can run
     # without it)? CPython's warning names the module; this says whether it happened at all.
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
+    drain_native()
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
                    "unconfigured": _unconfigured,

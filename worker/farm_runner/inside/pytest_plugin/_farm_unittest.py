@@ -40,6 +40,7 @@ def main(argv):
         suite = loader.discover(start, pattern=pattern, top_level_dir=top)
     total = suite.countTestCases()
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Watched).run(suite)
+    _farm_probe.drain_native()
     failures = [{"test": test.id(), "message": _last_line(text)}
                 for test, text in (result.failures + result.errors)[:MAX_FAILURES]]
     # Counted by test, not by entry: a test's subtests each add an entry (pathspec's 197 tests
@@ -65,7 +66,7 @@ class _Watched(unittest.TextTestResult):
     """Names the running test to the probe's watch, so what a test reached for is its own."""
 
     def startTest(self, test):
-        sys.modules["_farm_probe"]._current["test"] = test.id()
+        sys.modules["_farm_probe"].switch(test.id())
         unittest.TextTestResult.startTest(self, test)
 
     def addError(self, test, err):
