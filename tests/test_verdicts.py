@@ -520,6 +520,7 @@ FIXTURES = {
     "vfix-native": ({
         "tests/test_native.py": dedent("""
             import ctypes
+            import struct
 
 
             def test_a_lookup_in_native_code():
@@ -527,6 +528,15 @@ FIXTURES = {
                 found = ctypes.c_void_p()
                 status = libc.getaddrinfo(b"pypi.org", b"443", None, ctypes.byref(found))
                 assert status == 0, "could not resolve host: pypi.org (%d)" % status
+
+
+            def test_a_dns_query_from_native_code():
+                # c-ares's way (curl_cffi's libcurl): its own query, to 127.0.0.1:53 without a resolv.conf
+                libc = ctypes.CDLL(None)
+                fd = libc.socket(2, 2, 0)  # AF_INET, SOCK_DGRAM
+                address = struct.pack("=H", 2) + struct.pack("!H", 53) + bytes([127, 0, 0, 1]) + bytes(8)
+                libc.connect(fd, address, len(address))
+                raise AssertionError("Could not resolve host: finance.yahoo.com (Could not contact DNS servers)")
             """),
     }, (), "passed"),
     # A test that talks to a server its project's CI runs beside the tests (python-wordpress's
@@ -1053,8 +1063,9 @@ def test_the_installed_package_s_tests_run_when_none_of_the_tree_s_can(verdict_r
 @pytest.mark.slow
 def test_native_code_reaching_for_the_network_is_seen(verdict_reports):
     report, tests = check(verdict_reports, "vfix-native")
-    assert tests["needs_network"] == [{"test": "tests/test_native.py::test_a_lookup_in_native_code",
-                                       "tried": ["lookup pypi.org"]}]
+    assert sorted(tests["needs_network"], key=lambda n: n["test"]) == [
+        {"test": "tests/test_native.py::test_a_dns_query_from_native_code", "tried": ["connect 127.0.0.1:53"]},
+        {"test": "tests/test_native.py::test_a_lookup_in_native_code", "tried": ["lookup pypi.org"]}]
     assert tests["failures"] == [] and tests["passed"] == 2
 
 

@@ -1,10 +1,11 @@
 /* The native network watch, preloaded (LD_PRELOAD) into the package's test run: it notes the
  * names native code looks up and the internet addresses it connects or sends to, one line each,
- * in the file FARM_NATIVE_NET names ("lookup NAME", "connect ADDRESS:PORT"). What Python's own
- * sockets do the probe plugin sees already; this is for what bypasses them: libcurl and c-ares
- * (curl_cffi), a Rust client's getaddrinfo, gRPC's core. The probe plugin reads the lines and
- * decides what they mean (loopback and the sandbox's own names are not the network). Nothing is
- * changed: each call goes on to libc. At most MAX_BYTES are written. Built by host/netwatch.py. */
+ * in the file FARM_NATIVE_NET names ("lookup NAME", "connect ADDRESS:PORT"; a DNS query to
+ * loopback too). What Python's own sockets do the probe plugin sees already; this is for what
+ * bypasses them: libcurl and c-ares (curl_cffi), a Rust client's getaddrinfo, gRPC's core. The
+ * probe plugin reads the lines and decides what they mean (loopback and the sandbox's own names
+ * are not the network). Nothing is changed: each call goes on to libc. At most MAX_BYTES are
+ * written. Built by host/netwatch.py. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -18,6 +19,9 @@
 #include <unistd.h>
 
 #define MAX_BYTES (1 << 20)
+/* A resolver's query (c-ares in libcurl asks 127.0.0.1:53 where no resolv.conf names a server;
+ * no test can serve port 53 in the sandbox): the network, wherever it is sent. */
+#define DNS_PORT 53
 
 static void note(const char *kind, const char *what)
 {
@@ -44,12 +48,14 @@ static void note_address(const struct sockaddr *addr)
         return;
     if (addr->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127 || inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
+        if (((ntohl(in->sin_addr.s_addr) >> 24) == 127 && ntohs(in->sin_port) != DNS_PORT) ||
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
             return;
         snprintf(what, sizeof what, "%s:%d", host, ntohs(in->sin_port));
     } else if (addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
+        if ((IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) && ntohs(in6->sin6_port) != DNS_PORT) ||
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
             return;
         snprintf(what, sizeof what, "%s:%d", host, ntohs(in6->sin6_port));
     } else {
