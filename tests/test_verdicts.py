@@ -651,6 +651,13 @@ FIXTURES = {
         "vfix_nsinst/tests/test_core.py": "from vfix_nsinst import core\n\n\ndef test_core():\n"
                                           "    assert core.ANSWER == 42\n",
     }, (), "passed"),
+    # dau-core's way: the project's testpaths name the tests folder inside its package, which has
+    # no __init__.py: run from the installed copy by its path (`--pyargs pkg.tests` finds nothing).
+    "vfix-nstests": ({
+        "pyproject.toml": BUILD_SYSTEM + '[tool.pytest.ini_options]\ntestpaths = ["vfix_nstests/tests"]\n',
+        "vfix_nstests/tests/test_core.py": "import vfix_nstests\n\n\ndef test_core():\n"
+                                           "    assert vfix_nstests.__version__ == '1.0'\n",
+    }, (), "passed"),
     # pytest cannot start (a plugin of the project's monorepo, loaded by its conftest.py): nothing
     # was tested, and the release's modules are imported instead.
     "vfix-nostart": ({
@@ -814,7 +821,9 @@ TOOL_DEPENDENCIES = {"vfix-pytest8-plugin": ("pytest<9",)}
 SDIST_ONLY = {"vfix-tree": ("vfix_tree/_kernel.pxd", "vfix_tree/_kernel.c")}  # a backend's excludes
 WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/tests.py")}  # built from src/
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
-                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2", "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script", "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt",
+                  "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
+                  "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
+                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -1067,6 +1076,12 @@ def test_native_code_reaching_for_the_network_is_seen(verdict_reports):
         {"test": "tests/test_native.py::test_a_dns_query_from_native_code", "tried": ["connect 127.0.0.1:53"]},
         {"test": "tests/test_native.py::test_a_lookup_in_native_code", "tried": ["lookup pypi.org"]}]
     assert tests["failures"] == [] and tests["passed"] == 2
+
+
+@pytest.mark.slow
+def test_a_configured_test_folder_without_init_inside_the_package_runs_by_its_installed_path(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-nstests")
+    assert tests["passed"] == 1 and tests["command"][-1].endswith("site-packages/vfix_nstests/tests")
 
 
 @pytest.mark.slow

@@ -255,7 +255,11 @@ def _set_aside_module(word, root, cwd, names, site):
         return False, None
     if not os.path.exists(os.path.join(site, *parts)):
         return True, None
-    return True, ".".join(p[:-3] if p.endswith(".py") else p for p in parts)
+    if parts[-1].endswith(".py") or os.path.isfile(os.path.join(site, *parts)):
+        return True, ".".join(p[:-3] if p.endswith(".py") else p for p in parts)
+    # a folder: by name where it is a regular package all the way down, else by its installed path
+    # (dau-core's testpaths `dau_core/tests` has no __init__.py: `--pyargs dau_core.tests` finds nothing)
+    return True, pyargs_or_path(site, ".".join(parts))
 
 
 def unittest_fallback(root, cwd, names=()):
