@@ -1073,7 +1073,7 @@ def test_the_installed_package_s_tests_run_when_none_of_the_tree_s_can(verdict_r
 def test_native_code_reaching_for_the_network_is_seen(verdict_reports):
     report, tests = check(verdict_reports, "vfix-native")
     assert sorted(tests["needs_network"], key=lambda n: n["test"]) == [
-        {"test": "tests/test_native.py::test_a_dns_query_from_native_code", "tried": ["connect 127.0.0.1:53"]},
+        {"test": "tests/test_native.py::test_a_dns_query_from_native_code", "tried": ["a name lookup (DNS query to 127.0.0.1:53)"]},
         {"test": "tests/test_native.py::test_a_lookup_in_native_code", "tried": ["lookup pypi.org"]}]
     assert tests["failures"] == [] and tests["passed"] == 2
 

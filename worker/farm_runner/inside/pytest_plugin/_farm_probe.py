@@ -131,8 +131,10 @@ def drain_native():
         try:
             if kind == "lookup" and not _loopback(what) and not _numeric(what):
                 _note("lookup %s" % what)
-            elif kind == "connect" and (not _loopback(what.rsplit(":", 1)[0]) or what.endswith(":53")):
-                _note("connect %s" % what)  # (a DNS query, even to loopback: no test serves port 53 here)
+            elif kind == "connect" and what.endswith(":53"):
+                _note("a name lookup (DNS query to %s)" % what)  # even to loopback: no test serves port 53 here
+            elif kind == "connect" and not _loopback(what.rsplit(":", 1)[0]):
+                _note("connect %s" % what)
         except Exception:
             pass
 
