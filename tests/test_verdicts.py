@@ -1300,10 +1300,19 @@ def test_a_maturin_project_s_python_tests_run_in_its_binding_s_folder(tmp_path):
     plan = discover.plan_tests(str(tmp_path), ["tokenizers"], (3, 11))
     assert (plan["cwd"], plan["how"]) == ("bindings/python", "pytest with the project's configuration "
                                           "(bindings/python/pytest.ini), in the folder of its Python binding")
-    # a manifest outside the tree, or a folder without pytest's configuration: the root, as before
+    # a manifest outside the tree, or the root's own: the root, as before
     for manifest in ("../../Cargo.toml", "Cargo.toml"):
         (tmp_path / "pyproject.toml").write_text('[tool.maturin]\nmanifest-path = "%s"\n' % manifest)
         assert discover.plan_tests(str(tmp_path), ["tokenizers"], (3, 11))["cwd"] == ""
+    # mrml: no pytest configuration, but the binding's own tests/ (reading resources/ beside them)
+    (tmp_path / "bindings" / "python" / "pytest.ini").unlink()
+    (tmp_path / "pyproject.toml").write_text('[tool.maturin]\nmanifest-path = "bindings/python/Cargo.toml"\n')
+    plan = discover.plan_tests(str(tmp_path), ["mrml"], (3, 13))
+    assert (plan["cwd"], plan["how"]) == ("bindings/python", "pytest in the folder of its Python binding "
+                                          "(bindings/python)")
+    # a binding folder with neither: the root
+    (tmp_path / "bindings" / "python" / "tests").rmdir()
+    assert discover.plan_tests(str(tmp_path), ["mrml"], (3, 13))["cwd"] == ""
 
 
 def test_a_nose_era_suite_s_modules_are_given_to_pytest_by_name(tmp_path):

@@ -153,7 +153,7 @@ def pytest_config(root):
 
 def maturin_binding(root):
     """The folder of a maturin project's Python binding (`[tool.maturin] manifest-path`'s, as
-    tokenizers' `bindings/python/Cargo.toml`) when it holds a pytest configuration of its own:
+    tokenizers' `bindings/python/Cargo.toml`) when it holds a pytest configuration or tests of its own:
     the project runs its Python tests there (its fixtures may even check the folder), not from
     the root, which holds another language's tests. Else None."""
     tool = load_toml(os.path.join(root, "pyproject.toml")).get("tool")
@@ -164,7 +164,13 @@ def maturin_binding(root):
     folder = inside_tree(root, os.path.dirname(manifest) or ".")
     if not folder or folder == "." or not os.path.isdir(os.path.join(root, folder)):
         return None
-    return folder if pytest_config(os.path.join(root, folder))[0] else None
+    # its own pytest configuration, or its own tests folder (mrml's packages/mrml-python/tests,
+    # which read resources/ beside them by a relative path)
+    if pytest_config(os.path.join(root, folder))[0] or any(
+            os.path.isdir(os.path.join(root, folder, d)) and not os.path.islink(os.path.join(root, folder, d))
+            for d in TEST_DIRS):
+        return folder
+    return None
 
 
 def config_words(value):
@@ -655,8 +661,10 @@ def plan_tests(root, names, version, implementation="cpython", scripts=True):
                 "pytest from the sdist's root", "tool": "pytest", "args": [], "cwd": ""}
         binding = None if config else maturin_binding(root)
         if binding:
+            own = pytest_config(os.path.join(root, binding))[0]
             plan.update(how="pytest with the project's configuration (%s/%s), in the folder of its Python "
-                            "binding" % (binding, pytest_config(os.path.join(root, binding))[0]), cwd=binding)
+                            "binding" % (binding, own) if own else "pytest in the folder of its Python binding "
+                            "(%s)" % binding, cwd=binding)
     plan["deps"] = test_dependencies(root, tox, plan.get("nox_installs"), plan.get("cibuildwheel"),
                                      plan.pop("installs_from", None))
     plan.pop("nox_installs", None)
