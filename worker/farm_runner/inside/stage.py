@@ -95,6 +95,10 @@ def plan_run(root, names, site, version, implementation):
                 plan["args"] = ["--pyargs"] + pyargs + ["."]
             elif not plan["args"] and plan.get("cwd") == "":
                 plan["args"] = set_aside_testpaths(root, names, site)
+            if not plan["args"] and plan["how"] == "pytest from the sdist's root":
+                plan["args"] = root_test_folders(root)
+                if plan["args"]:
+                    plan["how"] = "pytest on the sdist's %s" % " and ".join(plan["args"][:3])
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"] or plan["tool"] == "script":
@@ -288,6 +292,18 @@ def _link_installed(site, entry, path):
         os.symlink(target, path)
         return True
     return False
+
+
+def root_test_folders(root):
+    """Where a project with no test configuration keeps its tests: its root's tests/, test/ and
+    testing/ folders, with the test modules beside them at the root; [] without such a folder.
+    Collecting the whole tree also collects what it vendors (cppyy-cling's llvm-project tests)."""
+    folders = [d for d in discover.TEST_DIRS if os.path.isdir(os.path.join(root, d))
+               and not os.path.islink(os.path.join(root, d)) and holds_test_files(os.path.join(root, d))]
+    if not folders:
+        return []
+    return folders + sorted(f for f in os.listdir(root) if is_test_file(f) and os.path.isfile(os.path.join(root, f))
+                            and not os.path.islink(os.path.join(root, f)))[:20]
 
 
 def set_aside_testpaths(root, names, site):
