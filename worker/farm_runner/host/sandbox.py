@@ -43,9 +43,10 @@ SHM_SIZE = 256 << 20  # /dev/shm, a tmpfs: multiprocessing's semaphores, a data 
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_EMPTY_DIRS = ("/var/cache", "/var/lib", "/var/log", "/var/tmp", "/opt", "/srv", "/mnt")
 # Files ordinary programs expect of a system (none of them a secret): TLS roots, the dynamic
-# linker's cache, MIME types, and the protocol and service names that sockets look up.
+# linker's cache, MIME types, the protocol and service names that sockets look up, and the
+# configuration of programs the system has (man's: pexpect's pager test runs `man`).
 SYSTEM_FILES = ("/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/alternatives",
-                "/etc/mime.types", "/etc/nsswitch.conf", "/etc/protocols", "/etc/services")
+                "/etc/mime.types", "/etc/nsswitch.conf", "/etc/protocols", "/etc/services", "/etc/manpath.config")
 # The machine a maintainer's CI gives, whatever the worker's own settings: UTC as the local time
 # zone (a link into the zone database, as Debian and Ubuntu make it, and /etc/timezone: tzlocal
 # reads either), a UTF-8 locale, a writable /dev/shm (multiprocessing's semaphores), USER and LOGNAME.
