@@ -651,6 +651,18 @@ FIXTURES = {
         "vfix_nsinst/tests/test_core.py": "from vfix_nsinst import core\n\n\ndef test_core():\n"
                                           "    assert core.ANSWER == 42\n",
     }, (), "passed"),
+    # pytest-alembic's way: its tests are its modules' doctests (`--doctest-modules`), and its
+    # configuration has an option of a plugin its left-out conftest.py loads, under `error` warnings.
+    "vfix-doctests": ({
+        "pyproject.toml": BUILD_SYSTEM + dedent("""
+            [tool.pytest.ini_options]
+            addopts = "--doctest-modules -vv"
+            pytester_example_dir = "examples"
+            filterwarnings = ["error"]
+            """),
+        "vfix_doctests/__init__.py": '"""The answer.\n\n>>> answer()\n42\n"""\n__version__ = "1.0"\n\n\n'
+                                     'def answer():\n    return 42\n',
+    }, (), "passed"),
     # cppyy-cling's way: no test configuration, its tests in tests/, and a vendored project's test
     # scripts elsewhere in the tree (llvm-project's): pytest on the tests folder, not the whole tree.
     "vfix-vendored": ({
@@ -829,7 +841,7 @@ WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/test
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
                   "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
-                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-vendored",
+                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-vendored", "vfix-doctests",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -1094,6 +1106,13 @@ def test_a_configured_test_folder_without_init_inside_the_package_runs_by_its_in
 def test_without_a_test_configuration_pytest_runs_on_the_test_folder_not_the_vendored_tree(verdict_reports):
     report, tests = check(verdict_reports, "vfix-vendored")
     assert tests["how"] == "pytest on the sdist's tests" and tests["passed"] == 1
+
+
+@pytest.mark.slow
+def test_a_project_whose_tests_are_its_doctests_has_them_run(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-doctests")
+    assert tests["passed"] == 1 and tests["how"] == "pytest with the project's configuration (pyproject.toml): " \
+        "the installed package's doctests"
 
 
 @pytest.mark.slow

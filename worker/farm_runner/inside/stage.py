@@ -110,7 +110,31 @@ def plan_run(root, names, site, version, implementation):
     if installed:
         return {"how": "tests inside the installed package", "tool": "pytest", "args": ["--pyargs"] + installed,
                 "cwd": None, "deps": discover.test_dependencies(root) if root else {}, "set_aside": []}
+    doctests = doctests_configured(root, names, site) if root else []
+    if doctests:
+        # the project's tests are its modules' doctests (addopts --doctest-modules): the installed
+        # copy's, with the project's configuration (pytest-alembic's 28)
+        config = discover.pytest_config(root)[0]
+        return {"how": "pytest with the project's configuration (%s): the installed package's doctests"
+                % config, "tool": "pytest", "args": ["-c", config, "--rootdir", "."] + doctests, "cwd": "",
+                "deps": discover.test_dependencies(root), "set_aside": [], "fallback": [], "installed": []}
     return None
+
+
+def doctests_configured(root, names, site):
+    """The installed package's folders (or modules), when the project's pytest configuration
+    collects doctests (`--doctest-modules` in its addopts); else []."""
+    _, options = discover.pytest_config(root)
+    if "--doctest-modules" not in discover.config_words(options.get("addopts")):
+        return []
+    out = []
+    for name in names:
+        if name in discover.NOT_THE_PACKAGE:
+            continue
+        for path in (os.path.join(site, name), os.path.join(site, name + ".py")):
+            if os.path.exists(path) and not os.path.islink(path):
+                out.append(path)
+    return out[:10]
 
 
 def set_aside_packages(root, names, site):

@@ -17,7 +17,8 @@ Python has. It:
   the run finished (FARM_DONE): a suite longer than its time limit runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
-  timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error.
+  timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error, and the
+  configuration options of plugins the run does not load.
 
 What it writes is the package's to forge; the host only shows it and checks it.
 """
@@ -349,8 +350,24 @@ def _lend_sdist_tests():
 def pytest_configure(config):
     if hasattr(config.hook, "pytest_exception_interact"):
         config.pluginmanager.register(_CachedFixtureFailures(), "_farm_cached_fixture_failures")
+    _accept_unknown_ini_options(config)
     _install_network_watch()
     _lend_sdist_tests()
+
+
+def _accept_unknown_ini_options(config):
+    """The project's configuration options that no loaded plugin declares are accepted: the plugin
+    that declares them is one a conftest.py the sdist leaves out would load (pytest-alembic's
+    `pytester_example_dir`, pytester's), and under the project's `filterwarnings = error` pytest's
+    "Unknown config option" warning stopped the run before any test."""
+    try:
+        known = config._parser._inidict
+        given = config.__dict__.get("_inicfg")  # (pytest 9 warns on `inicfg`, its older name)
+        for name in list(given if given is not None else getattr(config, "inicfg", None) or {}):
+            if name not in known:
+                config._parser.addini(name, "(farm: an option of a plugin this run does not load)")
+    except Exception:
+        pass
 
 
 def _unittest_runner(item):
