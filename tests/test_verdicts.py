@@ -962,11 +962,13 @@ def test_network_and_flaky_failures_are_the_environment_s(verdict_reports):
 def test_a_module_that_needs_the_network_to_be_collected_does_not_stop_the_others(verdict_reports):
     report, tests = check(verdict_reports, "vfix-clone")
     assert tests["passed"] == 2 and "--continue-on-collection-errors" in tests["command"]  # the other module's
-    assert tests["needs_network"][0] == {"test": "tests/test_accuracy.py", "tried": [
-        "git clone https://example.invalid/test-data.git (from a subprocess)"]}
-    upstream = ["git clone https://example.invalid/upstream.git (from a subprocess)"]
-    assert tests["needs_network"][1:] == [{"test": "tests/test_upstream.py::test_upstream[%s]" % case, "tried": upstream}
-                                          for case in ("one", "two", "three")]
+    # (git's own lookup of the host, seen by the native network watch, beside the probe's clone)
+    assert tests["needs_network"][0]["test"] == "tests/test_accuracy.py"
+    assert "git clone https://example.invalid/test-data.git (from a subprocess)" in tests["needs_network"][0]["tried"]
+    assert [n["test"] for n in tests["needs_network"][1:]] == [
+        "tests/test_upstream.py::test_upstream[%s]" % case for case in ("one", "two", "three")]
+    assert all("git clone https://example.invalid/upstream.git (from a subprocess)" in n["tried"]
+               for n in tests["needs_network"][1:])
     assert tests["failures"] == []
 
 
