@@ -663,6 +663,23 @@ FIXTURES = {
         "vfix_doctests/__init__.py": '"""The answer.\n\n>>> answer()\n42\n"""\n__version__ = "1.0"\n\n\n'
                                      'def answer():\n    return 42\n',
     }, (), "passed"),
+    # unidas's way: the tests' fixtures are defined in the repository's test/conftest.py, which the
+    # sdist leaves out (89 of its tests): not a test result. With a conftest.py shipped, a fixture
+    # nothing defines is the package's (a typo).
+    "vfix-noconftest": ({
+        "tests/test_fx.py": dedent("""
+            import pytest
+
+
+            @pytest.mark.parametrize("case", range(25))
+            def test_with_the_repository_s_fixture(sample, case):
+                assert sample
+            """),
+    }, (), "passed"),
+    "vfix-fixturetypo": ({
+        "tests/conftest.py": "import pytest\n\n\n@pytest.fixture\ndef sample():\n    return 1\n",
+        "tests/test_fx.py": "def test_with_a_typo(sampel):\n    assert sampel\n",
+    }, (), "tests-failed"),
     # cppyy-cling's way: no test configuration, its tests in tests/, and a vendored project's test
     # scripts elsewhere in the tree (llvm-project's): pytest on the tests folder, not the whole tree.
     "vfix-vendored": ({
@@ -1115,6 +1132,17 @@ def test_a_project_whose_tests_are_its_doctests_has_them_run(verdict_reports):
     report, tests = check(verdict_reports, "vfix-doctests")
     assert tests["passed"] == 1 and tests["how"] == "pytest with the project's configuration (pyproject.toml): " \
         "the installed package's doctests"
+
+
+@pytest.mark.slow
+def test_fixtures_of_a_conftest_py_the_sdist_leaves_out_are_not_the_package_s(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-noconftest")
+    assert len(tests["sdist_lacks"]) == 20 and {x["path"] for x in tests["sdist_lacks"]} == {"tests/conftest.py"}
+    assert tests["excused_counts"] == {"sdist_lacks": 25}
+    assert "Not counted: 25 read or wrote files of the project's tree that the sdist does not ship " \
+           "(tests/conftest.py)." in report["reason"]
+    report, tests = check(verdict_reports, "vfix-fixturetypo")
+    assert [f["message"] for f in tests["failures"]] == ["fixture 'sampel' not found"]
 
 
 @pytest.mark.slow

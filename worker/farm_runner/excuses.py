@@ -65,10 +65,14 @@ def _names(entries, detail):
 def sentences(tests):
     """["2 needed the network, ...", ...] for the excused failures of a report's "tests"."""
     out = []
+    totals = (tests or {}).get("excused_counts")
+    totals = totals if isinstance(totals, dict) else {}
     for e in EXCUSES:
         entries = (tests or {}).get(e.field) or []
         if entries:
-            out.append(e.said % ((len(entries), _names(entries, e.detail)) if "%s" in e.said else len(entries)))
+            n = totals.get(e.field) if isinstance(totals.get(e.field), int) and totals[e.field] >= len(entries) \
+                else len(entries)  # the report lists a class's first tests only
+            out.append(e.said % ((n, _names(entries, e.detail)) if "%s" in e.said else n))
     return out
 
 

@@ -176,6 +176,26 @@ def package_init_missing(test, message, listing):
     return None if init in listing else init
 
 
+_NO_FIXTURE = re.compile(r"^fixture '([A-Za-z_][A-Za-z0-9_]{0,100})' not found")
+
+
+def conftest_missing(test, message, listing, cwd=""):
+    """The `conftest.py` a test's fixture would come from, when the test asked for a fixture that
+    nothing defines ("fixture 'x' not found", as the probe words pytest's lookup error) and the
+    sdist (`listing`) ships no conftest.py in the test's folder or any above it (unidas's
+    test/conftest.py defines its 89 tests' fixtures); else None. One shipped is no excuse."""
+    if listing is None or not isinstance(test, str) or not _NO_FIXTURE.match(message or ""):
+        return None
+    folder = posixpath.normpath(posixpath.join(cwd or "", posixpath.dirname(test.split("::", 1)[0])))
+    folder = "" if folder == "." else folder
+    if folder.startswith(("/", "..")) or (folder and folder not in listing):
+        return None
+    parts = folder.split("/") if folder else []
+    if any(posixpath.join(*(parts[:i] + ["conftest.py"])) in listing for i in range(len(parts) + 1)):
+        return None
+    return posixpath.join(folder, "conftest.py")
+
+
 def named_missing(message):
     """The top-level module a failure's one-line error says is missing, or None."""
     found = _MISSING.search(message or "")

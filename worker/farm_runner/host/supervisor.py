@@ -668,6 +668,7 @@ class Runner:
         failed_tests = [f for f in failures if f["test"] not in network and f["test"] not in flaky]
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN], flaky=flaky,
+                     excused_counts={f: len(excused_by[f]) for f in excuses.FIELDS if f != "flaky" and excused_by[f]},
                      **{e.field: [{"test": t, e.detail: d} for t, d in excused_by[e.field].items()][:verdict.MAX_SHOWN]
                         for e in excuses.EXCUSES if e.field != "flaky"})
         tests.setdefault("command", [])
@@ -900,7 +901,9 @@ class Runner:
             module = missing.module_file_missing(f["message"])
             path = missing.release_lacks(module, listing, in_site, own) if module else None
             path = path or missing.helper_beside_missing(t, f["message"], listing) \
-                or missing.package_init_missing(t, f["message"], listing)
+                or missing.package_init_missing(t, f["message"], listing) \
+                or (missing.conftest_missing(t, f["message"], listing, plan.get("cwd"))
+                    if plan.get("cwd") is not None and plan.get("root") == root else None)
             if path:
                 excused_by["sdist_lacks"][t] = path
         return failures, excused_by

@@ -509,6 +509,9 @@ def pytest_collectreport(report):
 
 
 def _one_line(report):
+    wanted = getattr(getattr(report, "longrepr", None), "errorstring", None)  # pytest's fixture lookup error
+    if isinstance(wanted, str) and wanted.strip():
+        return wanted.strip().splitlines()[0][:300]
     crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
     text = getattr(crash, "message", None) or str(getattr(report, "longrepr", "") or "")
     lines = [l.strip() for l in text.splitlines() if l.strip()]
