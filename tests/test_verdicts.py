@@ -494,6 +494,15 @@ FIXTURES = {
         "requirements-test.txt": "vfix-asofrt<2\n",
         "tests/test_rt.py": "import vfix_asofrt\n\n\ndef test_rt():\n    assert vfix_asofrt.__version__ == '2.0'\n",
     }, ("vfix-asofrt",), "passed"),
+    # paralleltools's way (2012): the package's tests folder holds `acceptance_tests.py`, a test
+    # module by its name though not pytest's default pattern: still a tests folder.
+    "vfix-acceptance": ({
+        "setup.cfg": "[options]\ntest_suite = vfix_acceptance.tests.acceptance_tests\n",
+        "vfix_acceptance/tests/__init__.py": "",
+        "vfix_acceptance/tests/acceptance_tests.py": "import unittest\n\nimport vfix_acceptance\n\n\n"
+                                                    "class T(unittest.TestCase):\n    def test_it(self):\n"
+                                                    "        self.assertEqual(vfix_acceptance.__version__, '1.0')\n",
+    }, (), "passed"),
     # A `testing` package of helpers offered to users (headroom.testing), no test in it: no tests,
     # and none of the test dependencies installed for it (headroom's dev extra filled the disk).
     "vfix-helpers": ({
@@ -858,7 +867,7 @@ WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/test
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
                   "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
-                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-vendored", "vfix-doctests",
+                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-vendored", "vfix-doctests", "vfix-acceptance",
                   "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
@@ -1093,6 +1102,7 @@ def test_the_runtime_dependencies_stay_as_users_get_them(verdict_reports):
 
 @pytest.mark.slow
 def test_a_package_of_testing_helpers_is_no_tests(verdict_reports):
+    assert check(verdict_reports, "vfix-acceptance")[1]["passed"] == 1  # a tests folder by its modules' names
     report, tests = check(verdict_reports, "vfix-helpers")
     assert report["reason"].startswith("No tests found in vfix-helpers 1.0")
     assert "vfix-nowhere-to-be-found" not in report["phases"]["test"]["log_excerpt"]

@@ -442,14 +442,14 @@ def installed_tests(names, site):
 
 
 def holds_test_files(folder):
-    """Does `folder` hold a test module (test_*.py, *_test.py, or test.py/tests.py) anywhere?"""
+    """Does `folder` hold a test module anywhere (is_test_file's names: test_*.py, acceptance_tests.py;
+    not a `testing*` helper)?"""
     seen = 0
     for _root, dirs, files in os.walk(folder):
         seen += len(files) + len(dirs)
         if seen > MAX_WALK:
             return True
-        if any(fnmatch.fnmatch(f, "test_*.py") or fnmatch.fnmatch(f, "*_test.py") or f in ("test.py", "tests.py")
-               for f in files):
+        if any(is_test_file(f) and not f.startswith("testing") for f in files):
             return True
     return False
 
