@@ -85,12 +85,13 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 # memory limit of a test run that ran out of memory once and ran again with more.
 # "wrote_in_package": files the tests made in the installed package's own folders, which the
 # uninstall leaves (site-packages-relative; not counted as the uninstall's). "excused_counts":
-# {class: how many tests it excused}, where the class's own list shows the first 20.
+# {class: how many tests it excused}, where the class's own list shows the first 20. "put_back":
+# the release's runtime dependencies the test dependencies replaced, put back as users get them.
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
                "inferred", "failures") + excuses.FIELDS + (
                "set_aside", "pytest", "returncode", "counts_known",
                "imported_from", "gil", "imports", "as_of", "parts", "memory_bytes", "wrote_in_package",
-               "excused_counts")
+               "excused_counts", "put_back")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
 DEFAULT_LIMITS = {

@@ -1096,6 +1096,8 @@ class Runner:
                 when, dated = self.legacy_dated(out_dir)
             rc, output = self.install(dated + args, deadline, log, out_dir=out_dir)
         self.report["tests"]["as_of"] = when if dated else None
+        if rc == 0:
+            self.put_back(output, deadline, log)
         if rc != 0:
             if _network_trouble(output):
                 raise InfraError("the index could not be reached for the test dependencies: %s"
@@ -1125,11 +1127,27 @@ class Runner:
                 " Installed one at a time instead."
         return shown, True
 
+    def put_back(self, output, deadline, log):
+        """The release's runtime dependencies the test dependencies' install replaced (the
+        installer's own "- name==version" lines), put back as users get them, alone: the tests run
+        with what users run (tamarind-cli's dev extra took typer below what its users get, and
+        that hid a failure). Resolving with them pinned instead made the resolver reach for test
+        tools old enough not to ask for them (tokenizers' datasets 1.1.1)."""
+        kept = {canonicalize_name(p.split("==")[0]): p for p in self.runtime_pins()}
+        taken = [canonicalize_name(m.group(1) or m.group(3)) for m in _REPLACED.finditer(output or "")]
+        replaced = list(dict.fromkeys(kept[n] for n in taken if n in kept))[:MAX_EACH]
+        if not replaced:
+            return
+        log.write("[farm: the test dependencies replaced %s; putting back what users get]\n" % ", ".join(replaced))
+        rc, out = self.install(["--no-deps"] + replaced, deadline, log)
+        if rc == 0:
+            self.report["tests"]["put_back"] = replaced
+        else:
+            log.write("[farm: could not put them back: %s]\n" % _error_line(out))
+
     def runtime_pins(self):
-        """["name==version"] of the release's dependencies as the install resolved them: the test
-        dependencies install beside them, never in their place (tamarind-cli's dev extra pins a
-        typer older than the one its users get, and that hid a failure). pytest is the
-        instrument's, pinned by its own rules."""
+        """["name==version"] of the release's dependencies as the install resolved them (pytest is
+        the instrument's, pinned by its own rules)."""
         return ["%s==%s" % (d["name"], d["version"]) for d in self.report["dependencies"]
                 if isinstance(d.get("version"), str) and versions.parse(d["version"]) is not None
                 and canonicalize_name(d["name"]) != "pytest"]
@@ -1219,8 +1237,6 @@ class Runner:
                     "pytest", [str(req)], tools, markers))
         if not (args or requirements):
             return [], shown, None
-        pinned = {canonicalize_name(_requirement(c).name) for c in constraints if _requirement(c) is not None}
-        constraints += [p for p in self.runtime_pins() if canonicalize_name(p.split("==")[0]) not in pinned]
         pin = tools.get("pytest") if pin_instrument and not other_pytest and me != "pytest" else None
         if pin:  # a plugin asking for pytest gets the farm's, not the newest
             constraints.append("pytest==%s" % pin)
@@ -1295,6 +1311,9 @@ class Runner:
         return "ok", contract.PASSED, "Uninstalled %s cleanly." % r["package"]
 
 
+# What an install took out: uv's " - name==version", pip's "Successfully uninstalled name-version".
+_REPLACED = re.compile(r"(?m)^ - ([A-Za-z0-9][A-Za-z0-9._-]{0,100})==(\S{1,60})$|"
+                       r"Successfully uninstalled ([A-Za-z0-9][A-Za-z0-9._]{0,100})-(\S{1,60})$")
 _IMPORT_ERROR = re.compile(r"\b(ImportError|ModuleNotFoundError)\b|cannot import name|No module named")
 # An installer's "no version fits" (uv, pip 20.3), as opposed to a build or a network failure.
 _UNRESOLVED = re.compile(r"No solution found when resolving|not found in the package registry|"
