@@ -259,6 +259,8 @@ FIXTURES = {
                 multiprocessing.Lock()
                 assert os.environ["USER"] == os.environ["LOGNAME"] == "farm"
                 assert shutil.which("pip") is None and shutil.which("pip3") is None
+                # a resolver configuration, as every machine has (dnspython will not start without one)
+                assert "nameserver" in pathlib.Path("/etc/resolv.conf").read_text()
 
 
             def test_a_program_the_worker_lacks():

@@ -114,12 +114,15 @@ def sandbox_ids(mode):
 
 
 def write_etc(etc_dir, home, mode):
-    """The sandbox's /etc/passwd, group and hosts: one user (named farm, see sandbox_ids)."""
+    """The sandbox's /etc/passwd, group and hosts: one user (named farm, see sandbox_ids); and a
+    resolv.conf, as every machine has one (dnspython refuses to start without it, where a lookup
+    would fail as the network's): it names the server glibc assumes, on loopback, where none runs."""
     uid, gid = sandbox_ids(mode)
     files = {"passwd": "farm:x:%d:%d:farm:%s:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"
                        % (uid, gid, home),
              "group": "farm:x:%d:\nnogroup:x:65534:\n" % gid,
-             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n", "timezone": "Etc/UTC\n"}
+             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n", "timezone": "Etc/UTC\n",
+             "resolv.conf": "nameserver 127.0.0.1\n"}
     os.mkdir(etc_dir)
     for name, text in files.items():
         with open(os.path.join(etc_dir, name), "x") as fh:
@@ -206,7 +209,7 @@ class Sandbox:
                 args += ["--ro-bind", d, d]
         for f in SYSTEM_FILES + tuple(os.environ[k] for k in TLS_TRUST_VARIABLES if os.environ.get(k)):
             args += ["--ro-bind-try", f, f]
-        for name in ("passwd", "group", "hosts", "timezone"):
+        for name in ("passwd", "group", "hosts", "timezone", "resolv.conf"):
             args += ["--ro-bind", os.path.join(self.etc_dir, name), "/etc/" + name]
         if os.path.isfile(LOCAL_ZONE):
             args += ["--symlink", LOCAL_ZONE, "/etc/localtime"]
