@@ -691,12 +691,6 @@ FIXTURES = {
         "tests/conftest.py": "import pytest\n\n\n@pytest.fixture\ndef sample():\n    return 1\n",
         "tests/test_fx.py": "def test_with_a_typo(sampel):\n    assert sampel\n",
     }, (), "tests-failed"),
-    # cppyy-cling's way: no test configuration, its tests in tests/, and a vendored project's test
-    # scripts elsewhere in the tree (llvm-project's): pytest on the tests folder, not the whole tree.
-    "vfix-vendored": ({
-        "tests/test_own.py": "import vfix_vendored\n\n\ndef test_own():\n    assert vfix_vendored.__version__\n",
-        "src/llvm-project/utils/test_script.py": "import imp\n\n\ndef test_vendored():\n    assert imp\n",
-    }, (), "passed"),
     # dau-core's way: the project's testpaths name the tests folder inside its package, which has
     # no __init__.py: run from the installed copy by its path (`--pyargs pkg.tests` finds nothing).
     "vfix-nstests": ({
@@ -869,8 +863,8 @@ WHEEL_ONLY = {"vfix-testsmod": ("vfix_testsmod/__init__.py", "vfix_testsmod/test
 OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse", "vfix-allskip", "vfix-allnet",
                   "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
-                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-vendored", "vfix-doctests", "vfix-acceptance",
-                  "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
+                  "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
+                  "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1131,30 +1125,6 @@ def test_native_code_reaching_for_the_network_is_seen(verdict_reports):
 def test_a_configured_test_folder_without_init_inside_the_package_runs_by_its_installed_path(verdict_reports):
     report, tests = check(verdict_reports, "vfix-nstests")
     assert tests["passed"] == 1 and tests["command"][-1].endswith("site-packages/vfix_nstests/tests")
-
-
-@pytest.mark.slow
-def test_without_a_test_configuration_pytest_runs_on_the_test_folder_not_the_vendored_tree(verdict_reports):
-    report, tests = check(verdict_reports, "vfix-vendored")
-    assert tests["how"] == "pytest on the sdist's tests" and tests["passed"] == 1
-
-
-@pytest.mark.slow
-def test_a_project_whose_tests_are_its_doctests_has_them_run(verdict_reports):
-    report, tests = check(verdict_reports, "vfix-doctests")
-    assert tests["passed"] == 1 and tests["how"] == "pytest with the project's configuration (pyproject.toml): " \
-        "the installed package's doctests"
-
-
-@pytest.mark.slow
-def test_fixtures_of_a_conftest_py_the_sdist_leaves_out_are_not_the_package_s(verdict_reports):
-    report, tests = check(verdict_reports, "vfix-noconftest")
-    assert len(tests["sdist_lacks"]) == 20 and {x["path"] for x in tests["sdist_lacks"]} == {"tests/conftest.py"}
-    assert tests["excused_counts"] == {"sdist_lacks": 25}
-    assert "Not counted: 25 read or wrote files of the project's tree that the sdist does not ship " \
-           "(tests/conftest.py)." in report["reason"]
-    report, tests = check(verdict_reports, "vfix-fixturetypo")
-    assert [f["message"] for f in tests["failures"]] == ["fixture 'sampel' not found"]
 
 
 @pytest.mark.slow

@@ -95,10 +95,6 @@ def plan_run(root, names, site, version, implementation):
                 plan["args"] = ["--pyargs"] + pyargs + ["."]
             elif not plan["args"] and plan.get("cwd") == "":
                 plan["args"] = set_aside_testpaths(root, names, site)
-            if not plan["args"] and plan["how"] == "pytest from the sdist's root":
-                plan["args"] = root_test_folders(root, names)
-                if plan["args"]:
-                    plan["how"] = "pytest on the sdist's %s" % " and ".join(plan["args"][:3])
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
         if has_tests(root) or "--pyargs" in plan["args"] or plan["tool"] == "script":
@@ -316,23 +312,6 @@ def _link_installed(site, entry, path):
         os.symlink(target, path)
         return True
     return False
-
-
-def root_test_folders(root, names):
-    """Where a project with no test configuration keeps its tests: its root's tests/, test/ and
-    testing/ folders, with the test modules beside them at the root, and the test folders the
-    tree kept inside its package (those the installed copy lacks); [] without a root test folder.
-    Collecting the whole tree also collects what it vendors (cppyy-cling's llvm-project tests)."""
-    def tests_in(rel):
-        path = os.path.join(root, rel)
-        return os.path.isdir(path) and not os.path.islink(path) and holds_test_files(path)
-    folders = [d for d in discover.TEST_DIRS if tests_in(d)]
-    if not folders:
-        return []
-    folders += [p for p in ("%s%s/%s" % (base, n, d) for base in ("", "src/") for n in names
-                            if n not in discover.NOT_THE_PACKAGE for d in discover.TEST_DIRS) if tests_in(p)]
-    return folders + sorted(f for f in os.listdir(root) if is_test_file(f) and os.path.isfile(os.path.join(root, f))
-                            and not os.path.islink(os.path.join(root, f)))[:20]
 
 
 def set_aside_testpaths(root, names, site):
