@@ -28,7 +28,9 @@ EXCUSES = (
            "the probe plugin saw the test's connection to a loopback port refused: a port below the ephemeral "
            "range (never a server of the moment, such as one of the host's), that no socket of the test's process "
            "had bound or tried to, from a test that had started no program, process or thread (whose own server "
-           "may have died): a server the project's CI runs beside its tests (a database, a broker)",
+           "may have died): a server the project's CI runs beside its tests (a database, a broker); or its "
+           "connection to a system daemon's socket (DAEMON_SOCKETS: Docker's, a database's) that the sandbox "
+           "does not give, by any of its processes",
            "%d needed a service this worker does not run (%s)", "connects to %s, where nothing runs in the sandbox"),
     Excuse("lacks_program", "program",
            "the probe plugin saw the test start a program that is not found, and the runner found it on "
@@ -50,6 +52,27 @@ EXCUSES = (
            "%d failed once and passed when run again (flaky)", "failed once, passed when run again"),
 )
 FIELDS = tuple(e.field for e in EXCUSES)
+
+# The system daemons' sockets a test may connect to (moto's Lambda asks Docker's, through
+# docker-py or curl): none is in the sandbox, which gives nothing of the host's /run or /var/run,
+# and no command of the package's can make one there. A failed connection to one is needs_service.
+DAEMON_SOCKETS = {
+    "/var/run/docker.sock": "a Docker daemon", "/run/docker.sock": "a Docker daemon",
+    "/run/podman/podman.sock": "a Podman service", "/run/containerd/containerd.sock": "containerd",
+    "/var/run/postgresql/.s.PGSQL.5432": "a PostgreSQL server", "/run/postgresql/.s.PGSQL.5432": "a PostgreSQL server",
+    "/var/run/mysqld/mysqld.sock": "a MySQL server", "/run/mysqld/mysqld.sock": "a MySQL server",
+    "/var/run/dbus/system_bus_socket": "the D-Bus system bus", "/run/dbus/system_bus_socket": "the D-Bus system bus",
+}
+UNIX = "unix:"  # how the probe names a socket path among its services ("unix:/var/run/docker.sock")
+
+
+def service_name(where):
+    """The words for a service the probe saw a test need: "127.0.0.1:6379", or a daemon's socket
+    ("a Docker daemon at /var/run/docker.sock"); None for a socket that is no daemon's."""
+    if not where.startswith(UNIX):
+        return where
+    path = where[len(UNIX):]
+    return "%s at %s" % (DAEMON_SOCKETS[path], path) if path in DAEMON_SOCKETS else None
 
 
 def is_spurious(field):

@@ -89,6 +89,14 @@ class IndexCache:
             return 200, JSON_TYPE, self._json(name, files)
         return 200, "text/html", self._html(name, files)
 
+    def files_of(self, name):
+        """A project's files as the proxy would list them (raises UsageError for no such project)."""
+        name = canonicalize_name(name)
+        if not _NAME.match(name):
+            raise UsageError("not a project name: %r" % name[:100])
+        with self.lock:
+            return self._files_of(name)
+
     def _files_of(self, name):
         cached = os.path.join(self.pages_dir, name + ".json")
         must_fetch = (self.fresh_all or name in self.fresh) and name not in self.fetched

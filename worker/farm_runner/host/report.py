@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 
-from farm_runner import contract, excuses
+from farm_runner import contract, excuses, untrusted
 
 
 def new_report(args, limits, runner_identity):
@@ -89,7 +89,11 @@ def parts_note(t):
     if isinstance(t.get("memory_bytes"), int):
         note += " The tests ran out of memory once and ran again with %d MB." % (t["memory_bytes"] >> 20)
     parts = t.get("parts") if isinstance(t.get("parts"), dict) else None
-    if parts:
+    hung = t.get("hung") if isinstance(t.get("hung"), list) else None
+    if parts and hung:
+        note += " %s gave no output for the silence limit and was stopped (not counted); the others ran in a " \
+                "second part." % untrusted.line(hung[0], 300)
+    elif parts:
         note += " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
             parts.get("limit_s", 0), parts.get("first", 0))
     return note

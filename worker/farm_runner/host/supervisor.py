@@ -507,6 +507,15 @@ class Runner:
 
     # -- test --------------------------------------------------------------------------------------
     def phase_test(self, deadline, log):
+        status, outcome, reason = self.test_phase(deadline, log)
+        hung = (self.report.get("tests") or {}).get("hung")
+        if hung and outcome == contract.PASSED:
+            # What the hung test would have said is unknown: the others passing is no pass.
+            raise LimitHit("silence", "timeout: %s gave no output for %g s and was stopped; the %d other tests "
+                           "passed" % (hung[0], self.limits.silence, self.report["tests"].get("passed", 0)))
+        return status, outcome, reason
+
+    def test_phase(self, deadline, log):
         r, st = self.report, self.report["_state"]
         sdist, extra_ro = None, []
         if st.get("sdist"):
@@ -849,7 +858,7 @@ class Runner:
         # only where the runner finds it on none of the sandbox's PATH folders.
         tested = {f["test"] for f in failures}
         excused_by["needs_network"] = {t: w for t, w in probe["network"].items() if t in tested}
-        excused_by["needs_service"] = {t: ", ".join(w) for t, w in probe["services"].items()
+        excused_by["needs_service"] = {t: ", ".join(excuses.service_name(s) for s in w) for t, w in probe["services"].items()
                                        if t in tested and w and t not in excused_by["needs_network"]}
         path_dirs = [os.path.dirname(st["env_python"]), "/usr/local/bin", "/usr/bin", "/bin"]
         for test, programs in probe["programs"].items():
@@ -952,32 +961,58 @@ class Runner:
         return True
 
     def second_part(self, plan, first_out, stopped, log):
-        """A suite that ran past the phase's time limit while it kept finishing tests: the tests it
-        did not finish run in a second part, with a time limit of their own (once: a second part
-        that runs out of time is the timeout it was). (exit status, output, out folder) as of one
-        run; read_run() adds the first part's results. `stopped`: the LimitHit of the first part."""
+        """A suite that ran past the phase's time limit while it kept finishing tests, or one whose
+        test gave no output for the silence limit (gs-quant's, waiting for ever on a recorded answer
+        the sdist leaves out): the tests it did not finish run in a second part, with a time limit
+        of their own, the hung test left out and named (once: a second part that stops so is the
+        timeout it was). (exit status, output, out folder) as of one run; read_run() adds the first
+        part's results. `stopped`: the LimitHit of the first part."""
         st = self.report["_state"]
-        done = self.read_progress(first_out) if stopped.limit == "timeout" and plan["tool"] == "pytest" \
-            and not st.get("second_part") else {}
-        if not done:
+        able = stopped.limit in ("timeout", "silence") and plan["tool"] == "pytest" and not st.get("second_part")
+        done = self.read_progress(first_out) if able else {}
+        hung = self.hung_test(first_out, done) if able and stopped.limit == "silence" else None
+        if not (hung or (done and stopped.limit == "timeout")):
             raise stopped
         st["second_part"] = True
         self.test_deadline = time.monotonic() + self.limits.timeout
-        log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others run in a "
-                  "second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
+        if hung:
+            log.write("\n[farm: %s gave no output for %g s and was stopped, with %d finished: the others run in a "
+                      "second part, with a limit of its own]\n" % (hung, self.limits.silence, len(done)))
+            self.report["tests"]["hung"] = [hung]
+        else:
+            log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others run "
+                      "in a second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
         out_dir = self.new_out_dir()
         out = self.sandbox.out_path(out_dir)
-        untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in done))
+        untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in list(done) + [hung] if t))
         command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"),
                                     st["tools_provide"].get("pytest"))
         rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
                                 env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
         self.first_parts[out_dir] = done
-        self.report["tests"]["parts"] = {"first": len(done), "limit_s": self.limits.timeout}
+        self.report["tests"]["parts"] = {"first": len(done), "limit_s": self.limits.timeout,
+                                         "stopped": "silence" if hung else "timeout"}
         failed_first = any(o in ("failed", "error") for o, _, _ in done.values())
         if rc == 5 or (rc == 0 and failed_first):  # nothing left to run, or the first part's failures
             rc = 1 if failed_first else 0
         return rc, output, out_dir
+
+    def hung_test(self, out_dir, done):
+        """The test that had started and not finished when its run stopped (the probe's progress
+        lines: untrusted, bounded), or None."""
+        try:
+            data = untrusted.read_bytes(out_dir, "progress.jsonl", MAX_JUNIT)
+        except untrusted.Untrusted:
+            return None
+        last = None
+        for line in data.decode("utf-8", "replace").splitlines()[:MAX_PROGRESS]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("outcome") == "started" and verdict.rerunnable(entry.get("test")):
+                last = entry["test"]
+        return untrusted.line(last, 500) if last and last not in done else None
 
     def read_progress(self, out_dir):
         """{test: (outcome, when, message)} of the tests a run finished, from its progress file
@@ -1113,6 +1148,11 @@ class Runner:
             # alone would upgrade it), and so does the farm's pytest
             kept = self.runtime_pins()
             for requirement in wanted:
+                answer = self.index_answers(requirement)
+                if answer is not None:  # the index settles it; no installer started (0.07 s each)
+                    if not answer:
+                        alone.append(requirement)
+                    continue
                 each_dir = self.new_out_dir()
                 pins = kept + (["pytest==%s" % instrument_pin] if instrument_pin else [])
                 if pins:
@@ -1126,6 +1166,38 @@ class Runner:
             self.report["tests"]["deps_error"] += " Not installed: %s." % ", ".join(alone) if alone else \
                 " Installed one at a time instead."
         return shown, True
+
+    def index_answers(self, text):
+        """Whether one test requirement, alone, needs no installer to say: True when there is
+        nothing to install (its marker leaves it out, or the farm's pytest tools meet it without
+        the project's constraints: iniconfig's `pytest`, pinned to a release the index lacks);
+        False when the index has no such project, or no release of it that the specifier and the
+        interpreter admit; None otherwise, for the installer to find out. Lenient: dates, extras,
+        yanked files and pre-releases count as there."""
+        st = self.report["_state"]
+        if discover.already_met(text, [], st.get("tools_provide") or {}, audit.marker_environment(st["interpreter"])):
+            return True
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            return None
+        if req.url:
+            return None
+        try:
+            files = self.index_cache().files_of(req.name)
+        except UsageError:
+            return False  # no such project
+        except (InfraError, OSError):
+            return None
+        pyver = self.py_info["full_version"]
+        for f in files:
+            v = versions.parse(f.get("version") or "")
+            if v is None and f.get("version"):
+                return None  # a legacy version string: the installer's own rules
+            if v is not None and req.specifier.contains(v, prereleases=True) and (
+                    not f.get("requires_python") or index.requires_python_allows(f["requires_python"], pyver)):
+                return None
+        return False
 
     def put_back(self, output, deadline, log):
         """The release's runtime dependencies the test dependencies' install replaced (the

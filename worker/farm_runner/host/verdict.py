@@ -9,7 +9,7 @@ better. A file that cannot be read is a fact for the report, not a crash.
 import re
 import xml.etree.ElementTree as ET
 
-from farm_runner import contract, untrusted
+from farm_runner import contract, excuses, untrusted
 
 ZERO = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
 
@@ -135,7 +135,8 @@ def probe_answer(data):
                     for k, v in list(network.items())[:200]},
         "programs": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _PROGRAM.match(w)]
                      for k, v in list(programs.items())[:200] if isinstance(v, list)},
-        "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _SERVICE.match(w)]
+        "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and (
+                         _SERVICE.match(w) or (w.startswith(excuses.UNIX) and excuses.service_name(w)))]
                      for k, v in list(services.items())[:200] if isinstance(v, list)},
         # the one framework whose settings the probe knows to look for
         "unconfigured": {str(k)[:500]: v for k, v in list(unconfigured.items())[:200]

@@ -1,7 +1,7 @@
 /* The native network watch, preloaded (LD_PRELOAD) into the package's test run: it notes the
  * names native code looks up and the internet addresses it connects or sends to, one line each,
  * in the file FARM_NATIVE_NET names ("lookup NAME", "connect ADDRESS:PORT"; a DNS query to
- * loopback too). What Python's own sockets do the probe plugin sees already; this is for what
+ * loopback too), and the Unix sockets it finds absent or unserved ("unix PATH"). What Python's own sockets do the probe plugin sees already; this is for what
  * bypasses them: libcurl and c-ares (curl_cffi), a Rust client's getaddrinfo, gRPC's core. The
  * probe plugin reads the lines and decides what they mean (loopback and the sandbox's own names
  * are not the network). Nothing is changed: each call goes on to libc. At most MAX_BYTES are
@@ -9,13 +9,16 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_BYTES (1 << 20)
@@ -85,10 +88,25 @@ struct hostent *gethostbyname(const char *name)
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     static int (*real)(int, const struct sockaddr *, socklen_t);
+    int rc, saved;
     if (real == NULL)
         real = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "connect");
     note_address(addr);
-    return real(fd, addr, len);
+    rc = real(fd, addr, len);
+    /* A Unix socket at an absolute path that is not there or not served ("unix PATH"): a daemon's,
+     * perhaps (curl --unix-socket /run/docker.sock); the runner keeps the ones it knows. */
+    if (rc != 0 && addr != NULL && addr->sa_family == AF_UNIX && (errno == ENOENT || errno == ECONNREFUSED)) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+        char path[sizeof un->sun_path + 1];
+        saved = errno;
+        if (len > (socklen_t)offsetof(struct sockaddr_un, sun_path) && un->sun_path[0] == '/') {
+            memcpy(path, un->sun_path, sizeof un->sun_path);
+            path[sizeof un->sun_path] = 0;
+            note("unix", path);
+        }
+        errno = saved;
+    }
+    return rc;
 }
 
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t addrlen)

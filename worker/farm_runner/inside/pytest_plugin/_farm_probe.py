@@ -13,8 +13,9 @@ Python has. It:
   bound, from a test that started no program, process or thread (a service it lacks: a database server);
   a fixture that failed so is charged the same to every test that meets its cached failure;
 - records the tests whose exception came from Django's settings module while no settings were made;
-- writes each test's result as it finishes (FARM_PROGRESS), and leaves out the tests a first part of
-  the run finished (FARM_DONE): a suite longer than its time limit runs on in a second part;
+- writes each test's start and result as it goes (FARM_PROGRESS), and leaves out the tests a first
+  part of the run finished (FARM_DONE): a suite longer than its time limit, or one whose test hung,
+  runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error, and the
@@ -110,6 +111,28 @@ def _note_service(address):
         pass
 
 
+_NO_DAEMON = (errno.ENOENT, errno.ECONNREFUSED)
+
+
+def _note_daemon(sock, path):
+    """A Unix socket at an absolute path that is not there or not served: a daemon's, perhaps
+    (Docker's /var/run/docker.sock); the runner keeps those it knows a daemon's, which the sandbox
+    never gives, so no process of the test's own could have died serving it."""
+    try:
+        if getattr(socket, "AF_UNIX", None) is None or (sock is not None and sock.family != socket.AF_UNIX):
+            return
+        path = path.decode("utf-8", "replace") if isinstance(path, bytes) else path
+        if not (isinstance(path, str) and path.startswith("/") and len(path) < 120):
+            return
+        test = _current["test"] or "(collection)"
+        if test in _services or len(_services) < MAX_TESTS:
+            where = "unix:" + path
+            if len(_services.setdefault(test, [])) < 5 and where not in _services[test]:
+                _services[test].append(where)
+    except Exception:
+        pass
+
+
 _native = {"offset": 0}
 
 
@@ -136,6 +159,8 @@ def drain_native():
                 _note("a name lookup (DNS query to %s)" % what)  # even to loopback: no test serves port 53 here
             elif kind == "connect" and not _loopback(what.rsplit(":", 1)[0]):
                 _note("connect %s" % what)
+            elif kind == "unix":
+                _note_daemon(None, what)
         except Exception:
             pass
 
@@ -158,9 +183,13 @@ def _wrap_connect(original, returns_code=False):
         except socket.error as exc:  # (socket.error: OSError's name on Python 2.7 too)
             if getattr(exc, "errno", None) == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
                 _note_service(address)
+            elif getattr(exc, "errno", None) in _NO_DAEMON:
+                _note_daemon(self, address)
             raise
         if returns_code and result == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
             _note_service(address)
+        elif returns_code and result in _NO_DAEMON:
+            _note_daemon(self, address)
         return result
     return connect
 
@@ -486,19 +515,29 @@ def pytest_runtest_logreport(report):
     _progress(report)
 
 
+def pytest_runtest_logstart(nodeid, location):
+    """A test begins (FARM_PROGRESS): a suite stopped for its silence names the test that hung."""
+    _write_progress({"test": nodeid, "outcome": "started"})
+
+
+def _write_progress(entry):
+    path = os.environ.get("FARM_PROGRESS")
+    if not path:
+        return
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+    except (IOError, OSError, ValueError):
+        pass
+
+
 def _progress(report):
     """One line per test phase that decides a test (FARM_PROGRESS): written as the suite goes, so
     that a suite stopped at its time limit says which tests it finished (the runner runs the
     others in a second part)."""
-    path = os.environ.get("FARM_PROGRESS")
-    if not path or not (report.when == "call" or report.failed or report.skipped):
-        return
-    try:
-        with open(path, "a") as fh:
-            fh.write(json.dumps({"test": report.nodeid, "outcome": report.outcome, "when": report.when,
-                                 "message": _one_line(report) if report.failed else ""}) + "\n")
-    except (IOError, OSError, ValueError):
-        pass
+    if report.when == "call" or report.failed or report.skipped:
+        _write_progress({"test": report.nodeid, "outcome": report.outcome, "when": report.when,
+                         "message": _one_line(report) if report.failed else ""})
 
 
 def pytest_collectreport(report):
