@@ -90,7 +90,7 @@ REPORT_FIELDS = ("schema", "spec", "package", "version", "python", "index_url", 
 TEST_FIELDS = ("passed", "failed", "errors", "skipped", "how", "tool", "command", "deps", "deps_error",
                "inferred", "failures") + excuses.FIELDS + (
                "set_aside", "pytest", "returncode", "counts_known",
-               "imported_from", "gil", "imports", "as_of", "parts", "memory_bytes", "wrote_in_package",
+               "imported_from", "gil", "imports", "as_of", "parts", "hung", "memory_bytes", "wrote_in_package",
                "excused_counts", "put_back")
 
 # Limits of one phase; crater's figures. The runner's flags and farm.toml's [limits] default to these.
