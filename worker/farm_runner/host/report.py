@@ -91,8 +91,8 @@ def parts_note(t):
     parts = t.get("parts") if isinstance(t.get("parts"), dict) else None
     hung = t.get("hung") if isinstance(t.get("hung"), list) else None
     if parts and hung:
-        note += " %s gave no output for the silence limit and was stopped (not counted); the others ran in a " \
-                "second part." % untrusted.line(hung[0], 300)
+        note += " %s gave no output for the silence limit and %s stopped (not counted); the others ran on." % (
+            ", ".join(untrusted.line(h, 300) for h in hung[:3]), "were" if len(hung) > 1 else "was")
     elif parts:
         note += " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
             parts.get("limit_s", 0), parts.get("first", 0))

@@ -96,6 +96,7 @@ class Runner:
         self._index_cache = None
         self.test_deadline = 0  # a second part's own deadline (second_part)
         self.first_parts = {}  # {out folder of a second part: the first part's finished tests}
+        self.first_evidence = {}  # {out folder of a second part: what the probe saw the first part's failures do}
         self.exit_status = {}  # {out folder of a test run: its exit status, as the host saw it}
 
     # -- the report --------------------------------------------------------------------------------
@@ -511,8 +512,9 @@ class Runner:
         hung = (self.report.get("tests") or {}).get("hung")
         if hung and outcome == contract.PASSED:
             # What the hung test would have said is unknown: the others passing is no pass.
-            raise LimitHit("silence", "timeout: %s gave no output for %g s and was stopped; the %d other tests "
-                           "passed" % (hung[0], self.limits.silence, self.report["tests"].get("passed", 0)))
+            raise LimitHit("silence", "timeout: %s gave no output for %g s and was stopped%s; the %d other tests "
+                           "passed" % (hung[0], self.limits.silence, " (and %d more after it)" % (len(hung) - 1)
+                                       if len(hung) > 1 else "", self.report["tests"].get("passed", 0)))
         return status, outcome, reason
 
     def test_phase(self, deadline, log):
@@ -962,36 +964,54 @@ class Runner:
 
     def second_part(self, plan, first_out, stopped, log):
         """A suite that ran past the phase's time limit while it kept finishing tests, or one whose
-        test gave no output for the silence limit (gs-quant's, waiting for ever on a recorded answer
-        the sdist leaves out): the tests it did not finish run in a second part, with a time limit
-        of their own, the hung test left out and named (once: a second part that stops so is the
-        timeout it was). (exit status, output, out folder) as of one run; read_run() adds the first
-        part's results. `stopped`: the LimitHit of the first part."""
-        st = self.report["_state"]
-        able = stopped.limit in ("timeout", "silence") and plan["tool"] == "pytest" and not st.get("second_part")
-        done = self.read_progress(first_out) if able else {}
-        hung = self.hung_test(first_out, done) if able and stopped.limit == "silence" else None
-        if not (hung or (done and stopped.limit == "timeout")):
+        test gave no output for the silence limit (gs-quant's three, each waiting for ever on a
+        recorded answer the sdist leaves out): the tests it did not finish run on in another part,
+        with a time limit of its own, each hung test left out and named. Once for the time limit,
+        up to MAX_HUNG hung tests, each after the first given HUNG_SILENCE s; past that, the
+        stop is the timeout it was. (exit status, output, out folder) as of one run; read_run()
+        adds the earlier parts' results. `stopped`: the LimitHit of the first part."""
+        st, tests = self.report["_state"], self.report["tests"]
+        if plan["tool"] != "pytest" or st.get("second_part") or stopped.limit not in ("timeout", "silence"):
             raise stopped
         st["second_part"] = True
-        self.test_deadline = time.monotonic() + self.limits.timeout
-        if hung:
-            log.write("\n[farm: %s gave no output for %g s and was stopped, with %d finished: the others run in a "
-                      "second part, with a limit of its own]\n" % (hung, self.limits.silence, len(done)))
-            self.report["tests"]["hung"] = [hung]
-        else:
-            log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others run "
-                      "in a second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
-        out_dir = self.new_out_dir()
-        out = self.sandbox.out_path(out_dir)
-        untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in list(done) + [hung] if t))
-        command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"),
-                                    st["tools_provide"].get("pytest"))
-        rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
-                                env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
-        self.first_parts[out_dir] = done
-        self.report["tests"]["parts"] = {"first": len(done), "limit_s": self.limits.timeout,
-                                         "stopped": "silence" if hung else "timeout"}
+        done, hung, out_dir, silence, evidence = {}, [], first_out, self.limits.silence, {}
+        try:
+            while True:
+                finished = self.read_progress(out_dir, evidence)
+                done.update(finished)
+                if stopped.limit == "silence":
+                    test = self.hung_test(out_dir, done)
+                    if test is None or len(hung) >= MAX_HUNG:
+                        raise stopped
+                    hung.append(test)
+                    tests["hung"] = list(hung)
+                    log.write("\n[farm: %s gave no output for %g s and was stopped, with %d finished: the others run "
+                              "on, with a limit of their own]\n" % (test, self.limits.silence, len(done)))
+                    self.limits.silence = min(silence, HUNG_SILENCE)
+                elif finished and len(hung) == 0 and out_dir == first_out:
+                    log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others "
+                              "run in a second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
+                else:
+                    raise stopped
+                self.test_deadline = time.monotonic() + self.limits.timeout
+                out_dir = self.new_out_dir()
+                out = self.sandbox.out_path(out_dir)
+                untrusted.write_new(os.path.join(out_dir, "done.txt"), "".join(t + "\n" for t in list(done) + hung))
+                command, cwd = test_command(st["env_python"], plan, out, os.path.join(self.box, "run"),
+                                            st["tools_provide"].get("pytest"))
+                try:
+                    rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
+                                            env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
+                    break
+                except LimitHit as exc:
+                    if exc.limit != "silence":
+                        raise
+                    stopped = exc
+        finally:
+            self.limits.silence = silence
+        self.first_parts[out_dir], self.first_evidence[out_dir] = done, evidence
+        tests["parts"] = {"first": len(done), "limit_s": self.limits.timeout,
+                          "stopped": "silence" if hung else "timeout"}
         failed_first = any(o in ("failed", "error") for o, _, _ in done.values())
         if rc == 5 or (rc == 0 and failed_first):  # nothing left to run, or the first part's failures
             rc = 1 if failed_first else 0
@@ -1014,9 +1034,11 @@ class Runner:
                 last = entry["test"]
         return untrusted.line(last, 500) if last and last not in done else None
 
-    def read_progress(self, out_dir):
+    def read_progress(self, out_dir, evidence=None):
         """{test: (outcome, when, message)} of the tests a run finished, from its progress file
-        (written by the probe as the suite went: untrusted, bounded)."""
+        (written by the probe as the suite went: untrusted, bounded). `evidence`, a dict: filled
+        with what the probe saw each failed test do ({"network": {test: [...]}, ...}), as its
+        probe.json would say it, for a run stopped before it wrote one."""
         try:
             data = untrusted.read_bytes(out_dir, "progress.jsonl", MAX_JUNIT)
         except untrusted.Untrusted:
@@ -1031,6 +1053,10 @@ class Runner:
                     and entry.get("outcome") in ("passed", "failed", "skipped")):
                 continue
             outcome = "error" if entry["outcome"] == "failed" and entry.get("when") != "call" else entry["outcome"]
+            if evidence is not None and isinstance(entry.get("evidence"), dict):
+                for field, seen in list(entry["evidence"].items())[:4]:
+                    if field in ("network", "programs", "services", "unconfigured") and len(evidence.get(field, ())) < 200:
+                        evidence.setdefault(field, {})[entry["test"]] = seen
             before = done.get(entry["test"])
             if before is None or before[0] in ("passed", "skipped") and outcome in ("failed", "error"):
                 done[entry["test"]] = (outcome, untrusted.line(entry.get("when"), 10),
@@ -1048,6 +1074,9 @@ class Runner:
                 counts[{"passed": "passed", "skipped": "skipped", "failed": "failed", "error": "errors"}[outcome]] += 1
             probe["failures"] = [{"test": t, "when": w, "message": m} for t, (o, w, m) in first.items()
                                  if o in ("failed", "error")][:200] + probe["failures"]
+            seen = verdict.probe_answer(self.first_evidence.get(out_dir) or {})  # checked as probe.json is
+            for field in ("network", "programs", "services", "unconfigured"):
+                probe[field] = dict(seen[field], **probe[field])
         return counts, probe
 
     def _read_run(self, out_dir, tool):
@@ -1427,6 +1456,8 @@ def _checked_plan(plan, src, src_dir, run_dir, site):
             "installed": installed if cwd is not None else []}
 
 
+MAX_HUNG = 3  # tests that gave no output for the silence limit, each left out, before the stop is a timeout
+HUNG_SILENCE = 120  # seconds without output allowed to a test after one hung (a suite's first hang has the whole limit)
 MAX_INFER_ROUNDS = 3  # runs after the first one, each after installing what the tests missed
 MAX_EACH = 15  # test requirements installed one at a time when together they have no solution
 

@@ -536,8 +536,14 @@ def _progress(report):
     that a suite stopped at its time limit says which tests it finished (the runner runs the
     others in a second part)."""
     if report.when == "call" or report.failed or report.skipped:
-        _write_progress({"test": report.nodeid, "outcome": report.outcome, "when": report.when,
-                         "message": _one_line(report) if report.failed else ""})
+        entry = {"test": report.nodeid, "outcome": report.outcome, "when": report.when,
+                 "message": _one_line(report) if report.failed else ""}
+        if report.failed:  # what the test was seen to do, for a run stopped before probe.json is written
+            drain_native()
+            entry["evidence"] = dict((k, seen[report.nodeid]) for k, seen in (
+                ("network", _network), ("programs", _programs), ("services", _services),
+                ("unconfigured", _unconfigured)) if report.nodeid in seen)
+        _write_progress(entry)
 
 
 def pytest_collectreport(report):
