@@ -1830,20 +1830,25 @@ def test_a_doctest_s_error_is_its_exception(tmp_path):
                          "message": "FileNotFoundError: [Errno 2] No such file or directory: 'Tests/data/x.tfm'"}]
 
 
+def run_suites(tmp_path, limits, suites):
+    """{name: (process, report)}: a release per {name: its tests/test_suite.py}, each run with `limits`."""
+    for name, text in suites.items():
+        write_package(tmp_path, name, VERSION, "notests", kind="both", extra_files={"tests/test_suite.py": text})
+    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
+        return {name: run_cli(name, tmp_path / name, index.url, extra=limits) for name in suites}
+
+
 @pytest.mark.slow
 def test_a_suite_longer_than_its_limit_runs_on_in_a_second_part(tmp_path):
     # A scientific suite cut at its time limit with most tests done and none failed was an
     # infra-error for ever; its unfinished tests now run in a second part, with a limit of their own.
     tests = "import time\n\nimport pytest\n\n\n@pytest.mark.parametrize('n', range(16))\ndef test_slow(n):\n" \
             "    time.sleep(1)\n"
-    write_package(tmp_path, "vfix-long", VERSION, "notests", kind="both", extra_files={"tests/test_long.py": tests})
-    write_package(tmp_path, "vfix-longfail", VERSION, "notests", kind="both", extra_files={
-        "tests/test_long.py": tests + "    assert n != 1, 'a real failure in the first part'\n"
+    reports = run_suites(tmp_path, ["--timeout", "12"], {
+        "vfix-long": tests,
+        "vfix-longfail": tests + "    assert n != 1, 'a real failure in the first part'\n"
         "    if n == 0:  # what the probe saw of a failure in the first part is kept (oaklib's lookups)\n"
         "        __import__('socket').create_connection(('pypi.org', 443), timeout=2)\n"})
-    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
-        reports = {name: run_cli(name, tmp_path / name, index.url, extra=["--timeout", "12"])
-                   for name in ("vfix-long", "vfix-longfail")}
     proc, report = reports["vfix-long"]
     assert report["outcome"] == "passed", (report["reason"], proc.stdout[-3000:])
     tests = report["tests"]
@@ -1852,8 +1857,8 @@ def test_a_suite_longer_than_its_limit_runs_on_in_a_second_part(tmp_path):
     proc, report = reports["vfix-longfail"]
     assert report["outcome"] == "tests-failed", (report["reason"], proc.stdout[-3000:])
     assert report["tests"]["failed"] == 2 and report["tests"]["passed"] == 14
-    assert [f["test"] for f in report["tests"]["failures"]] == ["tests/test_long.py::test_slow[1]"]
-    assert report["tests"]["needs_network"] == [{"test": "tests/test_long.py::test_slow[0]", "tried": ["lookup pypi.org"]}]
+    assert [f["test"] for f in report["tests"]["failures"]] == ["tests/test_suite.py::test_slow[1]"]
+    assert report["tests"]["needs_network"] == [{"test": "tests/test_suite.py::test_slow[0]", "tried": ["lookup pypi.org"]}]
 
 
 @pytest.mark.slow
@@ -1880,24 +1885,20 @@ def test_a_test_that_hangs_is_left_out_and_the_others_run_on(tmp_path):
         def test_after():
             assert {fails}
         """)
-    write_package(tmp_path, "vfix-hangfail", VERSION, "notests", kind="both",
-                  extra_files={"tests/test_hang.py": tests.format(fails="1 + 1 == 3, 'a real failure after it'")})
-    write_package(tmp_path, "vfix-hangpass", VERSION, "notests", kind="both",
-                  extra_files={"tests/test_hang.py": tests.format(fails="True")})
-    with PackageIndex(tmp_path, ensure_wheelhouse()) as index:
-        reports = {name: run_cli(name, tmp_path / name, index.url, extra=["--silence-timeout", "6"])
-                   for name in ("vfix-hangfail", "vfix-hangpass")}
+    reports = run_suites(tmp_path, ["--silence-timeout", "6"], {
+        "vfix-hangfail": tests.format(fails="1 + 1 == 3, 'a real failure after it'"),
+        "vfix-hangpass": tests.format(fails="True")})
     proc, report = reports["vfix-hangfail"]
     assert report["outcome"] == "tests-failed", (report["reason"], proc.stdout[-3000:])
     tests = report["tests"]
     assert (tests["passed"], tests["failed"]) == (1, 1)
-    assert tests["hung"] == ["tests/test_hang.py::test_hangs", "tests/test_hang.py::test_hangs_too"]
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_hang.py::test_after"]
-    assert "tests/test_hang.py::test_hangs, tests/test_hang.py::test_hangs_too gave no output for the silence " \
+    assert tests["hung"] == ["tests/test_suite.py::test_hangs", "tests/test_suite.py::test_hangs_too"]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_suite.py::test_after"]
+    assert "tests/test_suite.py::test_hangs, tests/test_suite.py::test_hangs_too gave no output for the silence " \
            "limit and were stopped" in report["reason"]
     proc, report = reports["vfix-hangpass"]
     assert report["outcome"] == "infra-error", (report["reason"], proc.stdout[-3000:])
-    assert report["reason"].startswith("timeout: tests/test_hang.py::test_hangs gave no output for 6 s and was "
+    assert report["reason"].startswith("timeout: tests/test_suite.py::test_hangs gave no output for 6 s and was "
                                        "stopped (and 1 more after it); the 2 other tests passed")
 
 

@@ -508,7 +508,7 @@ class Runner:
 
     # -- test --------------------------------------------------------------------------------------
     def phase_test(self, deadline, log):
-        status, outcome, reason = self.test_phase(deadline, log)
+        status, outcome, reason = self._test_phase(deadline, log)
         hung = (self.report.get("tests") or {}).get("hung")
         if hung and outcome == contract.PASSED:
             # What the hung test would have said is unknown: the others passing is no pass.
@@ -517,7 +517,7 @@ class Runner:
                                        if len(hung) > 1 else "", self.report["tests"].get("passed", 0)))
         return status, outcome, reason
 
-    def test_phase(self, deadline, log):
+    def _test_phase(self, deadline, log):
         r, st = self.report, self.report["_state"]
         sdist, extra_ro = None, []
         if st.get("sdist"):
@@ -988,7 +988,7 @@ class Runner:
                     log.write("\n[farm: %s gave no output for %g s and was stopped, with %d finished: the others run "
                               "on, with a limit of their own]\n" % (test, self.limits.silence, len(done)))
                     self.limits.silence = min(silence, HUNG_SILENCE)
-                elif finished and len(hung) == 0 and out_dir == first_out:
+                elif finished and out_dir == first_out:  # the time limit: once, and only after the first part
                     log.write("\n[farm: the tests ran past the %g s limit with %d finished and going on: the others "
                               "run in a second part, with a limit of its own]\n" % (self.limits.timeout, len(done)))
                 else:
@@ -1055,7 +1055,7 @@ class Runner:
             outcome = "error" if entry["outcome"] == "failed" and entry.get("when") != "call" else entry["outcome"]
             if evidence is not None and isinstance(entry.get("evidence"), dict):
                 for field, seen in list(entry["evidence"].items())[:4]:
-                    if field in ("network", "programs", "services", "unconfigured") and len(evidence.get(field, ())) < 200:
+                    if field in verdict.EVIDENCE_FIELDS and len(evidence.get(field, ())) < 200:
                         evidence.setdefault(field, {})[entry["test"]] = seen
             before = done.get(entry["test"])
             if before is None or before[0] in ("passed", "skipped") and outcome in ("failed", "error"):
@@ -1075,7 +1075,7 @@ class Runner:
             probe["failures"] = [{"test": t, "when": w, "message": m} for t, (o, w, m) in first.items()
                                  if o in ("failed", "error")][:200] + probe["failures"]
             seen = verdict.probe_answer(self.first_evidence.get(out_dir) or {})  # checked as probe.json is
-            for field in ("network", "programs", "services", "unconfigured"):
+            for field in verdict.EVIDENCE_FIELDS:
                 probe[field] = dict(seen[field], **probe[field])
         return counts, probe
 

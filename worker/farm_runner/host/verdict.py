@@ -118,6 +118,10 @@ _PROGRAM = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99}$")
 _SERVICE = re.compile(r"^[A-Za-z0-9.:_-]{1,80}:[0-9]{1,5}$")
 
 
+# What the probe saw tests do, by test: in its probe.json, and in a stopped run's progress lines.
+EVIDENCE_FIELDS = ("network", "programs", "services", "unconfigured")
+
+
 def probe_answer(data):
     """The probe plugin's (or the unittest runner's) answer, kept to well-formed, bounded parts:
     {"imports": {name: path}, "network": {test: [what...]}, "programs": {test: [program not found...]},
@@ -136,7 +140,7 @@ def probe_answer(data):
         "programs": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _PROGRAM.match(w)]
                      for k, v in list(programs.items())[:200] if isinstance(v, list)},
         "services": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and (
-                         _SERVICE.match(w) or (w.startswith(excuses.UNIX) and excuses.service_name(w)))]
+                         excuses.service_name(w) if w.startswith(excuses.UNIX) else _SERVICE.match(w))]
                      for k, v in list(services.items())[:200] if isinstance(v, list)},
         # the one framework whose settings the probe knows to look for
         "unconfigured": {str(k)[:500]: v for k, v in list(unconfigured.items())[:200]

@@ -1,10 +1,10 @@
 /* The native network watch, preloaded (LD_PRELOAD) into the package's test run: it notes the
  * names native code looks up and the internet addresses it connects or sends to, one line each,
  * in the file FARM_NATIVE_NET names ("lookup NAME", "connect ADDRESS:PORT"; a DNS query to
- * loopback too), and the Unix sockets it finds absent or unserved ("unix PATH"). What Python's own sockets do the probe plugin sees already; this is for what
- * bypasses them: libcurl and c-ares (curl_cffi), a Rust client's getaddrinfo, gRPC's core. The
- * probe plugin reads the lines and decides what they mean (loopback and the sandbox's own names
- * are not the network). Nothing is changed: each call goes on to libc. At most MAX_BYTES are
+ * loopback too), and the Unix sockets it finds absent or unserved ("unix PATH"). What Python's
+ * own sockets do the probe plugin sees already; this is for what bypasses them: libcurl and
+ * c-ares (curl_cffi), a Rust client's getaddrinfo, gRPC's core. The probe plugin reads the lines
+ * and decides what they mean (loopback and the sandbox's own names are not the network). Nothing is changed: each call goes on to libc. At most MAX_BYTES are
  * written. Built by host/netwatch.py. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
