@@ -13,18 +13,26 @@ no verdict: they never mail maintainers. Infrastructure errors go to `mail.opera
 
 `MaintainerMail` (a Buildbot MailNotifier) sends ONE message per release to each maintainer,
 summarising every slot that changed, with the outcome, log links, the reproduce command and a
-signed unsubscribe link; registrations with `digest = true` collect their changes and get one
-mail every `mail.digest_interval` seconds instead.
+signed unsubscribe link (also as RFC 8058 one-click headers); registrations with `digest = true`
+collect their changes and get one mail every `mail.digest_interval` seconds instead. Who may be
+mailed, and how much, is master/recipients.py's: addresses from a package's metadata only once
+they confirm, a few addresses per project and a daily budget per address.
+
+The bodies are Jinja templates (master/templates/mail/) rendered by Buildbot's MessageFormatter;
+every value a package controls enters a SlotChange as one bounded line (`untrusted.line`), and the
+runner's reason, which quotes the package, is shown quoted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.policy
 import email.utils
 import json
 import os
 import time
 from email.message import EmailMessage
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -33,17 +41,22 @@ from buildbot.process.results import EXCEPTION, RETRY, statusToString
 from buildbot.reporters import utils as reporter_utils
 from buildbot.reporters.generators.worker import WorkerMissingGenerator
 from buildbot.reporters.mail import MailNotifier
+from buildbot.reporters.message import MessageFormatter
 from buildbot.util import httpclientservice
 from buildbot.util.state import StateMixin
-from farm_runner import contract
+from farm_runner import contract, untrusted
 from twisted.internet import defer, task
 from twisted.python import log
 from zope.interface import implementer
 
-from master import cluster, history, maintainers
+from master import cluster, history, maintainers, recipients
 from master.settings import MailSettings, Settings
 
 SERVICE_NAME = "maintainer-mail"
+TEMPLATES = Path(__file__).parent / "templates" / "mail"
+# A header line may be 998 characters (RFC 5322): the default policy's 78 folds a long unsubscribe
+# URL into RFC 2047 encoded-words, which no mail client acts on.
+POLICY = email.policy.default.clone(max_line_length=998)
 
 # The digest queue: one row per change waiting for its address's next digest. Rows are added and
 # taken (read and deleted in one transaction) by any master of a cluster without losing one.
@@ -115,19 +128,21 @@ class SlotChange:
     # "requests 2.33.0 (was 2.32.5)".
     because: str = ""
 
-    def lines(self) -> list[str]:
-        was = f" (was {self.previous} in {self.previous_version})" if self.previous else ""
-        out = [f"{self.slot}: {KIND_TEXT[self.kind].upper()}: {self.outcome}{was}"]
-        if self.because and self.kind in ("regression", "new-failure"):
-            out.append(f"  cause:     the new release of a dependency: {self.because}")
-        elif self.because:
-            out.append(f"  after:     a new release of a dependency, {self.because}")
-        if self.reason:
-            out.append(f"  reason:    {self.reason}")
-        out.append(f"  log:       {self.url}")
-        if self.reproduce:
-            out.append(f"  reproduce: {self.reproduce}")
-        return out
+    def __post_init__(self):
+        # Where a build's values enter the mail: each one bounded line, whatever the package wrote.
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, untrusted.line(getattr(self, field.name) or "", 1000))
+        if self.kind not in KIND_TEXT:
+            raise ValueError(f"not a kind of change: {self.kind!r}")
+
+    @property
+    def kind_text(self) -> str:
+        return KIND_TEXT[self.kind]
+
+    @property
+    def caused(self) -> bool:
+        """A dependency re-test that failed: the dependency's release is the likely cause."""
+        return self.kind in ("regression", "new-failure")
 
 
 def _last_build_per_slot(builds: list[dict]) -> dict[int, dict]:
@@ -158,9 +173,10 @@ class ReleaseChangesGenerator:
             # Every master of a cluster hears of the buildset: the one that ran its last build reports it.
             return None
         package = next((history.property_value(b, "package") for b in builds if history.property_value(b, "package")), None)
-        if not package:
+        if not package or not maintainers.PACKAGE_NAME.match(package):
             return None  # not a release (for example a buildset with no build)
-        version = next((history.property_value(b, "version") for b in builds if history.property_value(b, "version")), "")
+        version = untrusted.line(next((history.property_value(b, "version") for b in builds
+                                       if history.property_value(b, "version")), ""), 200)
         infra = [b for b in builds if is_infra(b)]
         last = {builderid: b for builderid, b in _last_build_per_slot(builds).items() if not is_infra(b)}
         previous = yield history.previous_verdicts(master, package, {i: b["buildid"] for i, b in last.items()})
@@ -186,7 +202,8 @@ class ReleaseChangesGenerator:
         if not changes and not infra:
             return None
         infra_lines = [
-            f"{b['builder']['name']}: {b['state_string']} ({statusToString(b['results'])})\n  log: {b['url']}"
+            {"slot": b["builder"]["name"], "state": untrusted.line(b["state_string"] or "", 300),
+             "status": statusToString(b["results"]), "url": b["url"]}
             for b in sorted(infra, key=lambda b: b["buildid"])
         ]
         return {
@@ -229,6 +246,7 @@ class MaintainerMail(MailNotifier, StateMixin):
     def startService(self):
         yield super().startService()
         yield self.master.db.pool.do_with_transaction(create_tables)
+        yield self.master.db.pool.do_with_transaction(recipients.create_tables)
         # The queue was kept in Buildbot's state before it had a table: moved over once.
         old = yield self.getState("pending", {})
         if old:
@@ -258,33 +276,58 @@ class MaintainerMail(MailNotifier, StateMixin):
                 log.msg(f"{self.name}: keeping the previous registry: {error}")
         return self.registry
 
-    @defer.inlineCallbacks
     def recipients(self, package: str) -> list[tuple[str, bool]]:
-        """[(address, wants a digest)] for the package: the registry, then PyPI's metadata if enabled."""
-        registry = self.current_registry()
-        found = [(r.address, r.digest) for r in registry.for_package(package)]
-        if self.mail_settings.pypi_addresses:
-            known = {address.lower() for address, _ in found}
-            for address in (yield self.pypi_addresses(package)):
-                if address.lower() not in known and not registry.opted_out(package, address):
-                    found.append((address, False))
-                    known.add(address.lower())
-        return found
+        """[(address, wants a digest)] registered for the package (confirmed addresses among them),
+        at most `mail.max_recipients`; the others are logged, not mailed."""
+        found = [(r.address, r.digest) for r in self.current_registry().for_package(package)]
+        limit = self.mail_settings.max_recipients
+        if len(found) > limit:
+            log.msg(f"{self.name}: {package} has {len(found)} registered addresses; mailing the first {limit} "
+                    f"(mail.max_recipients), not {', '.join(a for a, _ in found[limit:])}")
+        return found[:limit]
 
     @defer.inlineCallbacks
-    def pypi_addresses(self, package: str) -> list[str]:
-        """maintainer_email and author_email of the package's JSON on PyPI (none when it does not answer)."""
+    def ask_to_confirm(self, package: str):
+        """Ask the addresses of the package's metadata on PyPI, once each, whether they want its mail."""
+        registry = self.current_registry()
+        candidates, refused = recipients.from_metadata((yield self.pypi_metadata(package)))
+        if refused:
+            log.msg(f"{self.name}: no address of {package}'s metadata is asked to confirm: {refused[0]}")
+        known = {r.address.lower() for r in registry.for_package(package)}
+        asked = yield self.master.db.pool.do_with_transaction(recipients.asked, package)
+        room = self.mail_settings.max_recipients - len(known)
+        for address in candidates:
+            if address.lower() in known or address.lower() in asked or registry.opted_out(package, address):
+                continue
+            if room <= 0:
+                log.msg(f"{self.name}: {package} has its {self.mail_settings.max_recipients} addresses; "
+                        f"{address} of its metadata is not asked")
+                break
+            if (yield self._budget(address, package, recipients.ASKED)):
+                room -= 1
+                yield self._render_and_send(address, "confirm", dict(
+                    package=package, base_url=self.base_url, page=package_page_url(self.base_url, package),
+                    confirm_url=maintainers.signed_url(self.base_url, self.secret, package, address, maintainers.CONFIRM)))
+
+    @defer.inlineCallbacks
+    def pypi_metadata(self, package: str):
+        """The package's JSON on PyPI (None when it does not answer)."""
         session = httpclientservice.HTTPSession(
             self.master.httpservice, self.pypi_url.rstrip("/"), headers={"User-Agent": self.user_agent}
         )
         try:
             response = yield session.get(f"/pypi/{package}/json", timeout=self.pypi_timeout)
             if response.code != 200:
-                return []
-            return addresses_from_metadata((yield response.json()))
+                return None
+            return (yield response.json())
         except Exception as error:
             log.msg(f"{self.name}: no maintainer addresses from {self.pypi_url} for {package}: {error}")
-            return []
+            return None
+
+    def _budget(self, address: str, package: str, kind: str):
+        """Deferred True when `address` may have one more mail today (and it is counted)."""
+        return self.master.db.pool.do_with_transaction(
+            recipients.take, address, package, kind, int(time.time()), self.mail_settings.max_mails_per_address)
 
     # -- sending --------------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -292,22 +335,24 @@ class MaintainerMail(MailNotifier, StateMixin):
         for report in reports:
             package, version = report["package"], report["version"]
             if report["infra"] and self.mail_settings.operators:
-                yield self._send(
-                    list(self.mail_settings.operators),
-                    f"[{self.title}] {package} {version}: infrastructure error",
-                    f"The farm could not reach a verdict for {package} {version} on some slots; the "
-                    f"maintainers were not told.\n\n" + "\n".join(report["infra"]) + "\n",
-                )
+                message = yield self._render("operators", dict(package=package, version=version, infra=report["infra"]))
+                yield self._send(list(self.mail_settings.operators), message["subject"], message["body"])
             if not report["changes"]:
                 continue
-            for address, digest in (yield self.recipients(package)):
+            for address, digest in self.recipients(package):
                 if digest:
                     yield self._queue_for_digest(address, package, version, report["changes"])
-                else:
+                elif (yield self._budget(address, package, "release")):
                     yield self._send_release_mail(address, package, version, report["changes"])
+                else:
+                    log.msg(f"{self.name}: {address} had its {self.mail_settings.max_mails_per_address} mails "
+                            f"today (mail.max_mails_per_address): {package} {version} waits for its digest")
+                    yield self._queue_for_digest(address, package, version, report["changes"])
+            if self.mail_settings.pypi_addresses:
+                yield self.ask_to_confirm(package)
 
     def _send_release_mail(self, address: str, package: str, version: str, changes: list[SlotChange]):
-        kinds = [KIND_TEXT[c.kind] for c in changes]
+        kinds = [c.kind_text for c in changes]
         if len(changes) == 1:
             summary = f"{kinds[0]} on {changes[0].slot}"
         else:
@@ -316,38 +361,40 @@ class MaintainerMail(MailNotifier, StateMixin):
         causes = list(dict.fromkeys(c.because.split(" (was ")[0] for c in changes if c.because))
         if causes:
             summary += f" after {', '.join(causes)}"
-        lines = [f"The PyPI test farm tested {package} {version}; its results changed on {len(changes)} "
-                 f"slot{'s' if len(changes) > 1 else ''}:", ""]
-        for change in changes:
-            lines += change.lines() + [""]
-        lines += self._footer(address, [package])
-        return self._send([address], f"[{self.title}] {package} {version}: {summary}", "\n".join(lines),
-                          unsubscribe=self._unsubscribe(package, address))
+        return self._render_and_send(address, "release", dict(
+            package=package, version=version, changes=changes, summary=summary,
+            packages=[self._package_links(package, address)]), unsubscribe=self._unsubscribe(package, address))
 
-    def _footer(self, address: str, packages: list[str]) -> list[str]:
-        out = []
-        for package in packages:
-            out.append(f"All results of {package}: {package_page_url(self.base_url, package)}")
-        out += ["", "You get this mail because your address is registered for these packages; mail is sent only when a result changes."]
-        for package in packages:
-            out.append(f"Unsubscribe from {package}: {self._unsubscribe(package, address)}")
-        return out
+    def _package_links(self, package: str, address: str, changes=()) -> dict:
+        return {"name": package, "page": package_page_url(self.base_url, package),
+                "unsubscribe": self._unsubscribe(package, address), "changes": list(changes)}
 
     def _unsubscribe(self, package: str, address: str) -> str:
         return maintainers.unsubscribe_url(self.base_url, self.secret, package, address)
 
+    def _render(self, template: str, context: dict):
+        """{"subject", "body"} of master/templates/mail/TEMPLATE.txt, by Buildbot's MessageFormatter."""
+        return mail_formatter(template).render_message_dict(self.master, dict(context, title=self.title))
+
+    @defer.inlineCallbacks
+    def _render_and_send(self, address: str, template: str, context: dict, unsubscribe: str | None = None):
+        message = yield self._render(template, context)
+        yield self._send([address], message["subject"], message["body"], unsubscribe=unsubscribe)
+
     @defer.inlineCallbacks
     def _send(self, recipients: list[str], subject: str, body: str, unsubscribe: str | None = None):
-        message = EmailMessage()
+        message = EmailMessage(policy=POLICY)
         message["From"] = self.fromaddr
         message["To"] = ", ".join(recipients)
-        message["Subject"] = subject
+        message["Subject"] = untrusted.line(subject, 300)
         message["Date"] = email.utils.formatdate(localtime=True)
         message["Message-ID"] = email.utils.make_msgid(domain="pypi-test-farm")
         message["X-PyPI-Test-Farm"] = "yes"
         if unsubscribe:
+            # RFC 8058: a mail client unsubscribes with one POST to the link, no page to click through.
             message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message.set_content(body + "\n")
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_content(body.strip("\n") + "\n")
         try:
             yield self.sendMail(message, recipients)
         except Exception as error:
@@ -368,37 +415,49 @@ class MaintainerMail(MailNotifier, StateMixin):
                 return
             registry = self.current_registry()
             for address, entries in sorted(pending.items()):
-                # Someone who unsubscribed since gets nothing about that package.
-                wanted = {r.package for r in registry.registrations if r.address.lower() == address.lower() and r.digest}
+                # Someone who unsubscribed since gets nothing about that package. (A registration
+                # without a digest has entries too, when it had its mails of the day.)
+                wanted = {r.package for r in registry.registrations if r.address.lower() == address.lower()}
                 entries = [e for e in entries if e["package"] in wanted]
                 if entries:
                     yield self._send_digest(address, entries)
         except Exception as error:
             log.err(error, f"{self.name}: sending the digests")
 
+    @defer.inlineCallbacks
     def _send_digest(self, address: str, entries: list[dict]):
-        packages = list(dict.fromkeys(e["package"] for e in entries))
-        lines = [f"Changes in the PyPI test farm's results since the last digest ({len(entries)} in "
-                 f"{len(packages)} package{'s' if len(packages) > 1 else ''}):", ""]
-        for package in packages:
-            for entry in (e for e in entries if e["package"] == package):
-                lines.append(f"{package} {entry['version']}")
-                fields = {k: entry[k] for k in (f.name for f in dataclasses.fields(SlotChange)) if k in entry}
-                lines += ["  " + line for line in SlotChange(**fields).lines()] + [""]
-        lines += self._footer(address, packages)
-        return self._send([address], f"[{self.title}] daily digest: {len(entries)} changes in {', '.join(packages)}",
-                          "\n".join(lines), unsubscribe=self._unsubscribe(packages[0], address) if len(packages) == 1 else None)
+        names = list(dict.fromkeys(e["package"] for e in entries))
+        fields = [f.name for f in dataclasses.fields(SlotChange)]
+        packages = []
+        for name in names:
+            changes = []
+            for entry in (e for e in entries if e["package"] == name):
+                change = SlotChange(**{k: entry[k] for k in fields if k in entry})
+                changes.append(dict(dataclasses.asdict(change), kind_text=change.kind_text, caused=change.caused,
+                                    version=untrusted.line(entry.get("version") or "", 200)))
+            packages.append(self._package_links(name, address, changes))
+        yield self.master.db.pool.do_with_transaction(recipients.count, address, ", ".join(names), "digest",
+                                                      int(time.time()))
+        yield self._render_and_send(address, "digest", dict(count=len(entries), packages=packages, names=", ".join(names)),
+                                    unsubscribe=self._unsubscribe(names[0], address) if len(names) == 1 else None)
 
 
-def addresses_from_metadata(data: dict) -> list[str]:
-    """maintainer_email and author_email of PyPI's JSON for a project ("A <a@x>, b@y" lists too)."""
-    info = (data or {}).get("info") or {}
-    found = []
-    for field in ("maintainer_email", "author_email"):
-        for _name, address in email.utils.getaddresses([info.get(field) or ""]):
-            if "@" in address and address not in found:
-                found.append(address)
-    return found
+_SUBJECTS = {
+    "release": "[{{ title }}] {{ package }} {{ version }}: {{ summary }}",
+    "digest": "[{{ title }}] daily digest: {{ count }} changes in {{ names }}",
+    "confirm": "[{{ title }}] {{ package }}: mail you when its test results change?",
+    "operators": "[{{ title }}] {{ package }} {{ version }}: infrastructure error",
+}
+_FORMATTERS: dict[str, MessageFormatter] = {}
+
+
+def mail_formatter(template: str) -> MessageFormatter:
+    """The MessageFormatter of master/templates/mail/TEMPLATE.txt, with the shared macros before it."""
+    if template not in _FORMATTERS:
+        text = (TEMPLATES / "_macros.txt").read_text(encoding="utf-8") + (TEMPLATES / f"{template}.txt").read_text(
+            encoding="utf-8")
+        _FORMATTERS[template] = MessageFormatter(template=text, subject=_SUBJECTS[template], template_type="plain")
+    return _FORMATTERS[template]
 
 
 def _smtp(mail: MailSettings) -> dict:

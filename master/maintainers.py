@@ -159,27 +159,36 @@ def remove(path: Path, package: str, address: str, opt_out: bool = False) -> boo
     return True
 
 
-# -- the unsubscribe link ------------------------------------------------------------------------
+# -- the signed links: unsubscribe, and confirm an address from the metadata ------------------------------------------------------------------------
 
 def unsubscribe_secret(secrets_dir: Path) -> bytes:
     """The key that signs unsubscribe links, generated once under the secrets folder."""
     return read_or_create(secrets_dir / UNSUBSCRIBE_KEY_FILE).encode()
 
 
-def token(secret: bytes, package: str, address: str) -> str:
-    message = f"{canonicalize_name(package)}\0{address.lower()}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+UNSUBSCRIBE, CONFIRM = "unsubscribe", "confirm"
 
 
-def valid_token(secret: bytes, package: str, address: str, given: str) -> bool:
-    return hmac.compare_digest(token(secret, package, address), given or "")
+def token(secret: bytes, package: str, address: str, purpose: str = UNSUBSCRIBE) -> str:
+    """The link's signature; a confirmation's differs from an unsubscribe's for the same address."""
+    message = f"{canonicalize_name(package)}\0{address.lower()}"
+    message = message if purpose == UNSUBSCRIBE else f"{purpose}\0{message}"
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def valid_token(secret: bytes, package: str, address: str, given: str, purpose: str = UNSUBSCRIBE) -> bool:
+    return hmac.compare_digest(token(secret, package, address, purpose), given or "")
+
+
+def signed_url(base_url: str, secret: bytes, package: str, address: str, purpose: str = UNSUBSCRIBE) -> str:
+    query = urllib.parse.urlencode(
+        {"package": canonicalize_name(package), "address": address, "token": token(secret, package, address, purpose)}
+    )
+    return f"{base_url}plugins/wsgi_dashboards/packages/{purpose}?{query}"
 
 
 def unsubscribe_url(base_url: str, secret: bytes, package: str, address: str) -> str:
-    query = urllib.parse.urlencode(
-        {"package": canonicalize_name(package), "address": address, "token": token(secret, package, address)}
-    )
-    return f"{base_url}plugins/wsgi_dashboards/packages/unsubscribe?{query}"
+    return signed_url(base_url, secret, package, address, UNSUBSCRIBE)
 
 
 # -- the command line ----------------------------------------------------------------------------

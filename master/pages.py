@@ -6,7 +6,8 @@ Under /plugins/wsgi_dashboards/packages/:
                            reproduce command per cell, the sandbox limits, the skip list, Rebuild
   six.json                 the same data as JSON
   six.svg                  a status badge for READMEs
-  unsubscribe?...          the signed link in maintainer mail (master/mail.py)
+  unsubscribe?...          the signed link in maintainer mail (master/mail.py), one-click too
+  confirm?...              the signed link that asks an address from a package's metadata
 Under /plugins/wsgi_dashboards/overview/:
   index.html               outcomes per slot over the last day, queues, workers, the feed,
                            re-tests (how far each slot is through the rolling set, the period
@@ -40,7 +41,7 @@ from twisted.web import resource
 
 from master import history, maintainers, priorities
 from master.outcomes import RESULTS
-from master.settings import Settings
+from master.settings import ADDRESS, Settings
 from master.slots import slot_key
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -481,17 +482,40 @@ def packages_app(settings: Settings, slots: list[str], secret: bytes | None) -> 
         svg = badge_svg(request.args.get("label") or "PyPI test farm", data["status"]["text"], data["status"]["status"])
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
+    def signed(purpose):
+        """(package, address, token) of a signed link, or None when its signature does not hold.
+        A mail client's one-click unsubscribe (RFC 8058) POSTs `List-Unsubscribe=One-Click` to the
+        link itself: its fields are then in the query."""
+        values = request.args if request.method == "GET" or "token" not in request.form else request.form
+        package, address, token = values.get("package", ""), values.get("address", ""), values.get("token", "")
+        if secret is None or not maintainers.PACKAGE_NAME.match(package) or not ADDRESS.match(address) or \
+                not maintainers.valid_token(secret, package, address, token, purpose):
+            return None
+        return package, address, token
+
     @app.route("/unsubscribe", methods=["GET", "POST"])
     def unsubscribe():
-        values = request.form if request.method == "POST" else request.args
-        package, address, token = values.get("package", ""), values.get("address", ""), values.get("token", "")
-        if secret is None or not maintainers.valid_token(secret, package, address, token):
+        link = signed(maintainers.UNSUBSCRIBE)
+        if link is None:
             return render_template("unsubscribe.html", state="invalid", **context), 403
+        package, address, token = link
         if request.method == "GET":
             # A confirmation button, so a mail scanner following links does not unsubscribe anyone.
             return render_template("unsubscribe.html", state="confirm", package=package, address=address, token=token, **context)
         maintainers.remove(settings.mail.maintainers_file, package, address, opt_out=True)
         return render_template("unsubscribe.html", state="done", package=package, address=address, **context)
+
+    @app.route("/confirm", methods=["GET", "POST"])
+    def confirm():
+        """An address from a package's metadata, asked once by mail, says it wants the package's mail."""
+        link = signed(maintainers.CONFIRM)
+        if link is None:
+            return render_template("confirm.html", state="invalid", **context), 403
+        package, address, token = link
+        if request.method == "GET":  # a button, as for unsubscribing: a link followed is no consent
+            return render_template("confirm.html", state="ask", package=package, address=address, token=token, **context)
+        maintainers.add(settings.mail.maintainers_file, package, address)
+        return render_template("confirm.html", state="done", package=package, address=address, **context)
 
     return app
 

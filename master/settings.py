@@ -106,8 +106,13 @@ class MailSettings:
     operators: tuple[str, ...] = ()
     # Who wants mail for which package (master/maintainers.py); reloaded on `buildbot reconfig`.
     maintainers_file: Path | None = None
-    # Also mail the maintainer and author addresses of the package's own metadata on PyPI.
+    # Also ask the maintainer and author addresses of the package's own metadata on PyPI to
+    # confirm; once confirmed they get mail as registrations do (master/recipients.py).
     pypi_addresses: bool = False
+    # At most this many addresses mailed for one project's release; at most this many mails to
+    # one address a day (past it, its changes wait for its digest).
+    max_recipients: int = 5
+    max_mails_per_address: int = 20
     # Seconds between two digests, for registrations that asked for one.
     digest_interval: int = 24 * 3600
     # Seconds a worker may stay away before the operators are mailed that it is missing.
@@ -325,10 +330,10 @@ def parse(raw: dict, source: Path, environ=os.environ) -> Settings:
     return settings
 
 
-def _positive(table: _Table, key: str, default: int) -> int:
+def _positive(table: _Table, key: str, default: int, what: str = "number of seconds") -> int:
     value = table.get(key, int, default)
     if value <= 0:
-        raise table.error(key, f"must be a positive number of seconds, not {value}.")
+        raise table.error(key, f"must be a positive {what}, not {value}.")
     return value
 
 
@@ -411,6 +416,9 @@ def _mail(table: _Table, base: Path) -> MailSettings:
         maintainers_file=base / table.get("maintainers_file", str, "var/maintainers.toml"),
         pypi_addresses=table.get("pypi_addresses", bool, defaults.pypi_addresses),
         digest_interval=digest_interval,
+        max_recipients=_positive(table, "max_recipients", defaults.max_recipients, "number"),
+        max_mails_per_address=_positive(table, "max_mails_per_address", defaults.max_mails_per_address,
+                                        "number"),
         worker_missing_after=_positive(table, "worker_missing_after", defaults.worker_missing_after),
     )
     if settings.smtp_user and not (settings.smtp_password_env or settings.smtp_password_file):

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 
-from master import mail, maintainers
+from master import mail, maintainers, recipients
 from master.settings import SettingsError
 from tests.farm import ROOT, Farm, free_port, wait_for
 from tests.pkgindex import write_package
@@ -55,8 +55,49 @@ def test_infrastructure_errors_are_recognised():
 
 def test_addresses_from_pypi_metadata():
     data = {"info": {"maintainer_email": "Ann <ann@example.org>, bob@example.org", "author_email": "ann@example.org"}}
-    assert mail.addresses_from_metadata(data) == ["ann@example.org", "bob@example.org"]
-    assert mail.addresses_from_metadata({"info": {"maintainer_email": None, "author_email": ""}}) == []
+    assert recipients.from_metadata(data) == (["ann@example.org", "bob@example.org"], [])
+    assert recipients.from_metadata({"info": {"maintainer_email": None, "author_email": ""}}) == ([], [])
+    assert recipients.from_metadata({"info": ["not", "a", "table"]}) == ([], [])
+
+
+@pytest.mark.parametrize("info, refusal", [
+    ({"author_email": "ann@example.org\r\nBcc: victim@example.org"}, "author_email holds a line break"),
+    ({"maintainer_email": "ann@example.org\x00"}, "maintainer_email holds a line break or another control"),
+    ({"maintainer_email": '"victim@example.org, other@example.org" <ann@example.org>'},
+     "maintainer_email has an address inside a display name"),
+    ({"maintainer_email": ", ".join(f"m{i}@example.org" for i in range(40))}, "names 40 addresses; more than 3"),
+    ({"maintainer_email": "a@example.org, b@example.org", "author_email": "c@example.org, d@example.org"},
+     "names 4 addresses"),
+    ({"author_email": "not an address"}, "author_email holds something that is not a mail address"),
+])
+def test_metadata_that_names_others_is_refused_whole(info, refusal):
+    found, refused = recipients.from_metadata({"info": info})
+    assert found == [] and refusal in refused[0]
+
+
+def test_a_package_s_text_stays_on_its_quoted_line():
+    """A reason from a build (the runner quotes the package in it) with line breaks in it: one line,
+    behind "> ", in the release mail and in the digest; nothing else of the mail says evil.example."""
+    forged = "Tests failed.\r\n  log:       https://evil.example/\nUnsubscribe from everything: https://evil.example/x"
+    change = mail.SlotChange(slot="linux-py3.12", kind="regression", outcome="tests-failed", previous="passed",
+                             previous_version="1.0", reason=forged, reproduce="python worker/runner.py six==1.1\nevil.example",
+                             url="http://farm/#/builders/1/builds/2")
+    links = {"name": "six", "page": "http://farm/p", "unsubscribe": "http://farm/u"}
+    rendered = []
+    mail.mail_formatter("release").render_message_dict(None, dict(
+        title="T", package="six", version="1.1", summary="s", changes=[change], packages=[links])).addCallback(rendered.append)
+    entry = dict(__import__("dataclasses").asdict(change), kind_text=change.kind_text, caused=change.caused, version="1.1")
+    mail.mail_formatter("digest").render_message_dict(None, dict(
+        title="T", count=1, names="six", packages=[dict(links, changes=[entry])])).addCallback(rendered.append)
+    for message in rendered:
+        lines = message["body"].splitlines()
+        said = [line for line in lines if "evil.example" in line]
+        quoted = [line for line in said if line.lstrip().startswith("> ")]
+        assert len(quoted) == 1 and "\\x0d\\x0a  log:" in quoted[0], message["body"]
+        # The reproduce line is the farm's own field: its line break shown, not acted on.
+        assert [line for line in said if line not in quoted] == [
+            line for line in lines if line.lstrip().startswith("reproduce:")]
+        assert not any(line.startswith(("Unsubscribe from everything", "  log:       https://evil")) for line in lines)
 
 
 # -- the registry --------------------------------------------------------------------------------
@@ -128,7 +169,8 @@ def test_the_command_line(tmp_path):
 # -- a real farm and a real SMTP server ----------------------------------------------------------
 
 class Mailbox:
-    """Messages an aiosmtpd server received: [(recipients, message)]."""
+    """Messages an aiosmtpd server received: [(recipients, message)]; each message's bytes as they
+    came are its `raw`."""
 
     def __init__(self):
         self.messages = []
@@ -136,6 +178,7 @@ class Mailbox:
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message.raw = envelope.content
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), message))
         return "250 OK"
@@ -161,6 +204,12 @@ def mailbox():
 
 
 METADATA = "from-metadata@example.org"  # in the package's JSON on the (fake) PyPI, not registered
+# mailfix-spam's metadata names forty strangers, and a Bcc: behind a line break
+STRANGERS = [f"stranger{i}@example.org" for i in range(40)]
+VICTIM, SPAM_MAINTAINER = "victim@example.org", "spam-maintainer@example.org"
+# mailfix-busy: five registered addresses, more than the farm's max_recipients (4); each may have
+# max_mails_per_address (3) a day
+BUSY = [f"busy{i}@example.org" for i in range(1, 6)]
 MAINTAINER = "maintainer@example.org"
 OTHER = "colleague@example.org"
 DIGEST = "digest@example.org"
@@ -176,16 +225,22 @@ DIGEST_SECONDS = 6
 
 @pytest.fixture(scope="module")
 def pypi_json():
-    """PyPI's per-project JSON for mailfix-alpha, naming a maintainer address (mail.pypi_addresses)."""
+    """PyPI's per-project JSON: mailfix-alpha names a maintainer address (mail.pypi_addresses),
+    mailfix-spam forty and a Bcc: header."""
+    infos = {PACKAGE: {"maintainer_email": f"Meta <{METADATA}>", "author_email": None},
+             "mailfix-spam": {"maintainer_email": ", ".join(STRANGERS),
+                              "author_email": f"Ann <ann@example.org>\r\nBcc: {VICTIM}"}}
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
-            if self.path != f"/pypi/{PACKAGE}/json":
+            name = self.path[len("/pypi/"):-len("/json")] if self.path.startswith("/pypi/") else ""
+            if name not in infos or self.path != f"/pypi/{name}/json":
                 self.send_error(404)
                 return
-            data = json.dumps({"info": {"maintainer_email": f"Meta <{METADATA}>", "author_email": None}}).encode()
+            data = json.dumps({"info": infos[name]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -215,11 +270,14 @@ operators = ["{OPERATORS}"]
 maintainers_file = "maintainers.toml"
 digest_interval = {DIGEST_SECONDS}
 pypi_addresses = true
+max_recipients = 4
+max_mails_per_address = 3
 """
     farm = Farm(folder, package_index.url, pythons=SLOTS, extra_toml=extra, timeout=PHASE_TIMEOUT)
     # The command line writes the registry, as an operator would, before the master starts.
     for argv in (["add", PACKAGE, MAINTAINER], ["add", PACKAGE, OTHER], ["add", PACKAGE, DIGEST, "--digest"],
-                 ["add", "mailfix-hang", HANG_MAINTAINER]):
+                 ["add", "mailfix-hang", HANG_MAINTAINER], ["add", "mailfix-spam", SPAM_MAINTAINER],
+                 *(["add", "mailfix-busy", address] for address in BUSY)):
         subprocess.run([sys.executable, "-m", "master.maintainers", "--config", str(farm.config), *argv],
                        cwd=ROOT, check=True, capture_output=True)
     farm.start()
@@ -257,16 +315,31 @@ def test_mail_only_on_change_with_digest_and_unsubscribe(farm, release, mailbox)
     assert f"plugins/wsgi_dashboards/packages/index.html?name={PACKAGE}" in text
     assert regression["List-Unsubscribe"].startswith(f"<{farm.url}plugins/wsgi_dashboards/packages/unsubscribe?")
     mailbox.wait(OTHER, 1)
-    (from_metadata,) = mailbox.wait(METADATA, 1)  # mail.pypi_addresses: the package's own metadata
-    assert from_metadata["Subject"] == regression["Subject"]
+    # mail.pypi_addresses: the address of the package's own metadata is asked, once, and told nothing else
+    (ask,) = mailbox.wait(METADATA, 1)
+    assert ask["Subject"] == f"[PyPI test farm] {PACKAGE}: mail you when its test results change?"
+    assert "tests-failed" not in body(ask) and "1.1" not in body(ask)
+    confirm = re.search(r"Yes, mail me: (\S+)", body(ask)).group(1)
+    with urllib.request.urlopen(confirm) as response:  # a link followed confirms nothing
+        page = response.read().decode()
+    assert "Yes, mail me" in page and METADATA in page
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(confirm.replace("token=", "token=0"))
+    assert refused.value.code == 403
 
     release("1.2", "testfail")  # an unchanged failure: no mail
+    assert len(mailbox.to(METADATA)) == 1, "asked once, not at every release"
+    fields = dict(re.findall(r'name="(package|address|token)" value="([^"]*)"', page))
+    with urllib.request.urlopen(urllib.request.Request(confirm.split("?")[0], data=urllib.parse.urlencode(
+            {k: html.unescape(v) for k, v in fields.items()}).encode())) as response:
+        assert "gets mail when the results of" in response.read().decode()
     release("1.3", "pass")  # fixed
     fixed = mailbox.wait(MAINTAINER, 2)[1]
     assert fixed["Subject"] == f"[PyPI test farm] {PACKAGE} 1.3: 2 slots changed (2 fixed)"
     assert "FIXED: passed (was tests-failed in 1.2)" in body(fixed)
     mailbox.wait(OTHER, 2)
     assert [m["Subject"] for m in mailbox.to(MAINTAINER)][2:] == [], "1.2 failed as 1.1 did: no mail"
+    assert mailbox.wait(METADATA, 2)[1]["Subject"] == fixed["Subject"], "confirmed: it gets the results"
 
     # The digest registration got no mail per release; its digests hold both changes.
     digests = wait_for(
@@ -291,12 +364,54 @@ def test_mail_only_on_change_with_digest_and_unsubscribe(farm, release, mailbox)
         urllib.request.urlopen(forged)
     assert refused.value.code == 403
 
-    release("1.4", "testfail")  # a regression again: the colleague hears of it, the unsubscriber does not
+    # A mail client's one-click unsubscribe (RFC 8058): the header as sent, not folded into encoded
+    # words, and one POST to it.
+    metadata_fixed = mailbox.to(METADATA)[1]
+    assert re.search(rb"\nList-Unsubscribe: <http://[^\s>]+>\r?\n", metadata_fixed.raw), metadata_fixed.raw[:1500]
+    assert re.search(rb"\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r?\n", metadata_fixed.raw)
+    with urllib.request.urlopen(urllib.request.Request(metadata_fixed["List-Unsubscribe"].strip("<>"),
+                                                       data=b"List-Unsubscribe=One-Click")) as response:
+        assert "gets no more mail" in response.read().decode()
+
+    release("1.4", "testfail")  # a regression again: the colleague hears of it, the unsubscribers do not
     latest = mailbox.wait(OTHER, 3)[2]
     assert "1.4" in latest["Subject"] and "regression" in latest["Subject"]
     time.sleep(1)
     assert len(mailbox.to(MAINTAINER)) == 2
+    assert len(mailbox.to(METADATA)) == 2, "opted out: neither mailed nor asked again"
     assert not mailbox.to(OPERATORS), "no infrastructure error so far"
+
+
+@pytest.mark.slow
+def test_a_release_cannot_make_the_farm_mail_strangers(farm, release, mailbox):
+    """mailfix-spam's metadata names forty strangers and carries a Bcc: behind a line break: it is
+    refused whole; only its registered maintainer hears of its failure."""
+    release("1.0", "testfail", name="mailfix-spam", slots=["linux-py3.12"])
+    (news,) = mailbox.wait(SPAM_MAINTAINER, 1)
+    assert "new failure on linux-py3.12" in news["Subject"]
+    time.sleep(2)  # (the farm asks candidates after it has mailed the maintainers)
+    assert not [m for m in mailbox.messages if set(m[0]) & set(STRANGERS + [VICTIM, "ann@example.org"])]
+    assert "no address of mailfix-spam's metadata is asked to confirm: its author_email holds a line break" \
+        in farm.log_tail(200000)
+
+
+@pytest.mark.slow
+def test_mail_stays_within_its_limits(farm, release, mailbox):
+    """mailfix-busy has five registered addresses: four are mailed (max_recipients); each has three
+    mails a day (max_mails_per_address), after which its changes come in its digest."""
+    slot = ["linux-py3.12"]
+    for version, behaviour in (("1.0", "testfail"), ("1.1", "pass"), ("1.2", "testfail")):
+        release(version, behaviour, name="mailfix-busy", slots=slot)
+        for address in BUSY[:4]:
+            mailbox.wait(address, int(version[-1]) + 1)
+    release("1.3", "pass", name="mailfix-busy", slots=slot)  # fixed again: a fourth change in a day
+    for address in BUSY[:4]:
+        received = wait_for(lambda: (lambda got: len(got) == 4 and got)(mailbox.to(address)),
+                            DIGEST_SECONDS * 4, f"{address}'s digest")
+        assert [m["Subject"].split(": ", 1)[0] for m in received[:3]] == [
+            f"[PyPI test farm] mailfix-busy {v}" for v in ("1.0", "1.1", "1.2")]
+        assert "daily digest" in received[3]["Subject"] and "mailfix-busy 1.3" in body(received[3])
+    assert mailbox.to(BUSY[4]) == [], "past max_recipients"
 
 
 @pytest.mark.slow

@@ -106,6 +106,7 @@ def test_farm_config_names_another_file(tmp_path):
         ("[retention]\nhour = 24\n" + LOCAL, "'retention.hour' must be an hour from 0 to 23"),
         ("[retention]\nlogs = 7\n" + LOCAL, "'retention.logs' is not a known setting"),
         ("[mail]\nworker_missing_after = 0\n" + LOCAL, "'mail.worker_missing_after' must be a positive number"),
+        ("[mail]\nmax_recipients = 0\n" + LOCAL, "'mail.max_recipients' must be a positive number, not 0"),
         ("[master\n", "not valid TOML"),
     ],
 )

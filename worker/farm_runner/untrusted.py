@@ -27,6 +27,11 @@ def line(text, limit=300):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def lines(value, limit=300):
+    """`line` of a string, or of each string of a list (a test's hosts, its missing paths)."""
+    return [line(v, limit) for v in value] if isinstance(value, (list, tuple)) else line(value, limit)
+
+
 class Untrusted(Exception):
     """A file from the sandbox that the host will not read (a link, a FIFO, too big, missing)."""
 

@@ -130,7 +130,6 @@ def summary(report):
 
 
 def sentence(text):
-    text = " ".join(str(text).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
+    """The farm's sentence, one bounded line whatever of the package's text it quotes."""
+    text = untrusted.line(" ".join(str(text).split()), 300)
     return text if text.endswith((".", "!", "?")) else text + "."

@@ -680,7 +680,8 @@ class Runner:
         tests.update(counts or {}, returncode=rc, counts_known=counts is not None,
                      imported_from=probe["imports"], failures=failed_tests[:verdict.MAX_SHOWN], flaky=flaky,
                      excused_counts={f: len(excused_by[f]) for f in excuses.FIELDS if f != "flaky" and excused_by[f]},
-                     **{e.field: [{"test": t, e.detail: d} for t, d in excused_by[e.field].items()][:verdict.MAX_SHOWN]
+                     **{e.field: [{"test": untrusted.line(t, 500), e.detail: untrusted.lines(d, 300)}
+                                  for t, d in excused_by[e.field].items()][:verdict.MAX_SHOWN]
                         for e in excuses.EXCUSES if e.field != "flaky"})
         tests.setdefault("command", [])
         if probe.get("pytest") and probe["pytest"] != (st.get("pytest") or {}).get("version"):
