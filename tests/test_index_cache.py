@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 
+from farm_runner import contract
 from farm_runner.host import index_cache
 from farm_runner.host.index_cache import IndexCache
 from farm_runner.host.proxy import IndexProxy
@@ -290,3 +291,12 @@ def test_what_a_build_fetches_counts_against_its_disk_limit(package_index, tmp_p
     assert len([l for l in _fetched(tmp_path / "w") if l.startswith("FETCHED")]) < 4, _fetched(tmp_path / "w")
     assert sum(_kept(tmp_path / "index-cache").values()) < 40 << 20
 
+
+def test_a_worker_below_its_free_disk_floor_refuses_to_build(package_index, tmp_path):
+    proc, report = run_cli("farmfix-pass", tmp_path / "w", package_index.url, extra=("--min-free-disk", "1000T"))
+    assert report is not None, proc.stderr[-2000:]
+    assert proc.returncode == contract.EXIT_CODES["infra-error"]
+    assert (report["outcome"], report["infra"]) == ("infra-error", "worker-disk")
+    assert "free disk is below its floor (1024000.0 GiB, the runner's --min-free-disk)" in report["reason"], report
+    assert report["reason"].endswith("or lower the floor."), report["reason"]
+    assert "$ " not in report["phases"]["install"]["log_excerpt"]  # nothing ran

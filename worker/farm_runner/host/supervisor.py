@@ -183,6 +183,7 @@ class Runner:
                              "write (systemd: Delegate=yes), or pass --sandbox none to run packages unconfined"
                              % (" and ".join(sorted(missing)), "; ".join(sorted(set(missing.values())))),
                              kind="sandbox")
+        self.check_free_disk()
         if phase == "install":
             st["runner_python"] = os.path.realpath(sys.executable)
             for name in ("home", "uv-cache"):
@@ -195,6 +196,21 @@ class Runner:
             log.write("\n%s\n%s\n%s\n\n" % ("!" * 78, warning, "!" * 78))
         self.sandbox = sandbox_.Sandbox(mode, self.box, st.get("read_only", []), os.path.join(self.workdir, "etc"),
                                         self.identity["lib"], st["runner_python"], self.limits.disk)
+
+    def check_free_disk(self):
+        """Refuse to build on a worker whose free disk is below its floor (--min-free-disk): a full
+        disk breaks the worker itself, not just this build."""
+        cache_dir = self.cache_dir or self.report["_state"].get("cache_dir")
+        for path in [self.workdir] + ([os.path.dirname(cache_dir)] if cache_dir else []):
+            try:
+                free = shutil.disk_usage(path).free
+            except OSError:
+                continue  # not made yet: the workdir's file system was checked
+            if free < self.args.min_free_disk:
+                raise InfraError("this worker builds nothing while its free disk is below its floor (%.1f GiB, the "
+                                 "runner's --min-free-disk): %.1f GiB free at %s; free some (old build folders, its "
+                                 "caches) or lower the floor" % (self.args.min_free_disk / 2 ** 30, free / 2 ** 30, path),
+                                 kind="worker-disk")
 
     # -- running commands --------------------------------------------------------------------------
     def trusted(self, cmd, deadline, log):
