@@ -5,8 +5,10 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 
+from farm_runner import contract
 from farm_runner.host import index_cache
 from farm_runner.host.index_cache import IndexCache
 from farm_runner.host.proxy import IndexProxy
@@ -39,11 +41,13 @@ def test_pages_are_rewritten_to_files_kept_by_their_hash(tmp_path):
         status, ctype, html = cache.answer("/simple/cachefix/", "text/html")
         assert status == 200 and ('href="/files/%s/%s#sha256=%s"' % (sha, wheel.name, sha)).encode() in html
 
-        status, _, path = cache.answer("/files/%s/%s" % (sha, wheel.name), "")
-        assert status == 200 and _sha(path) == sha and path.startswith(str(tmp_path / "cache"))
+        status, _, kept = cache.answer("/files/%s/%s" % (sha, wheel.name), "")
+        with kept:
+            assert status == 200 and _sha(kept.name) == sha and kept.name.startswith(str(tmp_path / "cache"))
         assert cache.stats["files_fetched"] == 1
-        cache.answer("/files/%s/%s" % (sha, wheel.name), "")
-        assert cache.stats == {"pages_cached": 0, "pages_fetched": 2, "files_cached": 1, "files_fetched": 1}
+        cache.answer("/files/%s/%s" % (sha, wheel.name), "")[2].close()
+        assert cache.stats == {"pages_cached": 0, "pages_fetched": 2, "files_cached": 1, "files_fetched": 1,
+                               "files_passed": 0}
 
 
 def test_the_sandbox_asks_only_for_what_it_was_shown(tmp_path):
@@ -164,3 +168,135 @@ def test_a_kept_page_never_makes_a_release_uninstallable(tmp_path):
     assert report["phases"]["install"]["status"] == "ok", (report["reason"], proc.stdout[-3000:])
     assert report["dependencies"] == [{"name": "cachedep", "version": "2.0"}]
     assert "trying again with every page fetched anew" in report["phases"]["install"]["log_excerpt"]
+
+
+# -- budgets held at every write (issue 27): one build once left 5.4 GB in the cache in 72 s --------
+
+FETCHER = '''
+import hashlib, os, re, urllib.parse, urllib.request
+
+def _fetch_all(names):
+    # what a hostile build can do: fetch every file it is shown through the proxy, and keep none
+    with open(os.path.join(os.environ["HOME"], "fetched.txt"), "a") as out:
+        for name in names:
+            page = "http://farm-index.invalid/simple/%%s/" %% name
+            try:
+                html = urllib.request.urlopen(page, timeout=60).read().decode()
+                href = re.search(r'href="([^"#]+)#sha256=([0-9a-f]+)"', html)
+                data = urllib.request.urlopen(urllib.parse.urljoin(page, href.group(1)), timeout=60).read()
+                out.write("FETCHED %%s %%d %%s\\n" %% (name, len(data), hashlib.sha256(data).hexdigest()))
+            except Exception as exc:
+                out.write("REFUSED %%s %%s\\n" %% (name, exc))
+            out.flush()
+
+_fetch_all(%r)
+'''
+
+
+def _blobs(folder, index, sizes, prefix):
+    """Files of random bytes (nothing compresses them), each the one file of its own project on the
+    index: {project: (size, sha256)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for i, size in enumerate(sizes):
+        name = "%s-%d" % (prefix, i)
+        path = folder / ("%s-1.0-py3-none-any.whl" % name.replace("-", "_"))
+        path.write_bytes(os.urandom(size))
+        index.add_raw(path, name)
+        out[name] = (size, _sha(path))
+    return out
+
+
+def _hog(folder, index, name, fetches):
+    """An sdist whose setup.py fetches `fetches` (project names) through the install's proxy."""
+    index.add(write_package(folder, name, "1.0", "notests", kind="sdist", setup_prelude=FETCHER % (list(fetches),)))
+
+
+def _fetched(workdir):
+    path = os.path.join(str(workdir), "box", "home", "fetched.txt")
+    return open(path).read().splitlines() if os.path.exists(path) else []
+
+
+def _kept(root):
+    """{file name: size} of the files the cache at `root` keeps."""
+    return {n: os.lstat(os.path.join(d, n)).st_size for d, _, names in os.walk(os.path.join(str(root), "files"))
+            for n in names if os.path.exists(os.path.join(d, n))}
+
+
+def test_a_file_larger_than_the_budget_is_served_but_not_kept(tmp_path):
+    with PackageIndex() as index:
+        blobs = _blobs(tmp_path / "d", index, [300 << 10, 300 << 10, 900 << 10], "blob")
+        cache = IndexCache(str(tmp_path / "cache"), index.url, max_bytes=800 << 10)
+        for name, (size, sha) in blobs.items():
+            cache.answer("/simple/%s/" % name, "")
+            status, _, body = cache.answer("/files/%s/%s-1.0-py3-none-any.whl" % (sha, name.replace("-", "_")), "")
+            with body:
+                assert status == 200 and hashlib.sha256(body.read()).hexdigest() == sha
+            assert sum(_kept(tmp_path / "cache").values()) <= 800 << 10
+        assert sorted(_kept(tmp_path / "cache")) == sorted(sha for _, sha in list(blobs.values())[:2])
+        assert cache.stats["files_passed"] == 1
+        assert os.listdir(tmp_path / "cache" / "incoming") == []  # the one served went once it was sent
+
+
+def test_two_builds_at_once_keep_the_cache_within_its_budget(package_index, tmp_path):
+    budget = 2560 << 10
+    blobs = _blobs(tmp_path / "d", package_index, [1 << 20] * 6 + [3 << 20], "cachehog-blob")
+    names = sorted(blobs)
+    big = names[-1]
+    _hog(tmp_path / "d", package_index, "cachehog-a", names)
+    _hog(tmp_path / "d", package_index, "cachehog-b", names[-2::-1] + [big])
+    root = tmp_path / "index-cache"
+    extra = ("--cache-dir", str(tmp_path / "uv"), "--index-cache-size", "2560K")
+    results, sizes, running = {}, [], [True]
+
+    def watch():
+        while running[0]:
+            sizes.append(sum(_kept(root).values()))
+            time.sleep(0.01)
+
+    def build(name):
+        results[name] = run_cli(name, tmp_path / name, package_index.url, extra=extra)
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in ("cachehog-a", "cachehog-b")]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    running[0] = False
+    watcher.join()
+    for name, (proc, report) in results.items():
+        assert report is not None and report["phases"]["install"]["status"] == "ok", (proc.stderr[-2000:], report)
+        # every file was served whole, the one larger than the budget too
+        lines = _fetched(tmp_path / name)
+        for blob, (size, sha) in blobs.items():
+            assert "FETCHED %s %d %s" % (blob, size, sha) in lines, lines
+    kept = _kept(root)
+    assert sizes and max(sizes) <= budget and sum(kept.values()) <= budget, (max(sizes), kept)
+    assert blobs[big][1] not in kept
+    assert any(blobs[n][1] in kept for n in names[:-1])  # the cache still keeps what fits
+
+
+def test_what_a_build_fetches_counts_against_its_disk_limit(package_index, tmp_path):
+    blobs = _blobs(tmp_path / "d", package_index, [10 << 20] * 6, "cachehog-disk")
+    _hog(tmp_path / "d", package_index, "cachehog-disk", sorted(blobs))
+    proc, report = run_cli("cachehog-disk", tmp_path / "w", package_index.url,
+                           extra=("--cache-dir", str(tmp_path / "uv"), "--disk", "40M"))
+    assert report is not None, proc.stderr[-2000:]
+    context = (report["reason"], proc.stdout[-3000:])
+    assert (report["outcome"], report["infra"]) == ("infra-error", "disk"), context
+    assert "fetched more than 40M from the package index" in report["reason"], context
+    # past the limit nothing more was fetched: the 60 MB it asked for were never all served
+    assert len([l for l in _fetched(tmp_path / "w") if l.startswith("FETCHED")]) < 4, _fetched(tmp_path / "w")
+    assert sum(_kept(tmp_path / "index-cache").values()) < 40 << 20
+
+
+def test_a_worker_below_its_free_disk_floor_refuses_to_build(package_index, tmp_path):
+    proc, report = run_cli("farmfix-pass", tmp_path / "w", package_index.url, extra=("--min-free-disk", "1000T"))
+    assert report is not None, proc.stderr[-2000:]
+    assert proc.returncode == contract.EXIT_CODES["infra-error"]
+    assert (report["outcome"], report["infra"]) == ("infra-error", "worker-disk")
+    assert "free disk is below its floor (1024000.0 GiB, the runner's --min-free-disk)" in report["reason"], report
+    assert report["reason"].endswith("or lower the floor."), report["reason"]
+    assert "$ " not in report["phases"]["install"]["log_excerpt"]  # nothing ran

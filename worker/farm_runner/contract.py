@@ -60,6 +60,7 @@ INFRA_REASONS = {
     "disk": "the build's folders grew past the disk limit",
     "index": "the package index could not be reached",
     "sandbox": "the sandbox or its limits could not be set up on this worker",
+    "worker-disk": "the worker's free disk was below its floor, so it refused to build",
     "runner-fault": "the runner itself failed (a bug, or it was killed)",
     "lost-worker": "the worker went away during the build",
     "report": "the runner's report was missing, unreadable or inconsistent",

@@ -25,7 +25,8 @@ from farm_runner import contract, versions
 from farm_runner.host import report as report_
 from farm_runner.host.index import file_kind
 from farm_runner.host.interpreters import UsageError, find_interpreters, resolve_python
-from farm_runner.host.limits import parse_size
+from farm_runner.host.index_cache import MAX_BYTES as INDEX_CACHE_BYTES
+from farm_runner.host.limits import MIN_FREE_DISK, format_size, parse_size
 from farm_runner.host.platforms import exe_name, user_cache_dir
 from farm_runner.host.supervisor import Runner, fresh_workdir
 
@@ -105,6 +106,11 @@ def parser():
     ap.add_argument("--index-page-ttl", type=float, default=None, metavar="SECONDS",
                     help="how long the worker's cache of the index keeps a project's page (default: 600; "
                          "0 for an index on this machine)")
+    ap.add_argument("--index-cache-size", type=parse_size, default=format_size(INDEX_CACHE_BYTES), metavar="SIZE",
+                    help="the files the worker's cache of the index keeps, at most, for all its builds "
+                         "(default: %(default)s)")
+    ap.add_argument("--min-free-disk", type=parse_size, default=format_size(MIN_FREE_DISK), metavar="SIZE",
+                    help="free disk below which this worker refuses builds (default: %(default)s)")
     ap.add_argument("--fresh", action="append", default=[], type=_project_name, metavar="NAME",
                     help="a project whose page the worker's cache of the index fetches anew (a dependency "
                          "whose new release asked for this build); the release's own always is")

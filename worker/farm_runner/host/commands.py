@@ -71,7 +71,7 @@ class AnswerPipe:
 
 
 def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), shown=None, cgroups=True,
-                answer=None):
+                answer=None, stop=None):
     """Run `cmd` within `limits`; returns (returncode, the output's last 256 KB as text).
 
     Output (stdout and stderr together) streams to `log`, cut after limits.max_log bytes. The
@@ -80,6 +80,7 @@ def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), s
     the process limit: LimitHit says which. `shown` is what the log says was run.
     `cgroups`: False where this host has none (the report says so); the rlimits still apply.
     `answer`: an AnswerPipe whose write end the command gets (as the same descriptor number).
+    `stop`: a callable giving a LimitHit to stop the command with (or None), asked with the limits.
     """
     if log is not None:
         log.write("$ " + " ".join(shlex.quote(str(c)) for c in (shown or cmd)) + "\n")
@@ -135,7 +136,9 @@ def run_command(cmd, deadline, limits, cwd, env=None, log=None, watch_dirs=(), s
             elif data == b"":
                 proc.wait()
                 break
-            if cgroup is not None and cgroup.processes_hit():
+            if stop is not None and stop() is not None:
+                hit = stop()
+            elif cgroup is not None and cgroup.processes_hit():
                 hit = LimitHit("processes", "the command hit the limit of %d processes (a fork bomb?)"
                                % limits.processes)
             elif now > deadline:

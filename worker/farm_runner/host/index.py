@@ -226,9 +226,10 @@ def _metadata_sha256(value):
     return value.lower() if isinstance(value, str) and re.match(r"^[0-9a-fA-F]{64}$", value) else None
 
 
-def download(url, dest, sha256, max_bytes):
+def download(url, dest, sha256, max_bytes, count=None):
     """Fetch `url` into `dest` (a new file in a folder the runner made), at most `max_bytes`,
-    and check its hash where the index gave one."""
+    and check its hash where the index gave one. `count`: called with each chunk's size before it
+    is written (it raises to stop the download)."""
     h = hashlib.sha256()
     size = 0
     try:
@@ -238,6 +239,8 @@ def download(url, dest, sha256, max_bytes):
                 if not chunk:
                     break
                 size += len(chunk)
+                if count is not None:
+                    count(len(chunk))
                 if size > max_bytes:
                     raise InfraError("%s is larger than the disk limit (%d bytes)" % (url, max_bytes), kind="disk")
                 h.update(chunk)

@@ -15,34 +15,55 @@ What the cache holds was written by the runner alone, never by a sandboxed proce
   build. A file the index gives no hash for is passed through, not kept.
 
 The sandbox asks by project name and by hash only; it cannot name a URL, a path or a file the
-runner has not listed for it in this build. The cache's size is bounded (MAX_BYTES, oldest first)."""
+runner has not listed for it in this build.
 
+Two budgets hold at every write. The files kept stay within `max_bytes` (MAX_BYTES unless the
+runner's --index-cache-size says otherwise), shared by every build on the worker: a fetched file
+is kept only once the oldest used have made room for it, counted in a small file under a lock
+(fcntl) that every runner of the worker takes; a file that does not fit is served to the build and
+not kept. And what one build fetches counts against its disk limit (`fetch_limit`): past it, the
+build stops at the disk limit and nothing more is fetched for it."""
+
+import contextlib
+import errno
 import hashlib
 import html
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import urllib.parse
 
+try:
+    import fcntl
+except ImportError:  # Windows: its builds run unsandboxed and never fetch files through the cache
+    fcntl = None
+
 from farm_runner._vendor.packaging.utils import canonicalize_name
 from farm_runner.host import index
 from farm_runner.host.interpreters import UsageError
-from farm_runner.host.limits import InfraError
+from farm_runner.host.limits import InfraError, LimitHit, format_size
 
 HOST = "farm-index.invalid"  # a name that resolves nowhere: only the runner's proxy answers it
 URL = "http://%s/simple/" % HOST
 PAGE_TTL = 600  # seconds a project's file list is used again (PyPI's own CDN keeps its pages as long)
-MAX_BYTES = 4 << 30  # the files kept, at most; the oldest used go first
+MAX_BYTES = 4 << 30  # the files kept, at most (--index-cache-size); the oldest used go first
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,198}[a-z0-9])?$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 class IndexCache:
-    def __init__(self, root, upstream, fresh=(), max_file=MAX_BYTES, page_ttl=None):
-        self.root, self.upstream, self.max_file = root, upstream, max_file
+    def __init__(self, root, upstream, fresh=(), max_bytes=MAX_BYTES, fetch_limit=None, fetched=0, staging=None,
+                 page_ttl=None):
+        """`max_bytes`: the files kept, at most; `fetch_limit`: the bytes this build may fetch (its disk
+        limit; None: no limit), of which it fetched `fetched` in earlier phases; `staging`: where files
+        are fetched to before they are kept (the build's own folder)."""
+        self.root, self.upstream, self.max_bytes = root, upstream, max_bytes
+        self.fetch_limit, self.fetched_bytes, self.limit_hit = fetch_limit, fetched, None
+        self.staging = staging or os.path.join(root, "incoming")
         # An index on this machine answers at once: its pages are fetched every time (and a test's
         # index may change at the same address), only its files are kept.
         host = (urllib.parse.urlsplit(upstream).hostname or "").lower()
@@ -58,7 +79,9 @@ class IndexCache:
         self.fresh_all = False  # every page fetched anew from now on (once each)
         self.listed = {}  # sha256 -> the file's entry, for what this build was shown
         self.lock = threading.Lock()
-        self.stats = {"pages_cached": 0, "pages_fetched": 0, "files_cached": 0, "files_fetched": 0}
+        self.count_lock = threading.Lock()
+        self.stats = {"pages_cached": 0, "pages_fetched": 0, "files_cached": 0, "files_fetched": 0,
+                      "files_passed": 0}
 
     # -- what the proxy calls ----------------------------------------------------------------------
     def answer(self, path, accept):
@@ -158,31 +181,95 @@ class IndexCache:
         if not (isinstance(want, str) and _SHA.match(want)):
             return 404, "text/plain", b"the index gives no metadata file for it\n"
         path = os.path.join(self.files_dir, want[:2], want + (".metadata" if metadata else ""))
-        if os.path.isfile(path):
-            os.utime(path)  # the oldest used go first
+        kept = _open_kept(path)
+        if kept is not None:
             self.stats["files_cached"] += 1
-            return 200, "application/octet-stream", path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.%d.%d.new" % (path, os.getpid(), threading.get_ident())
+            return 200, "application/octet-stream", kept
+        if self.limit_hit is not None:
+            return 507, "text/plain", ("%s\n" % self.limit_hit).encode()
+        os.makedirs(self.staging, exist_ok=True)
+        tmp = os.path.join(self.staging, "%s.%d.%d.new" % (want, os.getpid(), threading.get_ident()))
         try:
-            index.download(entry["url"] + (".metadata" if metadata else ""), tmp, want, self.max_file)
-            os.replace(tmp, path)
+            index.download(entry["url"] + (".metadata" if metadata else ""), tmp, want,
+                           MAX_BYTES if self.fetch_limit is None else self.fetch_limit, count=self._count)
+            body = self._keep(tmp, path)
+            if body is None:  # no room: served from the download, which goes once it is sent
+                body = open(tmp, "rb")
+                self.stats["files_passed"] += 1
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
         self.stats["files_fetched"] += 1
-        return 200, "application/octet-stream", path
+        return 200, "application/octet-stream", body
 
-    def prune(self, max_bytes=MAX_BYTES, every=3600):
-        """Remove the files used longest ago until the cache holds at most `max_bytes`; at most
-        once in `every` seconds on this worker (a stamp file says when it last ran)."""
-        stamp = os.path.join(self.root, "pruned")
+    def _count(self, size):
+        """Count `size` more bytes fetched for this build; past its limit, stop it (LimitHit)."""
+        with self.count_lock:
+            self.fetched_bytes += size
+            if self.limit_hit is None and self.fetch_limit is not None and self.fetched_bytes > self.fetch_limit:
+                self.limit_hit = LimitHit("disk", "disk: the build fetched more than %s from the package index, its "
+                                          "disk limit; nothing more was fetched for it" % format_size(self.fetch_limit))
+            if self.limit_hit is not None:
+                raise self.limit_hit
+
+    def _keep(self, tmp, path):
+        """Keep the fetched file `tmp` at `path` if the budget has room once the oldest used have
+        gone; the kept file, open, or None when it does not fit."""
+        size = os.path.getsize(tmp)
+        if size > self.max_bytes:
+            return None
+        with self._locked():
+            kept = _open_kept(path)  # another build kept it meanwhile
+            if kept is not None:
+                return kept
+            used = self._used()
+            if used + size > self.max_bytes:
+                # A tenth of the budget freed beyond the need spares the next files a walk of the folder.
+                used = self._evict(max(self.max_bytes - size - self.max_bytes // 10, 0))
+                if used + size > self.max_bytes:
+                    return None
+            # Counted before the file is there: a runner killed in between leaves too much counted
+            # (until the next prune counts again), never too little.
+            self._set_used(used + size)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    shutil.copyfile(tmp, path + ".new")  # the build's folder is on another file system
+                    os.replace(path + ".new", path)
+            except OSError:
+                self._evict(self.max_bytes)  # counted anew
+                raise
+            return open(path, "rb")
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The worker's lock on the files kept and their count (every runner of the worker takes it)."""
+        if fcntl is None:
+            with _PROCESS_LOCK:
+                yield
+            return
+        with open(os.path.join(self.root, "lock"), "ab") as fh:  # a new open file: threads exclude each other too
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield
+
+    def _used(self):
+        """The bytes kept, from their count (counted anew when it is missing or unreadable)."""
         try:
-            if time.time() - os.stat(stamp).st_mtime < every:
-                return
-        except OSError:
-            pass
-        _write_atomic(stamp, b"")
+            with open(os.path.join(self.root, "used")) as fh:
+                return int(fh.read())
+        except (OSError, ValueError):
+            return self._evict(self.max_bytes)
+
+    def _set_used(self, total):
+        _write_atomic(os.path.join(self.root, "used"), str(total).encode())
+
+    def _evict(self, target):
+        """With the lock held: remove the files used longest ago until at most `target` bytes are
+        kept; the bytes kept, counted anew from the folder."""
         found = []
         for folder, _, names in os.walk(self.files_dir):
             for n in names:
@@ -194,13 +281,46 @@ class IndexCache:
                 found.append((st.st_mtime, st.st_size, p))
         total = sum(s for _, s, _ in found)
         for _, size, p in sorted(found):
-            if total <= max_bytes:
+            if total <= target:
                 break
             try:
                 os.remove(p)
                 total -= size
             except OSError:
                 pass
+        self._set_used(total)
+        return total
+
+    def prune(self, max_bytes=None, every=3600):
+        """Remove the files used longest ago until the cache holds at most `max_bytes` (its
+        budget), and count what it holds anew; at most once in `every` seconds on this worker (a
+        stamp file says when it last ran)."""
+        stamp = os.path.join(self.root, "pruned")
+        try:
+            if time.time() - os.stat(stamp).st_mtime < every:
+                return
+        except OSError:
+            pass
+        _write_atomic(stamp, b"")
+        with self._locked():
+            self._evict(self.max_bytes if max_bytes is None else max_bytes)
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+def _open_kept(path):
+    """The kept file at `path`, open (it stays readable if another build removes it), marked as
+    just used; None if it is not kept."""
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return None
+    try:
+        os.utime(path)  # the oldest used go first
+    except OSError:
+        pass
+    return fh
 
 
 def _write_atomic(path, data):

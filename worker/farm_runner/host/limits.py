@@ -14,6 +14,10 @@ import time
 
 from farm_runner import contract
 
+# Free disk below which a worker refuses builds. A fixed amount, not a share of the disk: what must
+# stay free is what the worker itself needs to keep going (its logs, its database, the master's
+# transfers, the system), whatever the disk's size; a build's own growth is held by its disk limit.
+MIN_FREE_DISK = 2 << 30
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.I)
 PR_SET_PDEATHSIG = 1
 

@@ -67,17 +67,20 @@ class IndexProxy:
 
     @staticmethod
     def _answer(client, method, status, ctype, body):
-        """Send the cache's answer: bytes, or a file of the cache's own (by its path)."""
-        size = os.path.getsize(body) if isinstance(body, str) else len(body)
-        client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
-            status, "OK" if status == 200 else "Error", ctype, size)).encode("latin-1"))
-        if method == "HEAD":
-            return
-        if isinstance(body, str):
-            with open(body, "rb") as fh:
-                client.sendfile(fh)
-        else:
-            client.sendall(body)
+        """Send the cache's answer: bytes, or a file the cache opened (closed here)."""
+        try:
+            size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
+            client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+                status, "OK" if status == 200 else "Error", ctype, size)).encode("latin-1"))
+            if method == "HEAD":
+                return
+            if isinstance(body, bytes):
+                client.sendall(body)
+            else:
+                client.sendfile(body)
+        finally:
+            if not isinstance(body, bytes):
+                body.close()
 
     def _handle(self, client):
         upstream = None

@@ -183,6 +183,7 @@ class Runner:
                              "write (systemd: Delegate=yes), or pass --sandbox none to run packages unconfined"
                              % (" and ".join(sorted(missing)), "; ".join(sorted(set(missing.values())))),
                              kind="sandbox")
+        self.check_free_disk()
         if phase == "install":
             st["runner_python"] = os.path.realpath(sys.executable)
             for name in ("home", "uv-cache"):
@@ -195,6 +196,21 @@ class Runner:
             log.write("\n%s\n%s\n%s\n\n" % ("!" * 78, warning, "!" * 78))
         self.sandbox = sandbox_.Sandbox(mode, self.box, st.get("read_only", []), os.path.join(self.workdir, "etc"),
                                         self.identity["lib"], st["runner_python"], self.limits.disk)
+
+    def check_free_disk(self):
+        """Refuse to build on a worker whose free disk is below its floor (--min-free-disk): a full
+        disk breaks the worker itself, not just this build."""
+        cache_dir = self.cache_dir or self.report["_state"].get("cache_dir")
+        for path in [self.workdir] + ([os.path.dirname(cache_dir)] if cache_dir else []):
+            try:
+                free = shutil.disk_usage(path).free
+            except OSError:
+                continue  # not made yet: the workdir's file system was checked
+            if free < self.args.min_free_disk:
+                raise InfraError("this worker builds nothing while its free disk is below its floor (%.1f GiB, the "
+                                 "runner's --min-free-disk): %.1f GiB free at %s; free some (old build folders, its "
+                                 "caches) or lower the floor" % (self.args.min_free_disk / 2 ** 30, free / 2 ** 30, path),
+                                 kind="worker-disk")
 
     # -- running commands --------------------------------------------------------------------------
     def trusted(self, cmd, deadline, log):
@@ -219,9 +235,12 @@ class Runner:
         if self._index_cache is None:
             st, r = self.report["_state"], self.report
             fresh = ([r["package"]] if r.get("package") and self.spec[0] != "path" else []) + list(self.args.fresh)
+            # What the build fetches counts against its disk limit, over all its phases.
             self._index_cache = index_cache.IndexCache(
                 os.path.join(os.path.dirname(st["cache_dir"]), "index-cache"), self.args.index_url, fresh,
-                max_file=self.limits.disk, page_ttl=self.args.index_page_ttl)
+                max_bytes=self.args.index_cache_size, fetch_limit=self.limits.disk,
+                fetched=st.get("index_fetched_bytes", 0), staging=os.path.join(self.workdir, "index-dl"),
+                page_ttl=self.args.index_page_ttl)
             self._index_cache.prune()
         return self._index_cache
 
@@ -236,11 +255,13 @@ class Runner:
         """A command that runs the package's code or reads its trees: in the sandbox. With
         `network`, the package index (and only it) is reachable through the runner's proxy."""
         st, sb = self.report["_state"], self.sandbox
-        proxy = None
+        proxy = stop = None
         if network and sb.mode == "bwrap":  # without a sandbox there is nothing to keep it in
             # A short private folder: a Unix socket's path must stay under about 100 bytes.
+            cache = self.index_cache()
             proxy = IndexProxy(os.path.join(tempfile.mkdtemp(prefix="pypi-farm-"), "proxy.sock"),
-                               [tuple(e) for e in st["allowed_endpoints"]], cache=self.index_cache())
+                               [tuple(e) for e in st["allowed_endpoints"]], cache=cache)
+            stop = lambda: cache.limit_hit  # set once the build fetched past its disk limit
         # The command's temporary folder, on disk in the box (made now: no code of the package runs
         # between this and the sandbox's start, so nothing can be planted in its place).
         tmp_dir = tempfile.mkdtemp(prefix=".tmp-", dir=self.box) if sb.mode == "bwrap" else None
@@ -253,7 +274,10 @@ class Runner:
             rc, out = run_command(argv, deadline, self.limits, cwd=cwd if sb.mode == "none" else self.workdir,
                                   env=run_env, log=log, watch_dirs=[self.box],
                                   shown=["[%s%s]" % (sb.mode, " +index" if network else "")] + list(shown or cmd),
-                                  cgroups="processes" not in self.report["sandbox"]["missing"], answer=answer)
+                                  cgroups="processes" not in self.report["sandbox"]["missing"], answer=answer,
+                                  stop=stop)
+            if stop is not None and stop() is not None:  # the command ended before the runner saw it
+                raise stop()
             if sb.mode == "bwrap" and rc > 128:
                 rc = 128 - rc  # bwrap reports a command killed by signal N as 128 + N
             return rc, out
@@ -262,6 +286,7 @@ class Runner:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
             if proxy is not None:
                 proxy.close()
+                st["index_fetched_bytes"] = proxy.cache.fetched_bytes
                 shutil.rmtree(os.path.dirname(proxy.path), ignore_errors=True)
                 network_report = self.report["sandbox"]["network"]
                 for endpoint in proxy.denied:
