@@ -482,40 +482,26 @@ def packages_app(settings: Settings, slots: list[str], secret: bytes | None) -> 
         svg = badge_svg(request.args.get("label") or "PyPI test farm", data["status"]["text"], data["status"]["status"])
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
-    def signed(purpose):
-        """(package, address, token) of a signed link, or None when its signature does not hold.
-        A mail client's one-click unsubscribe (RFC 8058) POSTs `List-Unsubscribe=One-Click` to the
-        link itself: its fields are then in the query."""
+    @app.route("/unsubscribe", methods=["GET", "POST"], defaults={"action": maintainers.UNSUBSCRIBE})
+    @app.route("/confirm", methods=["GET", "POST"], defaults={"action": maintainers.CONFIRM})
+    def signed_link(action):
+        """The signed links of maintainer mail: unsubscribe, or confirm that an address from a
+        package's metadata, asked once by mail, wants its mail. A GET shows a button (a mail
+        scanner following links changes nothing); a mail client's one-click unsubscribe (RFC 8058)
+        POSTs `List-Unsubscribe=One-Click` to the link itself, its fields in the query."""
         values = request.args if request.method == "GET" or "token" not in request.form else request.form
         package, address, token = values.get("package", ""), values.get("address", ""), values.get("token", "")
+        page = dict(context, action=action, package=package, address=address, token=token)
         if secret is None or not maintainers.PACKAGE_NAME.match(package) or not ADDRESS.match(address) or \
-                not maintainers.valid_token(secret, package, address, token, purpose):
-            return None
-        return package, address, token
-
-    @app.route("/unsubscribe", methods=["GET", "POST"])
-    def unsubscribe():
-        link = signed(maintainers.UNSUBSCRIBE)
-        if link is None:
-            return render_template("unsubscribe.html", state="invalid", **context), 403
-        package, address, token = link
+                not maintainers.valid_token(secret, package, address, token, action):
+            return render_template("mail_link.html", **dict(page, state="invalid")), 403
         if request.method == "GET":
-            # A confirmation button, so a mail scanner following links does not unsubscribe anyone.
-            return render_template("unsubscribe.html", state="confirm", package=package, address=address, token=token, **context)
-        maintainers.remove(settings.mail.maintainers_file, package, address, opt_out=True)
-        return render_template("unsubscribe.html", state="done", package=package, address=address, **context)
-
-    @app.route("/confirm", methods=["GET", "POST"])
-    def confirm():
-        """An address from a package's metadata, asked once by mail, says it wants the package's mail."""
-        link = signed(maintainers.CONFIRM)
-        if link is None:
-            return render_template("confirm.html", state="invalid", **context), 403
-        package, address, token = link
-        if request.method == "GET":  # a button, as for unsubscribing: a link followed is no consent
-            return render_template("confirm.html", state="ask", package=package, address=address, token=token, **context)
-        maintainers.add(settings.mail.maintainers_file, package, address)
-        return render_template("confirm.html", state="done", package=package, address=address, **context)
+            return render_template("mail_link.html", **dict(page, state="ask"))
+        if action == maintainers.CONFIRM:
+            maintainers.add(settings.mail.maintainers_file, package, address)
+        else:
+            maintainers.remove(settings.mail.maintainers_file, package, address, opt_out=True)
+        return render_template("mail_link.html", **dict(page, state="done"))
 
     return app
 
