@@ -303,7 +303,15 @@ class MaintainerMail(MailNotifier, StateMixin):
                 log.msg(f"{self.name}: {package} has its {self.mail_settings.max_recipients} addresses; "
                         f"{address} of its metadata is not asked")
                 break
-            if (yield self._budget(address, package, recipients.ASKED)):
+            now = int(time.time())
+            allowed = yield self.master.db.pool.do_with_transaction(
+                lambda conn: recipients.may_ask(conn, address, now, self.mail_settings.max_questions_per_day)
+                and recipients.take(conn, address, package, recipients.ASKED, now,
+                                    self.mail_settings.max_mails_per_address))
+            if not allowed:
+                log.msg(f"{self.name}: {address} of {package}'s metadata is not asked now: it was asked for "
+                        f"another project this week, or the farm asked its mail.max_questions_per_day today")
+            else:
                 room -= 1
                 yield self._render_and_send(address, "confirm", dict(
                     package=package, base_url=self.base_url, page=package_page_url(self.base_url, package),

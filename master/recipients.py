@@ -10,7 +10,9 @@ addresses, is refused whole and logged: that is a list, not a project's maintain
 
 Every mail is counted in `farm_mail_sent`, shared by the masters of a cluster: at most
 `mail.max_mails_per_address` mails a day to one address (past it, its changes wait for its
-digest) and `mail.max_recipients` addresses per project's release mail.
+digest) and `mail.max_recipients` addresses per project's release mail. The questions are bounded
+as well, since one uploader may own many projects: an address is asked at most once a week,
+whatever the project, and the farm asks at most `mail.max_questions_per_day` addresses a day.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ DAY = 24 * 3600
 # a candidate is not asked again at every release.
 KEEP_COUNTED, KEEP_ASKED = 2 * DAY, 365 * DAY
 ASKED = "confirm"
+ASK_AGAIN_AFTER = 7 * DAY  # the same address, for another project
 
 metadata = sa.MetaData()
 sent_log = sa.Table(
@@ -38,6 +41,7 @@ sent_log = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),  # release, digest, confirm
     sa.Column("sent_at", sa.Integer, nullable=False),
     sa.Index("farm_mail_sent_address", "address", "sent_at"),
+    sa.Index("farm_mail_sent_kind", "kind", "sent_at"),
 )
 
 
@@ -80,6 +84,17 @@ def take(conn, address: str, package: str, kind: str, now: int, per_day: int) ->
         return False
     conn.execute(sent_log.insert(), [{"address": address, "package": package, "kind": kind, "sent_at": now}])
     return True
+
+
+def may_ask(conn, address: str, now: int, farm_per_day: int) -> bool:
+    """May the farm ask `address` to confirm now? Not if it asked it within ASK_AGAIN_AFTER for any
+    project, nor past `farm_per_day` questions of the whole farm in the last day."""
+    recent = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
+        sent_log.c.address == address.lower(), sent_log.c.kind == ASKED,
+        sent_log.c.sent_at > now - ASK_AGAIN_AFTER)).scalar()
+    today = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
+        sent_log.c.kind == ASKED, sent_log.c.sent_at > now - DAY)).scalar()
+    return recent == 0 and today < farm_per_day
 
 
 def count(conn, address: str, package: str, kind: str, now: int) -> None:

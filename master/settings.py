@@ -113,6 +113,9 @@ class MailSettings:
     # one address a day (past it, its changes wait for its digest).
     max_recipients: int = 5
     max_mails_per_address: int = 20
+    # Addresses from metadata the farm asks to confirm, at most, in a day (one uploader may own
+    # many projects: this bounds the mail a stranger can make the farm send to strangers).
+    max_questions_per_day: int = 100
     # Seconds between two digests, for registrations that asked for one.
     digest_interval: int = 24 * 3600
     # Seconds a worker may stay away before the operators are mailed that it is missing.
@@ -418,6 +421,8 @@ def _mail(table: _Table, base: Path) -> MailSettings:
         digest_interval=digest_interval,
         max_recipients=_positive(table, "max_recipients", defaults.max_recipients, "number"),
         max_mails_per_address=_positive(table, "max_mails_per_address", defaults.max_mails_per_address,
+                                        "number"),
+        max_questions_per_day=_positive(table, "max_questions_per_day", defaults.max_questions_per_day,
                                         "number"),
         worker_missing_after=_positive(table, "worker_missing_after", defaults.worker_missing_after),
     )

@@ -75,6 +75,32 @@ def test_metadata_that_names_others_is_refused_whole(info, refusal):
     assert found == [] and refusal in refused[0]
 
 
+def test_the_mail_budgets_in_the_database(tmp_path):
+    """An address has its mails of the day; it is asked to confirm once a week whatever the
+    project; the farm asks at most max_questions_per_day addresses a day."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    now = 1_800_000_000
+    with engine.begin() as conn:
+        recipients.create_tables(conn)
+        assert [recipients.take(conn, "A@example.org", "six", "release", now + i, 3) for i in range(4)] == [
+            True, True, True, False]
+        assert recipients.take(conn, "a@example.org", "six", "release", now + recipients.DAY + 3, 3), "a day later"
+        assert recipients.may_ask(conn, "b@example.org", now, 2)
+        assert recipients.take(conn, "b@example.org", "six", recipients.ASKED, now, 3)
+        assert recipients.asked(conn, "six") == {"b@example.org"}
+        assert not recipients.may_ask(conn, "B@example.org", now + recipients.DAY, 2), "asked this week, for six"
+        assert recipients.may_ask(conn, "b@example.org", now + recipients.ASK_AGAIN_AFTER + 1, 2)
+        recipients.take(conn, "c@example.org", "attrs", recipients.ASKED, now + 1, 3)
+        assert not recipients.may_ask(conn, "d@example.org", now + 2, 2), "the farm asked two today"
+        # Counted mails go after two days; a question is remembered for a year.
+        recipients.take(conn, "e@example.org", "six", "release", now + 4 * recipients.DAY, 3)
+        assert recipients.asked(conn, "six") == {"b@example.org"}
+        kinds = conn.execute(sa.select(recipients.sent_log.c.kind)).scalars().all()
+        assert sorted(kinds) == ["confirm", "confirm", "release"]
+
+
 def test_a_package_s_text_stays_on_its_quoted_line():
     """A reason from a build (the runner quotes the package in it) with line breaks in it: one line,
     behind "> ", in the release mail and in the digest; nothing else of the mail says evil.example."""
