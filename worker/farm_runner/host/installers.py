@@ -4,7 +4,8 @@ commands; only the uv or pip words differ.
 
     make_env      trusted, before any of the package's code: a fresh environment
     install       in the sandbox: pip/uv install ARGS into the environment, from the index only
-    tools         trusted: the test tools into a shared --target folder for this interpreter
+    tools         trusted: the test tools into a shared --target folder for this interpreter, from
+                  wheels only: nothing of theirs runs on the host (an sdist's build would)
     uninstall     in the sandbox: remove the release (the audit lists the environment after it)
 
 Every command ignores the worker's configuration (uv --no-config, pip --isolated) and names the
@@ -52,8 +53,8 @@ class Uv:
 
     def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
         dated = ["--exclude-newer", as_of] if as_of else []
-        return trusted([self.uv, "pip", "install", "--no-config", "--python", python, "--cache-dir", cache_dir,
-                        "--target", target, "--index-url", self.index_url] + dated + [requirement])
+        return trusted([self.uv, "pip", "install", "--no-config", "--no-build", "--python", python, "--cache-dir",
+                        cache_dir, "--target", target, "--index-url", self.index_url] + dated + [requirement])
 
     def tools_pth(self, tools):
         """The .pth line that puts the test tools on the environment's path (after site-packages)."""
@@ -107,8 +108,8 @@ class Pip:
             return final
         os.makedirs(self.tools_root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=self.tools_root)
-        rc, out = trusted([self.uv, "pip", "install", "--no-config", "--python", self.worker_python, "--cache-dir",
-                           cache_dir, "--target", tmp, "--index-url", self.index_url] + list(VIRTUALENV))
+        rc, out = trusted([self.uv, "pip", "install", "--no-config", "--no-build", "--python", self.worker_python,
+                           "--cache-dir", cache_dir, "--target", tmp, "--index-url", self.index_url] + list(VIRTUALENV))
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
