@@ -1,7 +1,8 @@
 """Python 2.7 slots: environments made by the pinned virtualenv and filled by pip 20.3.4 (uv cannot
 serve 2.7), through the real runner and the real farm, with the three releases of issue 16:
 an sdist-only Python 2 package that passes there, one whose setup.py refuses Python 3, and one
-whose Requires-Python excludes 2.7."""
+whose Requires-Python excludes 2.7; and the test tools of 2.7, which no sdist of theirs builds on the
+host (issue 27)."""
 
 import pytest
 
@@ -75,3 +76,51 @@ def test_the_farm_serves_a_python_27_slot(py2_index, tmp_path):
                 assert got[slot]["results"] == RESULTS[outcome]
     finally:
         assert farm.stop() == 0, farm.log_tail()
+
+
+# Issue 27: the test tools are installed on the host, outside the sandbox, so no sdist of theirs
+# may be built there. A new sdist of a tool's dependency (scandir and atomicwrites had none but
+# sdists for Linux) whose setup.py writes a file on the host, and the pinned scandir replaced by one.
+HOSTILE_SETUP = "open(%r, 'w').write('setup.py ran outside the sandbox')\n"
+
+
+def _hostile_tools_index(tmp_path, tools):
+    """An index of the wheelhouse and py2fix-classic, with `tools` ([(name, version)]) as hostile
+    sdists whose setup.py writes tmp_path/marker (in the wheelhouse's place, where it has that file)."""
+    marker, dists, house = tmp_path / "marker", tmp_path / "dists", tmp_path / "house"
+    kwargs = PACKAGES["py2fix-classic"][0]
+    write_package(dists, "py2fix-classic", VERSION, "pass", **kwargs)
+    hostile = []
+    for name, version in tools:
+        # setup.py alone, as scandir's and atomicwrites' own sdists (pip runs it without PEP 517)
+        hostile += write_package(tmp_path / "hostile", name, version, "notests", kind="sdist",
+                                 extra_files={"pyproject.toml": None}, setup_prelude=HOSTILE_SETUP % str(marker))
+    house.mkdir()
+    for path in ensure_wheelhouse().iterdir():
+        if path.is_file() and not path.name.startswith(".") and path.name not in {h.name for h in hostile}:
+            (house / path.name).symlink_to(path)
+    return marker, PackageIndex(dists, house, *hostile)
+
+
+def test_a_new_sdist_of_a_test_tool_never_runs_on_the_host(tmp_path):
+    marker, index = _hostile_tools_index(tmp_path, [("scandir", "1.10.1"), ("atomicwrites", "1.4.2")])
+    with index:
+        # a cache of its own: the day's shared tools folder would hide the install
+        proc, report = run_cli(f"py2fix-classic=={VERSION}", tmp_path / "w", index.url, python="2.7",
+                               extra=("--cache-dir", str(tmp_path / "cache")))
+    assert not marker.exists(), "a test tool's sdist was built on the host"
+    assert report["outcome"] == "passed", (report["reason"], proc.stdout[-3000:])
+    assert report["tests"]["pytest"]["version"] == "4.6.11" and report["tests"]["passed"] >= 2
+    # the pinned scandir, which has no wheel, was built in the sandbox
+    log = (tmp_path / "w" / "install.log").read_text()
+    assert "Created wheel for scandir" in log and "[bwrap]" in log.split("Created wheel for scandir")[0]
+
+
+def test_the_pinned_sdist_replaced_on_the_index_is_refused(tmp_path):
+    marker, index = _hostile_tools_index(tmp_path, [("scandir", "1.10.0")])
+    with index:
+        proc, report = run_cli(f"py2fix-classic=={VERSION}", tmp_path / "w", index.url, python="2.7",
+                               extra=("--cache-dir", str(tmp_path / "cache")))
+    assert not marker.exists(), "a test tool's sdist was built on the host"
+    assert report["outcome"] == "infra-error", (report["reason"], proc.stdout[-3000:])
+    assert "scandir-1.10.0.tar.gz" in report["reason"] and "sha256" in report["reason"], report["reason"]

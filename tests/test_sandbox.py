@@ -1111,3 +1111,20 @@ def test_the_containment_checks_see_a_breach(host, tmp_path):
     assert files_holding(tmp_path / "w", host.secret.encode()) == []
     (box / "stolen").write_text(host.tac.read_text())
     assert files_holding(tmp_path / "w", host.secret.encode()) == [str(box / "stolen")]
+
+
+def test_a_new_sdist_of_a_test_tool_is_never_built_on_the_host(host, tmp_path):
+    """uv installs pytest and its dependencies on the host (issue 27): a newer sdist of one of them
+    (iniconfig, which pytest needs) whose setup.py writes a file there is never built."""
+    from tests.pkgindex import PackageIndex, ensure_wheelhouse, write_standard_packages
+
+    marker = tmp_path / "marker"
+    write_standard_packages(tmp_path / "dists")
+    hostile = write_package(tmp_path / "hostile", "iniconfig", "99.0", "notests", kind="sdist",
+                            setup_prelude="open(%r, 'w').write('setup.py ran outside the sandbox')\n" % str(marker))
+    with PackageIndex(tmp_path / "dists", ensure_wheelhouse(), *hostile) as index:
+        # a cache of its own: the day's shared tools folder would hide the install
+        proc, report = run("farmfix-pass==1.0", tmp_path / "w", index.url, host,
+                           extra=("--cache-dir", str(tmp_path / "cache")))
+    assert not marker.exists(), "a test tool's sdist was built on the host"
+    assert report["outcome"] == "passed", (report["reason"], proc.stdout[-3000:])

@@ -4,7 +4,8 @@ commands; only the uv or pip words differ.
 
     make_env      trusted, before any of the package's code: a fresh environment
     install       in the sandbox: pip/uv install ARGS into the environment, from the index only
-    tools         trusted: the test tools into a shared --target folder for this interpreter
+    tools         trusted: the test tools into a shared --target folder for this interpreter, from
+                  wheels only: nothing of theirs runs on the host (an sdist's build would)
     uninstall     in the sandbox: remove the release (the audit lists the environment after it)
 
 Every command ignores the worker's configuration (uv --no-config, pip --isolated) and names the
@@ -50,10 +51,13 @@ class Uv:
         return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
                 "--link-mode", "hardlink", "--index-url", self.box_index or self.index_url] + list(args)
 
-    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
+    # None: uv passes over a release with no wheel for an older one that has.
+    sandbox_built = {}
+
+    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None, wheels=None):
         dated = ["--exclude-newer", as_of] if as_of else []
-        return trusted([self.uv, "pip", "install", "--no-config", "--python", python, "--cache-dir", cache_dir,
-                        "--target", target, "--index-url", self.index_url] + dated + [requirement])
+        return trusted([self.uv, "pip", "install", "--no-config", "--no-build", "--python", python, "--cache-dir",
+                        cache_dir, "--target", target, "--index-url", self.index_url] + dated + [requirement])
 
     def tools_pth(self, tools):
         """The .pth line that puts the test tools on the environment's path (after site-packages)."""
@@ -70,9 +74,20 @@ PYTEST_DEPENDENCIES = ("py", "pluggy", "six", "attrs", "more-itertools", "atomic
                        "contextlib2", "configparser")
 
 
-def dated_caps(index_url, names, as_of, python_version):
+# The test tools of 2.7 with no wheel for Linux, built into one in the sandbox from these sdists,
+# pinned by sha256 so that no new upload changes them (name: (version, filename, sha256)). scandir
+# never had one, and pathlib2 (pytest's, on 2.7) requires and imports it: it cannot be left out, and
+# a wheel of the farm's own making would redo its setup.py. The build's fresh environment runs that
+# setup.py, offline, before any of the package's code. (atomicwrites needs no entry: only its 1.4.1
+# lacks a wheel, and pip takes 1.4.0's.)
+SANDBOX_BUILT = {"scandir": ("1.10.0", "scandir-1.10.0.tar.gz",
+                             "4d4631f6062e658e9007ab3149a9b914f3548cb38bfb021c64f39a025ce578ae")}
+
+
+def dated_caps(index_url, names, as_of, python_version, wheels_only=False):
     """["name<=version"]: each project's newest release uploaded before `as_of` (RFC 3339) that
-    admits `python_version`, from the index's upload times; a project the index cannot tell of is left out."""
+    admits `python_version` (and has a wheel, with `wheels_only`), from the index's upload times;
+    a project the index cannot tell of is left out."""
     caps = []
     for name in names:
         try:
@@ -80,6 +95,7 @@ def dated_caps(index_url, names, as_of, python_version):
         except Exception:  # an index that cannot say: that project goes uncapped
             continue
         fit = [f["version"] for f in files if f["version"] and not f["yanked"] and f.get("upload_time")
+               and (not wheels_only or index.file_kind(f["filename"]) == "wheel")
                and f["upload_time"] < as_of and (not f["requires_python"]
                                                   or index.requires_python_allows(f["requires_python"], python_version))]
         if fit:
@@ -107,8 +123,8 @@ class Pip:
             return final
         os.makedirs(self.tools_root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=self.tools_root)
-        rc, out = trusted([self.uv, "pip", "install", "--no-config", "--python", self.worker_python, "--cache-dir",
-                           cache_dir, "--target", tmp, "--index-url", self.index_url] + list(VIRTUALENV))
+        rc, out = trusted([self.uv, "pip", "install", "--no-config", "--no-build", "--python", self.worker_python,
+                           "--cache-dir", cache_dir, "--target", tmp, "--index-url", self.index_url] + list(VIRTUALENV))
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
@@ -133,26 +149,34 @@ class Pip:
             if self.box_index else ["--index-url", self.index_url]
         return [env_python] + self.PIP + ["install"] + self.QUIET + ["--cache-dir", box_cache] + index + list(args)
 
-    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None):
+    sandbox_built = SANDBOX_BUILT
+
+    def tools(self, python, cache_dir, target, requirement, trusted, as_of=None, wheels=None):
+        """`wheels`: the folder of the SANDBOX_BUILT wheels, which are pinned to their version."""
         tool = self.virtualenv(cache_dir, trusted)
         if tool is None:
             return 1, "the pinned virtualenv (%s) could not be installed from %s" % (VIRTUALENV[0], self.index_url)
         # pip 20.3 cannot resolve as of a date: an older pytest's dependencies are capped at their
-        # newest release of that month, read from the index's upload times (pytest 2.4 refuses
-        # today's `py`: "1.11.0 is too old").
-        dated = []
+        # newest release of that month with a wheel, read from the index's upload times (pytest
+        # 2.4 refuses today's `py`: "1.11.0 is too old").
+        pins = ["%s==%s" % (name, pin[0]) for name, pin in sorted(SANDBOX_BUILT.items())]
         if as_of:
-            caps = dated_caps(self.index_url, PYTEST_DEPENDENCIES, as_of, "2.7")
-            if caps:
-                path = os.path.join(target, "farm-constraints.txt")  # (the folder is the runner's own)
-                with open(path, "w") as fh:
-                    fh.write("".join(c + "\n" for c in caps))
-                dated = ["-c", path]
+            pins += dated_caps(self.index_url, [n for n in PYTEST_DEPENDENCIES if n not in SANDBOX_BUILT], as_of,
+                               "2.7", wheels_only=True)
+        path = os.path.join(target, "farm-constraints.txt")  # (the folder is the runner's own)
+        with open(path, "w") as fh:
+            fh.write("".join(c + "\n" for c in pins))
         # pip runs from its wheel, as its documentation allows, with the interpreter being served.
         pip = os.path.join(tool, "virtualenv", "seed", "wheels", "embed", LEGACY_PIP_WHEEL, "pip")
         return trusted([python, "-E", "-s", pip, "install"] + self.QUIET + [
-            "--cache-dir", os.path.join(cache_dir, "pip"), "--target", target, "--index-url", self.index_url]
-            + dated + [requirement])
+            "--only-binary", ":all:", "--cache-dir", os.path.join(cache_dir, "pip"), "--target", target,
+            "--index-url", self.index_url, "-c", path] + (["--find-links", wheels] if wheels else []) + [requirement])
+
+    def build_wheel(self, env_python, sdist, wheel_dir):
+        """In the sandbox: a wheel of `sdist` (a SANDBOX_BUILT file) by the environment's own pip,
+        setuptools and wheel (virtualenv's, embedded), offline."""
+        return [env_python] + self.PIP + ["wheel"] + self.QUIET + [
+            "--no-deps", "--no-index", "--no-build-isolation", "--no-cache-dir", "--wheel-dir", wheel_dir, sdist]
 
     def tools_pth(self, tools):
         """pip counts whatever is on the path as installed: with the tools always there, it took

@@ -59,8 +59,9 @@ def month_end(when):
 
 
 def pytest_releases(index_url, cache_file):
-    """[(version, upload time, requires_python)] of pytest on the index, cached for a day in a file
-    of the runner's own."""
+    """[(version, upload time of its first wheel, requires_python)] of pytest's releases on the
+    index that have a wheel (the test tools are installed from wheels only: nothing of theirs runs on
+    the host), cached for a day in a file of the runner's own."""
     try:
         if time.time() - os.stat(cache_file).st_mtime < LIST_MAX_AGE:
             with open(cache_file, encoding="utf-8") as fh:
@@ -69,7 +70,7 @@ def pytest_releases(index_url, cache_file):
         pass
     releases = {}
     for f in index.fetch_project_files(index_url, "pytest"):
-        if f["version"] and not f["yanked"] and f.get("upload_time"):
+        if f["version"] and not f["yanked"] and f.get("upload_time") and index.file_kind(f["filename"]) == "wheel":
             first = releases.get(f["version"])
             if first is None or f["upload_time"] < first[1]:
                 releases[f["version"]] = (f["version"], f["upload_time"], f["requires_python"])

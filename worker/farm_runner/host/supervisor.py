@@ -44,7 +44,7 @@ from farm_runner.inside.stage import test_command
 
 LOG_EXCERPT_BYTES = 4096
 TOOLS_MAX_AGE = 86400  # seconds: the shared test tools are resolved again once a day
-TOOLS_RECIPE = 2  # how a tools folder is made: a runner that makes them otherwise never takes an older one
+TOOLS_RECIPE = 3  # how a tools folder is made: a runner that makes them otherwise never takes an older one
 TOOLS_PTH = "_farm_test_tools.pth"
 MAX_RESULT = 64 << 20  # bytes of one inside task's answer
 MAX_JUNIT = 64 << 20
@@ -378,12 +378,6 @@ class Runner:
             if refusal:
                 return refusal
             target = "%s==%s" % (self.spec[1], r["version"])
-        # pytest, shared by the builds on this interpreter, read-only in the sandbox
-        st["tools"] = self.test_tools(deadline, log)
-        # what native code looks up and connects to, noted for the probe (host/netwatch.py)
-        st["netwatch"] = netwatch.build(os.path.dirname(self.cache_dir))
-        st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]} | (
-            {st["netwatch"]} if st["netwatch"] else set()))
         # A fresh environment, made and listed before any of the package's code runs.
         env_dir = os.path.join(self.box, "env")
         layout = env_layout(env_dir, self.py_info["version_info"], implementation=self.py_info["implementation"],
@@ -394,6 +388,13 @@ class Runner:
         if rc != 0:
             raise InfraError("%s could not make an environment for %s: %s" % (
                 st["installer"], self.py_path, _last_line(out)))
+        # pytest, shared by the builds on this interpreter, read-only in the sandbox (after the
+        # environment: its pip builds in the sandbox what of the tools has no wheel)
+        st["tools"] = self.test_tools(deadline, log)
+        # what native code looks up and connects to, noted for the probe (host/netwatch.py)
+        st["netwatch"] = netwatch.build(os.path.dirname(self.cache_dir))
+        st["read_only"] = self.sandbox.read_only = sorted(set(st["read_only"]) | {st["tools"]} | (
+            {st["netwatch"]} if st["netwatch"] else set()))
         before, _ = environment.list_files(env_dir)
         untrusted.write_new(os.path.join(self.workdir, "snapshot-before.json"), json.dumps(before))
         # The test runner: a shared folder outside the environment, read-only in the sandbox,
@@ -472,18 +473,21 @@ class Runner:
         wanted, rule = None, "the newest pytest"
         limit = instrument.cutoff(st.get("released"), info["version_info"])
         if limit is not None:
-            listing = os.path.join(root, "pytest-releases-%s.json" % hashlib.sha256(
+            listing = os.path.join(root, "pytest-wheels-%s.json" % hashlib.sha256(
                 self.args.index_url.encode()).hexdigest()[:16])
             try:
                 releases = instrument.pytest_releases(self.args.index_url, listing)
             except (InfraError, UsageError) as exc:
                 log.write("[farm: pytest's releases could not be listed (%s); the newest pytest is used]\n" % exc)
                 releases = []
+            first = [t for t in (instrument.parse_time(uploaded) for _, uploaded, _ in releases) if t is not None]
+            if first:  # only pytest's wheels are listed: a release older than the first (2.7.1, 2015) has that one
+                limit = max(limit, min(first))
             wanted = instrument.choose(releases, limit, info["full_version"])
             newest = instrument.choose(releases, instrument.parse_time("9999-01-01T00:00:00Z"), info["full_version"])
             if wanted is not None and wanted != newest:
-                rule = "the newest pytest released before %s (the release's upload, or the interpreter's support)" % (
-                    limit.date().isoformat())
+                rule = ("the newest pytest released before %s (the release's upload, the interpreter's support, or "
+                        "pytest's first wheel)" % limit.date().isoformat())
             else:
                 wanted = None
         # Per interpreter and pytest, not per index: pytest is the same tool from any index the worker is given.
@@ -505,15 +509,18 @@ class Runner:
         st["pytest"] = {"version": st["tools_provide"].get("pytest"), "chosen": rule}
         return final
 
-    def make_test_tools(self, final, requirement, deadline, log, as_of=None):
+    def make_test_tools(self, final, requirement, deadline, log, as_of=None, wheels=None):
         root = os.path.dirname(final)
+        installer = self.installer()
+        if wheels is None and installer.sandbox_built:
+            wheels = self.build_tool_wheels(installer, deadline, log)
         tmp = tempfile.mkdtemp(prefix=".new-", dir=root)
-        rc, out = self.installer().tools(os.path.realpath(self.py_path), self.cache_dir, tmp, requirement,
-                                         lambda cmd: self.trusted(cmd, deadline, log), as_of)
+        rc, out = installer.tools(os.path.realpath(self.py_path), self.cache_dir, tmp, requirement,
+                                  lambda cmd: self.trusted(cmd, deadline, log), as_of, wheels)
         if rc != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             if as_of and _UNRESOLVED.search(out or ""):  # nothing of that month fits this interpreter
-                return self.make_test_tools(final, requirement, deadline, log)
+                return self.make_test_tools(final, requirement, deadline, log, wheels=wheels)
             raise InfraError("could not install %s from %s: %s" % (requirement, self.args.index_url, _last_line(out)),
                              kind="index")
         # Compiled by the interpreter itself (uv's --compile-bytecode cannot drive Python 3.6). A
@@ -530,6 +537,39 @@ class Runner:
             parts = name.rsplit("-", 1)
             if not name.startswith(".") and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) < stamp - 1:
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+    def build_tool_wheels(self, installer, deadline, log):
+        """A folder of wheels of the installer's `sandbox_built` sdists, each downloaded here and
+        checked against the sha256 the farm pins, built in the sandbox, offline, by the build's
+        fresh environment: no code of a test tool runs on the host."""
+        dl, wheels = os.path.join(self.workdir, "dl"), self.new_out_dir()
+        os.makedirs(dl, exist_ok=True)
+        for name, (version, filename, sha256) in sorted(installer.sandbox_built.items()):
+            listed = [f for f in index.fetch_project_files(self.args.index_url, name) if f["filename"] == filename]
+            if not listed:
+                raise InfraError("the index %s has no %s, which the farm builds a test tool of Python 2.7 from: "
+                                 "serve that file (sha256 %s)" % (self.args.index_url, filename, sha256), kind="index")
+            if listed[0]["sha256"] not in (None, sha256):
+                raise InfraError("the index's %s has sha256 %s, not the %s the farm pins (installers.SANDBOX_BUILT): "
+                                 "the file was replaced, and nothing of it is run; serve the original, or pin the new "
+                                 "one once read" % (filename, listed[0]["sha256"], sha256), kind="index")
+            path = os.path.join(dl, filename)
+            if os.path.lexists(path):
+                os.remove(path)
+            index.download(listed[0]["url"], path, sha256, self.limits.disk)
+            inside, out_dir = self.sandbox_path(path, SDIST_IN_SANDBOX + "/" + filename), self.new_out_dir()
+            rc, out = self.boxed(installer.build_wheel(self.report["_state"]["env_python"], inside,
+                                                       self.sandbox.out_path(out_dir)),
+                                 self.box, deadline, log, out_dir=out_dir, extra_ro=[(path, inside)])
+            built = [n for n in os.listdir(out_dir) if n.startswith("%s-%s-" % (name, version)) and n.endswith(".whl")
+                     and os.path.isfile(os.path.join(out_dir, n)) and not os.path.islink(os.path.join(out_dir, n))]
+            if rc != 0 or len(built) != 1:
+                raise InfraError("%s %s (a test tool of Python 2.7 with no wheel) could not be built into one in "
+                                 "the sandbox (exit status %d): %s" % (name, version, rc, _last_line(out)),
+                                 kind="runner-fault")
+            # Only the wheel asked for reaches the host's install.
+            os.rename(os.path.join(out_dir, built[0]), os.path.join(wheels, built[0]))
+        return wheels
 
     # -- test --------------------------------------------------------------------------------------
     def phase_test(self, deadline, log):
