@@ -293,21 +293,20 @@ class MaintainerMail(MailNotifier, StateMixin):
         candidates, refused = recipients.from_metadata((yield self.pypi_metadata(package)))
         if refused:
             log.msg(f"{self.name}: no address of {package}'s metadata is asked to confirm: {refused[0]}")
-        known = {r.address.lower() for r in registry.for_package(package)}
+        known = {recipients.mailbox(r.address) for r in registry.for_package(package)}
         asked = yield self.master.db.pool.do_with_transaction(recipients.asked, package)
-        room = self.mail_settings.max_recipients - len(known)
+        # Those asked count, answered or not: a project's metadata naming three new strangers at
+        # each release asks no more than max_recipients in a year.
+        room = self.mail_settings.max_recipients - len(known | asked)
         for address in candidates:
-            if address.lower() in known or address.lower() in asked or registry.opted_out(package, address):
+            if recipients.mailbox(address) in known | asked or registry.opted_out(package, address):
                 continue
             if room <= 0:
-                log.msg(f"{self.name}: {package} has its {self.mail_settings.max_recipients} addresses; "
-                        f"{address} of its metadata is not asked")
+                log.msg(f"{self.name}: {package} has had its {self.mail_settings.max_recipients} addresses asked "
+                        f"or registered; {address} of its metadata is not asked")
                 break
-            now = int(time.time())
             allowed = yield self.master.db.pool.do_with_transaction(
-                lambda conn: recipients.may_ask(conn, address, now, self.mail_settings.max_questions_per_day)
-                and recipients.take(conn, address, package, recipients.ASKED, now,
-                                    self.mail_settings.max_mails_per_address))
+                recipients.ask, address, package, int(time.time()), self.mail_settings.max_questions_per_day)
             if not allowed:
                 log.msg(f"{self.name}: {address} of {package}'s metadata is not asked now: it was asked for "
                         f"another project this week, or the farm asked its mail.max_questions_per_day today")
@@ -343,8 +342,18 @@ class MaintainerMail(MailNotifier, StateMixin):
         for report in reports:
             package, version = report["package"], report["version"]
             if report["infra"] and self.mail_settings.operators:
-                message = yield self._render("operators", dict(package=package, version=version, infra=report["infra"]))
-                yield self._send(list(self.mail_settings.operators), message["subject"], message["body"])
+                # A release that hangs at every upload must not flood the operators either.
+                operators = []
+                for address in self.mail_settings.operators:
+                    if (yield self._budget(address, package, "operators")):
+                        operators.append(address)
+                if len(operators) < len(self.mail_settings.operators):
+                    log.msg(f"{self.name}: the infrastructure error of {package} {version} is not mailed to the "
+                            f"operators who had their mail.max_mails_per_address today")
+                if operators:
+                    message = yield self._render("operators", dict(package=package, version=version,
+                                                                   infra=report["infra"]))
+                    yield self._send(operators, message["subject"], message["body"])
             if not report["changes"]:
                 continue
             for address, digest in self.recipients(package):

@@ -8,11 +8,13 @@ has (it is then a registration like those the operator adds). A field that holds
 character or a display name with an address in it, or metadata naming more than METADATA_MAX
 addresses, is refused whole and logged: that is a list, not a project's maintainers.
 
-Every mail is counted in `farm_mail_sent`, shared by the masters of a cluster: at most
-`mail.max_mails_per_address` mails a day to one address (past it, its changes wait for its
-digest) and `mail.max_recipients` addresses per project's release mail. The questions are bounded
-as well, since one uploader may own many projects: an address is asked at most once a week,
-whatever the project, and the farm asks at most `mail.max_questions_per_day` addresses a day.
+Every mail is counted in `farm_mail_sent`, shared by the masters of a cluster, by mailbox
+(`mailbox`: `Ann+x@Example.org.` is ann@example.org): at most `mail.max_mails_per_address` mails
+a day to one mailbox (past it, its changes wait for its digest) and `mail.max_recipients`
+addresses per project's release mail. The questions are bounded apart, since one uploader may own
+many projects and they must not use up a maintainer's mail of the day: a project has at most
+`max_recipients` addresses asked in a year, a mailbox is asked at most once a week whatever the
+project, and the farm asks at most `mail.max_questions_per_day` a day.
 """
 
 from __future__ import annotations
@@ -72,37 +74,50 @@ def from_metadata(data: dict) -> tuple[list[str], list[str]]:
     return found, []
 
 
+def mailbox(address: str) -> str:
+    """The mailbox an address reaches, as far as any mail system agrees: lower case, without a
+    `+tag` and a final dot (the budgets count mailboxes, not the spellings of one)."""
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain.rstrip('.')}"
+
+
 def take(conn, address: str, package: str, kind: str, now: int, per_day: int) -> bool:
-    """Count one mail to `address` if it has had fewer than `per_day` in the last day (False: not sent)."""
-    address = address.lower()
+    """Count one mail to `address` if its mailbox has had fewer than `per_day` in the last day
+    (False: not sent). The questions to confirm are not counted here (`may_ask`)."""
+    address = mailbox(address)
     conn.execute(sent_log.delete().where(sa.or_(
         sa.and_(sent_log.c.kind != ASKED, sent_log.c.sent_at < now - KEEP_COUNTED),
         sent_log.c.sent_at < now - KEEP_ASKED)))
     count = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
-        sent_log.c.address == address, sent_log.c.sent_at > now - DAY)).scalar()
+        sent_log.c.address == address, sent_log.c.kind != ASKED, sent_log.c.sent_at > now - DAY)).scalar()
     if count >= per_day:
         return False
     conn.execute(sent_log.insert(), [{"address": address, "package": package, "kind": kind, "sent_at": now}])
     return True
 
 
-def may_ask(conn, address: str, now: int, farm_per_day: int) -> bool:
-    """May the farm ask `address` to confirm now? Not if it asked it within ASK_AGAIN_AFTER for any
-    project, nor past `farm_per_day` questions of the whole farm in the last day."""
+def ask(conn, address: str, package: str, now: int, farm_per_day: int) -> bool:
+    """Count a question to `address` about `package` if the farm may ask it now: not if its
+    mailbox was asked within ASK_AGAIN_AFTER for any project, nor past `farm_per_day` questions
+    of the whole farm in the last day."""
+    address = mailbox(address)
     recent = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
-        sent_log.c.address == address.lower(), sent_log.c.kind == ASKED,
+        sent_log.c.address == address, sent_log.c.kind == ASKED,
         sent_log.c.sent_at > now - ASK_AGAIN_AFTER)).scalar()
     today = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
         sent_log.c.kind == ASKED, sent_log.c.sent_at > now - DAY)).scalar()
-    return recent == 0 and today < farm_per_day
+    if recent or today >= farm_per_day:
+        return False
+    conn.execute(sent_log.insert(), [{"address": address, "package": package, "kind": ASKED, "sent_at": now}])
+    return True
 
 
 def count(conn, address: str, package: str, kind: str, now: int) -> None:
     """Count a mail that is sent whatever the budget (a digest: the budget's own way out)."""
-    conn.execute(sent_log.insert(), [{"address": address.lower(), "package": package, "kind": kind, "sent_at": now}])
+    conn.execute(sent_log.insert(), [{"address": mailbox(address), "package": package, "kind": kind, "sent_at": now}])
 
 
 def asked(conn, package: str) -> set[str]:
-    """The addresses already asked to confirm for `package` (lower case)."""
+    """The mailboxes asked to confirm for `package` in the last year."""
     rows = conn.execute(sa.select(sent_log.c.address).where(sent_log.c.package == package, sent_log.c.kind == ASKED))
     return {row.address for row in rows}

@@ -79,7 +79,8 @@ class Limits:
 
 ADMIN_USER = "admin"
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+# (no control character either: a NUL would make two different signed links sign the same bytes)
+ADDRESS = re.compile(r"^[^@\s<>\x00-\x1f\x7f]+@[^@\s<>\x00-\x1f\x7f]+$")
 
 
 @dataclasses.dataclass(frozen=True)

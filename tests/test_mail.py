@@ -19,7 +19,7 @@ import pytest
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 
 from master import mail, maintainers, recipients
-from master.settings import SettingsError
+from master.settings import ADDRESS, SettingsError
 from tests.farm import ROOT, Farm, free_port, wait_for
 from tests.pkgindex import write_package
 
@@ -76,29 +76,30 @@ def test_metadata_that_names_others_is_refused_whole(info, refusal):
 
 
 def test_the_mail_budgets_in_the_database(tmp_path):
-    """An address has its mails of the day; it is asked to confirm once a week whatever the
-    project; the farm asks at most max_questions_per_day addresses a day."""
+    """A mailbox (however spelt) has its mails of the day, which questions do not use up; it is
+    asked to confirm once a week whatever the project; the farm asks max_questions_per_day a day."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.sqlite'}")
     now = 1_800_000_000
+    assert recipients.mailbox("Ann+farm-1@Example.ORG.") == "ann@example.org"
     with engine.begin() as conn:
         recipients.create_tables(conn)
-        assert [recipients.take(conn, "A@example.org", "six", "release", now + i, 3) for i in range(4)] == [
-            True, True, True, False]
+        assert recipients.ask(conn, "a+q@example.org", "other", now, 5), "a question first"
+        assert [recipients.take(conn, f"A+{i}@example.org", "six", "release", now + i, 3) for i in range(4)] == [
+            True, True, True, False], "three mails to one mailbox, by three spellings, and not a fourth"
         assert recipients.take(conn, "a@example.org", "six", "release", now + recipients.DAY + 3, 3), "a day later"
-        assert recipients.may_ask(conn, "b@example.org", now, 2)
-        assert recipients.take(conn, "b@example.org", "six", recipients.ASKED, now, 3)
+        assert recipients.ask(conn, "b@example.org", "six", now, 3)
         assert recipients.asked(conn, "six") == {"b@example.org"}
-        assert not recipients.may_ask(conn, "B@example.org", now + recipients.DAY, 2), "asked this week, for six"
-        assert recipients.may_ask(conn, "b@example.org", now + recipients.ASK_AGAIN_AFTER + 1, 2)
-        recipients.take(conn, "c@example.org", "attrs", recipients.ASKED, now + 1, 3)
-        assert not recipients.may_ask(conn, "d@example.org", now + 2, 2), "the farm asked two today"
+        assert not recipients.ask(conn, "B+x@example.org", "attrs", now + recipients.DAY, 3), "asked this week"
+        assert recipients.ask(conn, "c@example.org", "attrs", now + 1, 3)
+        assert not recipients.ask(conn, "d@example.org", "attrs", now + 2, 3), "the farm asked three today"
+        assert recipients.ask(conn, "b@example.org", "attrs", now + recipients.ASK_AGAIN_AFTER + 1, 3)
         # Counted mails go after two days; a question is remembered for a year.
-        recipients.take(conn, "e@example.org", "six", "release", now + 4 * recipients.DAY, 3)
+        recipients.take(conn, "e@example.org", "six", "release", now + recipients.ASK_AGAIN_AFTER + 2, 3)
         assert recipients.asked(conn, "six") == {"b@example.org"}
         kinds = conn.execute(sa.select(recipients.sent_log.c.kind)).scalars().all()
-        assert sorted(kinds) == ["confirm", "confirm", "release"]
+        assert sorted(kinds) == ["confirm"] * 4 + ["release"]
 
 
 def test_a_package_s_text_stays_on_its_quoted_line():
@@ -168,6 +169,11 @@ def test_unsubscribe_tokens_are_signed():
     assert maintainers.valid_token(secret, "Six", "A@example.org", token)
     assert not maintainers.valid_token(secret, "six", "b@example.org", token)
     assert not maintainers.valid_token(b"other", "six", "a@example.org", token)
+    # Two purposes never sign the same bytes: the address that would make them (with a NUL) is none.
+    confirm = maintainers.token(secret, "six", "a@example.org", maintainers.CONFIRM)
+    assert confirm != token and not maintainers.valid_token(secret, "six", "a@example.org", confirm)
+    assert maintainers.valid_token(secret, "confirm", "six\0a@example.org", confirm)  # the same bytes...
+    assert not ADDRESS.match("six\0a@example.org")  # ...for an address the pages refuse
     url = maintainers.unsubscribe_url("http://farm/", secret, "six", "a@example.org")
     assert url.startswith("http://farm/plugins/wsgi_dashboards/packages/unsubscribe?package=six&address=a%40example.org&token=")
 
@@ -233,6 +239,7 @@ METADATA = "from-metadata@example.org"  # in the package's JSON on the (fake) Py
 # mailfix-spam's metadata names forty strangers, and a Bcc: behind a line break
 STRANGERS = [f"stranger{i}@example.org" for i in range(40)]
 VICTIM, SPAM_MAINTAINER = "victim@example.org", "spam-maintainer@example.org"
+REAL = "real-maintainer@example.org"  # registered for mailfix-real; strangers' projects name it too
 # mailfix-busy: five registered addresses, more than the farm's max_recipients (4); each may have
 # max_mails_per_address (3) a day
 BUSY = [f"busy{i}@example.org" for i in range(1, 6)]
@@ -252,7 +259,7 @@ DIGEST_SECONDS = 6
 @pytest.fixture(scope="module")
 def pypi_json():
     """PyPI's per-project JSON: mailfix-alpha names a maintainer address (mail.pypi_addresses),
-    mailfix-spam forty and a Bcc: header."""
+    mailfix-spam forty and a Bcc: header; a test may change them, as an uploader does."""
     infos = {PACKAGE: {"maintainer_email": f"Meta <{METADATA}>", "author_email": None},
              "mailfix-spam": {"maintainer_email": ", ".join(STRANGERS),
                               "author_email": f"Ann <ann@example.org>\r\nBcc: {VICTIM}"}}
@@ -275,7 +282,8 @@ def pypi_json():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.url, server.infos = f"http://127.0.0.1:{server.server_address[1]}", infos  # a test may change them
+    yield server
     server.shutdown()
 
 
@@ -285,7 +293,7 @@ def farm(tmp_path_factory, package_index, mailbox, pypi_json):
     extra = f"""
 [pypi]
 feed = "none"
-url = "{pypi_json}"
+url = "{pypi_json.url}"
 
 [mail]
 enabled = true
@@ -303,7 +311,7 @@ max_mails_per_address = 3
     # The command line writes the registry, as an operator would, before the master starts.
     for argv in (["add", PACKAGE, MAINTAINER], ["add", PACKAGE, OTHER], ["add", PACKAGE, DIGEST, "--digest"],
                  ["add", "mailfix-hang", HANG_MAINTAINER], ["add", "mailfix-spam", SPAM_MAINTAINER],
-                 *(["add", "mailfix-busy", address] for address in BUSY)):
+                 *(["add", "mailfix-busy", address] for address in BUSY), ["add", "mailfix-real", REAL]):
         subprocess.run([sys.executable, "-m", "master.maintainers", "--config", str(farm.config), *argv],
                        cwd=ROOT, check=True, capture_output=True)
     farm.start()
@@ -419,6 +427,33 @@ def test_a_release_cannot_make_the_farm_mail_strangers(farm, release, mailbox):
     assert not [m for m in mailbox.messages if set(m[0]) & set(STRANGERS + [VICTIM, "ann@example.org"])]
     assert "no address of mailfix-spam's metadata is asked to confirm: its author_email holds a line break" \
         in farm.log_tail(200000)
+
+
+@pytest.mark.slow
+def test_an_uploader_cannot_make_the_farm_ask_without_bound(farm, release, mailbox, pypi_json):
+    """mailfix-rotate names three new addresses at every release, one of them a new spelling of the
+    same mailbox (victim+rN@): a project has at most max_recipients (4) addresses asked, a mailbox
+    is asked once. Three strangers' projects name a registered maintainer of mailfix-real: it is
+    asked once, and its own mail of the day is not used up by the questions."""
+    for n, (version, behaviour) in enumerate((("1.0", "testfail"), ("1.1", "pass"), ("1.2", "testfail"))):
+        pypi_json.infos["mailfix-rotate"] = {"maintainer_email": ", ".join(
+            [f"rot{n}{j}@example.org" for j in range(2)] + [f"victim+r{n}@example.org"])}
+        release(version, behaviour, name="mailfix-rotate", slots=["linux-py3.12"])
+    for i in range(3):
+        pypi_json.infos[f"mailfix-starve{i}"] = {"maintainer_email": REAL}
+        release("1.0", "testfail", name=f"mailfix-starve{i}", slots=["linux-py3.12"])
+    release("1.0", "testfail", name="mailfix-real", slots=["linux-py3.12"])
+    told = mailbox.wait(REAL, 2)
+    time.sleep(2)
+
+    def asked(address):
+        return [m for rcpt, m in mailbox.messages if address in rcpt and "mail you when" in m["Subject"]]
+    rotated = [a for n in range(3) for a in [f"rot{n}{j}@example.org" for j in range(2)] + [f"victim+r{n}@example.org"]
+               if asked(a)]
+    assert rotated == ["rot00@example.org", "rot01@example.org", "victim+r0@example.org", "rot10@example.org"]
+    assert [m["Subject"] for m in mailbox.to(REAL)] == [told[0]["Subject"], told[1]["Subject"]]
+    assert "mail you when" in told[0]["Subject"] and "mailfix-starve0" in told[0]["Subject"]
+    assert told[1]["Subject"] == "[PyPI test farm] mailfix-real 1.0: new failure on linux-py3.12"
 
 
 @pytest.mark.slow
