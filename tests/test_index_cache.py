@@ -103,12 +103,12 @@ def test_the_oldest_files_go_first_past_the_bound(tmp_path):
     for i, name in enumerate(("old", "newer", "newest")):
         p = tmp_path / "cache" / "files" / "aa" / name
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"x" * 100)
+        p.write_bytes(b"x" * 4096)  # (a file counts as the blocks it takes)
         os.utime(p, (time.time() - 1000 + i, time.time() - 1000 + i))
-    cache.prune(max_bytes=250)
+    cache.prune(max_bytes=10240)
     assert sorted(os.listdir(tmp_path / "cache" / "files" / "aa")) == ["newer", "newest"]
-    (tmp_path / "cache" / "files" / "aa" / "more").write_bytes(b"x" * 100)
-    cache.prune(max_bytes=250)  # once an hour at most
+    (tmp_path / "cache" / "files" / "aa" / "more").write_bytes(b"x" * 4096)
+    cache.prune(max_bytes=10240)  # once an hour at most
     assert len(os.listdir(tmp_path / "cache" / "files" / "aa")) == 3
 
 
@@ -236,6 +236,32 @@ def test_a_file_larger_than_the_budget_is_served_but_not_kept(tmp_path):
         assert sorted(_kept(tmp_path / "cache")) == sorted(sha for _, sha in list(blobs.values())[:2])
         assert cache.stats["files_passed"] == 1
         assert os.listdir(tmp_path / "cache" / "incoming") == []  # the one served went once it was sent
+
+
+def _on_disk(root):
+    """Bytes the cache at `root` takes on disk: its files and its pages, as the blocks they take."""
+    return sum(os.lstat(os.path.join(d, n)).st_blocks * 512 for sub in ("files", "pages")
+               for d, _, names in os.walk(os.path.join(str(root), sub)) for n in names)
+
+
+def test_pages_and_tiny_files_count_as_what_they_take_on_disk(tmp_path):
+    """The pages kept (a remote index's) share the files' budget and count against the build's
+    fetch limit; a file of a few bytes counts as the block it takes."""
+    with PackageIndex() as index:
+        blobs = _blobs(tmp_path / "d", index, [2] * 40, "tiny")
+        root = tmp_path / "cache"
+        cache = IndexCache(str(root), index.url, max_bytes=64 << 10, page_ttl=600)
+        for name, (_, sha) in blobs.items():
+            assert cache.answer("/simple/%s/" % name, "")[0] == 200
+            status, _, body = cache.answer("/files/%s/%s-1.0-py3-none-any.whl" % (sha, name.replace("-", "_")), "")
+            body.close()
+            assert status == 200 and _on_disk(root) <= 64 << 10
+        assert cache.fetched_bytes > 40 * 2, "the pages kept are counted as fetched"
+        assert 0 < len(_kept(root)) <= 16 - 1, "forty files of two bytes do not fit in 64K of blocks beside their pages"
+        # A build past its fetch limit gets no more pages either.
+        small = IndexCache(str(tmp_path / "cache2"), index.url, max_bytes=64 << 10, page_ttl=600, fetch_limit=1000)
+        answers = [small.answer("/simple/%s/" % name, "")[0] for name in blobs]
+        assert answers[0] == 200 and answers[-1] == 502 and small.limit_hit is not None
 
 
 def test_two_builds_at_once_keep_the_cache_within_its_budget(package_index, tmp_path):

@@ -136,8 +136,25 @@ class IndexCache:
         self.fetched.add(name)
         self.stats["pages_fetched"] += 1
         if self.page_ttl > 0:
-            _write_atomic(cached, json.dumps(files).encode())
+            self._keep_page(cached, json.dumps(files).encode())
         return files
+
+    def _keep_page(self, path, data):
+        """Keep a project's page within the same budget as the files, its bytes counted against
+        this build's fetch limit: a build asking for the pages of many large projects neither fills
+        the disk nor pushes everyone's files out."""
+        self._count(len(data))
+        size = _on_disk(len(data))
+        if size > self.max_bytes:
+            return
+        with self._locked():
+            used = self._used()
+            if used + size > self.max_bytes:
+                used = self._evict(max(self.max_bytes - size - self.max_bytes // 10, 0))
+                if used + size > self.max_bytes:
+                    return
+            self._set_used(used + size)
+            _write_atomic(path, data)
 
     def _json(self, name, files):
         out = []
@@ -215,7 +232,7 @@ class IndexCache:
     def _keep(self, tmp, path):
         """Keep the fetched file `tmp` at `path` if the budget has room once the oldest used have
         gone; the kept file, open, or None when it does not fit."""
-        size = os.path.getsize(tmp)
+        size = _on_disk(os.path.getsize(tmp))
         if size > self.max_bytes:
             return None
         with self._locked():
@@ -268,19 +285,24 @@ class IndexCache:
         _write_atomic(os.path.join(self.root, "used"), str(total).encode())
 
     def _evict(self, target):
-        """With the lock held: remove the files used longest ago until at most `target` bytes are
-        kept; the bytes kept, counted anew from the folder."""
+        """With the lock held: remove the files and pages used longest ago (pages past their time
+        first: they are fetched anew anyway) until at most `target` bytes are kept; the bytes kept,
+        counted anew from the folders, each file as the blocks it takes."""
         found = []
-        for folder, _, names in os.walk(self.files_dir):
-            for n in names:
-                p = os.path.join(folder, n)
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    continue
-                found.append((st.st_mtime, st.st_size, p))
-        total = sum(s for _, s, _ in found)
-        for _, size, p in sorted(found):
+        stale = time.time() - max(self.page_ttl, PAGE_TTL)
+        for top in (self.files_dir, os.path.join(self.root, "pages")):
+            for folder, _, names in os.walk(top):
+                for n in names:
+                    p = os.path.join(folder, n)
+                    try:
+                        st = os.lstat(p)
+                    except OSError:
+                        continue
+                    old = top != self.files_dir and st.st_mtime < stale
+                    found.append((not old, st.st_mtime, max(st.st_blocks * 512, _on_disk(st.st_size)), p))
+        found = [(size, p) for _, _, size, p in sorted(found)]
+        total = sum(s for s, _ in found)
+        for size, p in found:
             if total <= target:
                 break
             try:
@@ -307,6 +329,13 @@ class IndexCache:
 
 
 _PROCESS_LOCK = threading.Lock()
+BLOCK = 4096
+
+
+def _on_disk(size):
+    """What a file of `size` bytes takes on disk, at least (whole blocks: a thousand files of two
+    bytes take four megabytes, not two kilobytes)."""
+    return -(-size // BLOCK) * BLOCK
 
 
 def _open_kept(path):

@@ -183,8 +183,8 @@ class Runner:
                              "write (systemd: Delegate=yes), or pass --sandbox none to run packages unconfined"
                              % (" and ".join(sorted(missing)), "; ".join(sorted(set(missing.values())))),
                              kind="sandbox")
-        self.check_free_disk()
         if phase == "install":
+            self.check_free_disk()
             st["runner_python"] = os.path.realpath(sys.executable)
             for name in ("home", "uv-cache"):
                 os.makedirs(os.path.join(self.box, name))
@@ -198,8 +198,10 @@ class Runner:
                                         self.identity["lib"], st["runner_python"], self.limits.disk)
 
     def check_free_disk(self):
-        """Refuse to build on a worker whose free disk is below its floor (--min-free-disk): a full
-        disk breaks the worker itself, not just this build."""
+        """Refuse to start a build on a worker whose free disk is below its floor (--min-free-disk):
+        a full disk breaks the worker itself, not just this build. Asked before the first phase
+        only: later, what the build wrote is its own, held by its disk limit, and no fault of the
+        worker's."""
         cache_dir = self.cache_dir or self.report["_state"].get("cache_dir")
         for path in [self.workdir] + ([os.path.dirname(cache_dir)] if cache_dir else []):
             try:
