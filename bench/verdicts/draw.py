@@ -17,6 +17,12 @@ that checking the first N by hand checks a random part of every stratum.
 
 An existing corpus keeps its cases' hand-found truth: a case drawn again with the same (name,
 version, slot) keeps its `truth`.
+
+    python -m bench.verdicts.draw FRAME --grow SEED --per-stratum K
+
+grows the corpus instead, before any new case is looked at: K more cases of each stratum (an era's
+from years drawn at random), drawn with SEED from the projects not drawn yet, appended after the
+last id with their batch's seed in `batch`, interleaved as the first draw's are.
 """
 
 import argparse
@@ -87,21 +93,63 @@ def draw(rows, seed=SEED):
     return cases
 
 
+def grow(rows, corpus, seed, per_stratum):
+    """K more cases of each stratum with `seed`, of projects the corpus does not hold yet."""
+    rng = random.Random(seed)
+    taken = {c["name"] for c in corpus["cases"]}
+    pools = {k: sorted(r for r in v if r[0] not in taken) for k, v in strata(rows).items()}
+    queues = []
+    for name in ("tail", "mid", "top"):
+        queues.append([{"name": n, "version": v, "month": m, "rank": rk, "slot": rng.choice(CURRENT_SLOTS),
+                        "stratum": name, "stratum_detail": name} for n, v, m, rk in rng.sample(pools[name], per_stratum)])
+    era = []
+    for year in sorted(rng.sample(range(FIRST_ERA, LAST_ERA + 1), per_stratum)):
+        n, v, m, rk = rng.choice(pools["era-%d" % year])
+        era.append({"name": n, "version": v, "month": m, "rank": rk, "slot": rng.choice(ERA_SLOTS[year]),
+                    "stratum": "era", "stratum_detail": "era-%d" % year})
+    rng.shuffle(era)
+    queues.append(era)
+    cases, number = [], max(c["id"] for c in corpus["cases"])
+    while any(queues):
+        for q in queues:
+            if q:
+                number += 1
+                cases.append(dict(q.pop(0), id=number, batch=seed))
+    return cases
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("frame")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--out", default=str(CORPUS))
+    ap.add_argument("--grow", type=int, metavar="SEED", help="append K new cases per stratum drawn with SEED")
+    ap.add_argument("--per-stratum", type=int, default=3)
     a = ap.parse_args(argv)
+    if a.grow is not None:
+        corpus = json.loads(Path(a.out).read_text())
+        if a.grow == corpus["seed"] or a.grow in corpus.get("batches", []):
+            ap.error("seed %d has drawn for this corpus already: grow it with a new one" % a.grow)
+        new = grow(read_frame(a.frame), corpus, a.grow, a.per_stratum)
+        corpus["cases"] += new
+        corpus["batches"] = corpus.get("batches", []) + [a.grow]
+        Path(a.out).write_text(json.dumps(corpus, indent=1) + "\n")
+        print("%d cases drawn with seed %d, ids %d-%d, appended to %s" % (len(new), a.grow, new[0]["id"], new[-1]["id"], a.out))
+        return
     cases = draw(read_frame(a.frame), a.seed)
-    old = {}
+    old, grown, batches = {}, [], []
     if Path(a.out).exists():
-        old = {(c["name"], c["version"], c["slot"]): c for c in json.loads(Path(a.out).read_text())["cases"]}
+        before = json.loads(Path(a.out).read_text())
+        old = {(c["name"], c["version"], c["slot"]): c for c in before["cases"]}
+        if before.get("seed") == a.seed:  # the batches grown since stay, after the first draw's cases
+            grown, batches = [c for c in before["cases"] if c.get("batch")], before.get("batches", [])
     for c in cases:
         kept = old.get((c["name"], c["version"], c["slot"]))
         if kept and kept.get("truth"):
             c["truth"] = kept["truth"]
-    doc = {"seed": a.seed, "frame": Path(a.frame).name, "strata": STRATA, "cases": cases}
+    doc = {"seed": a.seed, "frame": Path(a.frame).name, "strata": STRATA, "cases": cases + grown}
+    if batches:
+        doc["batches"] = batches
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
     print("%d cases drawn with seed %d into %s" % (len(cases), a.seed, a.out))
 
