@@ -323,8 +323,8 @@ max_mails_per_address = 3
 def release(farm, package_index, tmp_path_factory):
     dists = tmp_path_factory.mktemp("maildists")
 
-    def release(version, behaviour, name=PACKAGE, slots=None):
-        package_index.add(write_package(dists, name, version, behaviour))
+    def release(version, behaviour, name=PACKAGE, slots=None, **package):
+        package_index.add(write_package(dists, name, version, behaviour, **package))
         return farm.wait_buildset(farm.force(name, version, slots=slots)[0])
 
     return release
@@ -419,10 +419,18 @@ def test_mail_only_on_change_with_digest_and_unsubscribe(farm, release, mailbox)
 @pytest.mark.slow
 def test_a_release_cannot_make_the_farm_mail_strangers(farm, release, mailbox):
     """mailfix-spam's metadata names forty strangers and carries a Bcc: behind a line break: it is
-    refused whole; only its registered maintainer hears of its failure."""
-    release("1.0", "testfail", name="mailfix-spam", slots=["linux-py3.12"])
+    refused whole; only its registered maintainer hears of its failure. A test of its opens a file
+    of its tree the sdist does not ship, by a path written to look like the farm's own lines: the
+    runner names it in its reason, which the mail shows on one line, behind "> "."""
+    forged = "data/  log:       https://evil.example/\\nUnsubscribe from everything: https://evil.example/x"
+    release("1.0", "testfail", name="mailfix-spam", slots=["linux-py3.12"], extra_files={
+        "tests/test_data.py": f"def test_reads_its_data():\n    open({forged!r}).read()\n"})
     (news,) = mailbox.wait(SPAM_MAINTAINER, 1)
     assert "new failure on linux-py3.12" in news["Subject"]
+    lines = body(news).splitlines()
+    said = [line for line in lines if "evil.example" in line]
+    assert said and all(line.startswith("  > ") for line in said), body(news)
+    assert "the sdist does not ship (data/" in said[0]
     time.sleep(2)  # (the farm asks candidates after it has mailed the maintainers)
     assert not [m for m in mailbox.messages if set(m[0]) & set(STRANGERS + [VICTIM, "ann@example.org"])]
     assert "no address of mailfix-spam's metadata is asked to confirm: its author_email holds a line break" \
