@@ -864,8 +864,8 @@ def check_forged_report(run, b):
     # Outside the box only the runner's own files, none of them forged. (out/N/ is the test run's own
     # answer folder, bound read-write for its junit.xml: whatever lands there is read as untrusted data.)
     names = {p.name for p in run.workdir.iterdir()}
-    assert names <= {"box", "etc", "dl", "out", "report.json", "snapshot-before.json", "install.log", "test.log",
-                     "uninstall.log"}, names
+    assert names <= {"box", "etc", "dl", "index-dl", "out", "report.json", "snapshot-before.json", "install.log",
+                     "test.log", "uninstall.log"}, names
     # (The logs, and the report's excerpts of them, show the hostile test's source, forged text and all.)
     assert run.report["spec"] == b.name + "==1.0" and "FORGED" not in run.report["reason"]
     outside = [p for p in run.workdir.rglob("*") if p.is_file() and not p.is_symlink()
