@@ -755,6 +755,18 @@ FIXTURES = {
                 sys.exit(not result.wasSuccessful())
             """),
     }, (), "passed"),
+    # facekiapiclientv2's way: a script named test.py beside its module (it calls a live API, with
+    # a Python 2 import) is no test module, though unittest's discovery imports it; a tests.py
+    # that defines a test and does not import is the package's failure.
+    "vfix-notatest": ({
+        "tool/__init__.py": "",
+        "tool/test.py": "from client import Client\n\nprint(Client().fetch())\n",
+    }, (), "no-tests"),
+    "vfix-badtests": ({
+        "app/__init__.py": "",
+        "app/tests.py": "import unittest\n\nfrom app import Thing\n\n\nclass T(unittest.TestCase):\n"
+                        "    def test_thing(self):\n        self.assertTrue(Thing)\n",
+    }, (), "tests-failed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -899,7 +911,8 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-importok", "vfix-importfail", "vfix-asof", "vfix-nsinst", "vfix-testmain", "vfix-infer2",
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
-                  "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls")
+                  "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
+                  "vfix-notatest", "vfix-badtests")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -941,6 +954,16 @@ def check(reports, name):
     failures = (report.get("tests") or {}).get("failures")  # first: a long message would hide them
     assert report["outcome"] == expected, (report["reason"], failures, proc.stdout[-3000:])
     return report, report["tests"]
+
+
+@pytest.mark.slow
+def test_a_script_named_test_py_is_no_test_module(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-notatest")
+    assert "unittest" in tests["how"] and tests["errors"] == 0
+    log = (report["_workdir"] / "test.log").read_text()
+    assert "[farm: tool/test.py defines no test (no TestCase, no test function): its import error is not counted]" in log
+    report, tests = check(verdict_reports, "vfix-badtests")
+    assert tests["errors"] == 1 and "app.tests" in tests["failures"][0]["test"], tests["failures"]
 
 
 @pytest.mark.slow

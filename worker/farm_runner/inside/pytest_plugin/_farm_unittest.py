@@ -4,8 +4,10 @@ folder the project runs its tests in. It runs the tests as `python -m unittest` 
 their counts and first failures to OUT as JSON; its exit status is unittest's (0 passed, 1
 failed), and 5 when it found no tests, as pytest says it. What it writes is the package's to
 forge; the host only shows it."""
+import io
 import json
 import os
+import re
 import sys
 import unittest
 
@@ -38,6 +40,7 @@ def main(argv):
         suite = loader.loadTestsFromNames(names)
     else:
         suite = loader.discover(start, pattern=pattern, top_level_dir=top)
+        suite = _without_scripts(suite, os.path.abspath(top or start))
     total = suite.countTestCases()
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Watched).run(suite)
     _farm_probe.drain_native()
@@ -72,6 +75,37 @@ class _Watched(unittest.TextTestResult):
     def addError(self, test, err):
         sys.modules["_farm_probe"].note_unconfigured(_owner(test), sys.modules["_farm_probe"].raised_in(err[2]))
         unittest.TextTestResult.addError(self, test, err)
+
+
+# What a module that holds tests says somewhere in it: unittest's classes, a test function, a
+# doctest. A module discovery imports by its file name alone (`test.py`, a script that calls a
+# live API) and that says none of these holds no test to count.
+_DEFINES_TESTS = re.compile(r"TestCase|unittest|doctest|^\s*(async\s+)?def\s+test|^\s*class\s+Test", re.M)
+
+
+def _without_scripts(suite, top):
+    """The suite without the modules discovery could not import that define no test at all: such
+    a module's import error is no test's failure (whereas a test module's is)."""
+    kept = unittest.TestSuite()
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            kept.addTest(_without_scripts(test, top))
+            continue
+        if type(test).__name__ in ("_FailedTest", "ModuleImportFailure"):  # (2.7's name for it)
+            name = test._testMethodName
+            base = os.path.join(top, *name.split("."))
+            for path in (base + ".py", os.path.join(base, "__init__.py")):
+                if os.path.isfile(path):
+                    with io.open(path, encoding="utf-8", errors="replace") as fh:
+                        text = fh.read(1 << 20)
+                    if not _DEFINES_TESTS.search(text):
+                        print("[farm: %s defines no test (no TestCase, no test function): its import error "
+                              "is not counted]" % os.path.relpath(path, top))
+                        test = None
+                    break
+        if test is not None:
+            kept.addTest(test)
+    return kept
 
 
 def _owner(test):
