@@ -767,6 +767,25 @@ FIXTURES = {
         "app/tests.py": "import unittest\n\nfrom app import Thing\n\n\nclass T(unittest.TestCase):\n"
                         "    def test_thing(self):\n        self.assertTrue(Thing)\n",
     }, (), "tests-failed"),
+    # weitsicht's way: test data the sdist leaves out, said with the path unquoted (its own
+    # FileNotFoundError, GDAL's "PATH: No such file or directory").
+    "vfix-bare": ({
+        "tests/test_data.py": dedent("""
+            import os
+
+            HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+            def test_passes():
+                assert True
+
+
+            def test_reads_its_raster():
+                path = os.path.join(HERE, "data", "grid.tif")
+                if not os.path.exists(path):
+                    raise FileNotFoundError("File specified not Found: " + path)
+            """),
+    }, (), "passed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -912,7 +931,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
-                  "vfix-notatest", "vfix-badtests")
+                  "vfix-notatest", "vfix-badtests", "vfix-bare")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -954,6 +973,13 @@ def check(reports, name):
     failures = (report.get("tests") or {}).get("failures")  # first: a long message would hide them
     assert report["outcome"] == expected, (report["reason"], failures, proc.stdout[-3000:])
     return report, report["tests"]
+
+
+@pytest.mark.slow
+def test_a_missing_file_of_the_tree_said_without_quotes(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-bare")
+    assert tests["passed"] == 1
+    assert tests["sdist_lacks"] == [{"test": "tests/test_data.py::test_reads_its_raster", "path": "tests/data/grid.tif"}]
 
 
 @pytest.mark.slow

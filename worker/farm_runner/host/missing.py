@@ -68,8 +68,11 @@ def distributions_for(modules, own_names, known):
     return out[:MAX_INFERRED]
 
 
-# A file the test opened by a path in the project's tree: "[Errno 2] No such file or directory: 'x'".
+# A file the test opened by a path in the project's tree: "[Errno 2] No such file or directory: 'x'",
+# or, unquoted, an absolute one ("FileNotFoundError: File specified not Found: /…/tests/data/x.tif",
+# GDAL's "/…/x.tif: No such file or directory"), which tree_file_missing then takes only below the sdist.
 _NO_FILE = re.compile(r"""(?:FileNotFoundError|No such file or directory).*?['"]([^'"]{1,300})['"]""")
+_NO_FILE_BARE = re.compile(r"""(?<![\w.:/])(/[^\s'"]{1,300}?)[.,;:)]?(?:\s|$)""")
 
 
 def tree_file_missing(message, root, cwd=""):
@@ -79,10 +82,17 @@ def tree_file_missing(message, root, cwd=""):
     test command's folder `cwd` (relative to `root`); an absolute one must lie below `root`; never
     `..`: a file missing elsewhere (the system's, the installed package's) stays the package's
     failure. Whether the sdist ships it is the caller's to check (shipped())."""
-    found = _NO_FILE.search(message or "")
-    if not found:
+    message = message or ""
+    found = _NO_FILE.search(message)
+    if found:
+        path = found.group(1)
+    elif "FileNotFoundError" in message or "No such file or directory" in message:
+        bare = [m.group(1) for m in _NO_FILE_BARE.finditer(message) if m.group(1).startswith(root.rstrip("/") + "/")]
+        if not bare:
+            return None
+        path = bare[0]
+    else:
         return None
-    path = found.group(1)
     root = root.rstrip("/")
     if path.startswith(root + "/"):
         path = path[len(root) + 1:]
