@@ -31,7 +31,6 @@ import html
 import json
 import os
 import re
-import shutil
 import threading
 import time
 import urllib.parse
@@ -255,7 +254,11 @@ class IndexCache:
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
-                    shutil.copyfile(tmp, path + ".new")  # the build's folder is on another file system
+                    # The build's folder is on another file system: the runner's own download,
+                    # copied by hand (never a file of the box, which only untrusted.py reads).
+                    with open(tmp, "rb") as src, open(path + ".new", "wb") as dst:
+                        for chunk in iter(lambda: src.read(1 << 20), b""):
+                            dst.write(chunk)
                     os.replace(path + ".new", path)
             except OSError:
                 self._evict(self.max_bytes)  # counted anew
