@@ -83,16 +83,16 @@ def mailbox(address: str) -> str:
 
 def take(conn, address: str, package: str, kind: str, now: int, per_day: int) -> bool:
     """Count one mail to `address` if its mailbox has had fewer than `per_day` in the last day
-    (False: not sent). The questions to confirm are not counted here (`may_ask`)."""
+    (False: not sent). The questions to confirm are not counted here (`ask`)."""
     address = mailbox(address)
     conn.execute(sent_log.delete().where(sa.or_(
         sa.and_(sent_log.c.kind != ASKED, sent_log.c.sent_at < now - KEEP_COUNTED),
         sent_log.c.sent_at < now - KEEP_ASKED)))
-    count = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
+    sent = conn.execute(sa.select(sa.func.count()).select_from(sent_log).where(
         sent_log.c.address == address, sent_log.c.kind != ASKED, sent_log.c.sent_at > now - DAY)).scalar()
-    if count >= per_day:
+    if sent >= per_day:
         return False
-    conn.execute(sent_log.insert(), [{"address": address, "package": package, "kind": kind, "sent_at": now}])
+    count(conn, address, package, kind, now)
     return True
 
 
@@ -108,12 +108,12 @@ def ask(conn, address: str, package: str, now: int, farm_per_day: int) -> bool:
         sent_log.c.kind == ASKED, sent_log.c.sent_at > now - DAY)).scalar()
     if recent or today >= farm_per_day:
         return False
-    conn.execute(sent_log.insert(), [{"address": address, "package": package, "kind": ASKED, "sent_at": now}])
+    count(conn, address, package, ASKED, now)
     return True
 
 
 def count(conn, address: str, package: str, kind: str, now: int) -> None:
-    """Count a mail that is sent whatever the budget (a digest: the budget's own way out)."""
+    """Count a mail to `address`'s mailbox (a digest, sent whatever the budget: the budget's own way out)."""
     conn.execute(sent_log.insert(), [{"address": mailbox(address), "package": package, "kind": kind, "sent_at": now}])
 
 

@@ -147,13 +147,22 @@ class IndexCache:
         if size > self.max_bytes:
             return
         with self._locked():
-            used = self._used()
+            if self._room_for(size):
+                _write_atomic(path, data)
+
+    def _room_for(self, size):
+        """With the lock held: make room for `size` more bytes (the oldest used go first) and count
+        them as kept; False when they do not fit. Counted before the bytes are written: a runner
+        killed in between leaves too much counted (until the next prune counts again), never too
+        little."""
+        used = self._used()
+        if used + size > self.max_bytes:
+            # A tenth of the budget freed beyond the need spares the next files a walk of the folder.
+            used = self._evict(max(self.max_bytes - size - self.max_bytes // 10, 0))
             if used + size > self.max_bytes:
-                used = self._evict(max(self.max_bytes - size - self.max_bytes // 10, 0))
-                if used + size > self.max_bytes:
-                    return
-            self._set_used(used + size)
-            _write_atomic(path, data)
+                return False
+        self._set_used(used + size)
+        return True
 
     def _json(self, name, files):
         out = []
@@ -238,15 +247,8 @@ class IndexCache:
             kept = _open_kept(path)  # another build kept it meanwhile
             if kept is not None:
                 return kept
-            used = self._used()
-            if used + size > self.max_bytes:
-                # A tenth of the budget freed beyond the need spares the next files a walk of the folder.
-                used = self._evict(max(self.max_bytes - size - self.max_bytes // 10, 0))
-                if used + size > self.max_bytes:
-                    return None
-            # Counted before the file is there: a runner killed in between leaves too much counted
-            # (until the next prune counts again), never too little.
-            self._set_used(used + size)
+            if not self._room_for(size):
+                return None
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 try:

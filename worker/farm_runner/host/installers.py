@@ -51,7 +51,8 @@ class Uv:
         return [self.uv, "pip", "install", "--no-config", "--python", env_python, "--cache-dir", box_cache,
                 "--link-mode", "hardlink", "--index-url", self.box_index or self.index_url] + list(args)
 
-    # None: uv passes over a release with no wheel for an older one that has.
+    # Tools built in the sandbox from pinned sdists: none (with --no-build, uv takes an older
+    # release that has a wheel over a newer one that has not).
     sandbox_built = {}
 
     def tools(self, python, cache_dir, target, requirement, trusted, as_of=None, wheels=None):
