@@ -786,6 +786,9 @@ FIXTURES = {
                     raise FileNotFoundError("File specified not Found: " + path)
             """),
     }, (), "passed"),
+    # otpauthmiddleware's way: a release whose code was left out (setup.py's find_packages() found
+    # nothing) installs only its metadata and requires nothing: nothing a user can use.
+    "vfix-empty": ({"vfix_empty/__init__.py": None}, (), "tests-failed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -931,7 +934,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
-                  "vfix-notatest", "vfix-badtests", "vfix-bare")
+                  "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -980,6 +983,17 @@ def test_a_missing_file_of_the_tree_said_without_quotes(verdict_reports):
     report, tests = check(verdict_reports, "vfix-bare")
     assert tests["passed"] == 1
     assert tests["sdist_lacks"] == [{"test": "tests/test_data.py::test_reads_its_raster", "path": "tests/data/grid.tif"}]
+
+
+@pytest.mark.slow
+def test_a_release_that_installs_nothing_fails(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-empty")
+    assert report["reason"].startswith("vfix-empty 1.0 installs nothing but its own metadata: no module")
+    # a metapackage (it requires what it stands for) is no such release
+    from farm_runner.host.import_check import installs_nothing
+    record = ["m-1.0.dist-info/METADATA", "m-1.0.dist-info/RECORD"]
+    assert installs_nothing(record, []) and not installs_nothing(record, ["requests"])
+    assert not installs_nothing([], []) and not installs_nothing(record + ["m/__init__.py"], [])
 
 
 @pytest.mark.slow

@@ -28,6 +28,14 @@ def modules_to_check(project, import_names):
     return [(n, n == main or (main is None and n in api)) for n in ordered[:MAX_MODULES]], main
 
 
+def installs_nothing(record, requires):
+    """True when the release installed only its own metadata and requires nothing: its code was
+    left out of the wheel or sdist (a metapackage requires what it stands for). An empty RECORD
+    says nothing (an egg-info without its file list) and is not taken for an empty release."""
+    tops = {p.replace("\\", "/").split("/")[0] for p in record}
+    return bool(tops) and all(t.endswith((".dist-info", ".egg-info")) for t in tops) and not requires
+
+
 def command(python_and_flags, module):
     return list(python_and_flags) + ["-c", "import %s" % module]
 

@@ -635,6 +635,10 @@ class Runner:
             log.write("no tests found (sdist: %s); importing its modules instead\n" % ("yes" if sdist else "no"))
             r["tests"] = dict(verdict.ZERO, command=[])
             where = "sdist or installed package" if sdist else "no sdist; installed package"
+            if import_check.installs_nothing(st.get("record", []), st.get("requires")):
+                return "failed", contract.TESTS_FAILED, report_.sentence(
+                    "%s %s installs nothing but its own metadata: no module, no script, no data, and it requires "
+                    "no other distribution: its code was left out of what it uploaded" % (r["package"], r["version"]))
             fails, said = self.check_imports(deadline, log)
             if fails:
                 return "failed", contract.TESTS_FAILED, report_.sentence("No tests found in %s %s (%s), and %s" % (
