@@ -786,6 +786,43 @@ FIXTURES = {
                     raise FileNotFoundError("File specified not Found: " + path)
             """),
     }, (), "passed"),
+    # NEMO-online-training's way: the tests stop for want of Django's settings, and the package
+    # ships settings for them (tests/test_settings.py): run again in them, they pass.
+    "vfix-djangoset": ({
+        "vfix_djangoset/tests/__init__.py": "",
+        "vfix_djangoset/tests/test_settings.py": 'INSTALLED_APPS = ["vfix_djangoset"]\n'
+                                                  'DATABASES = {"default": {"NAME": ":memory:"}}\n',
+        "vfix_djangoset/tests/test_app.py": dedent("""
+            from django.conf import settings
+
+
+            def test_the_database():
+                assert settings.DATABASES["default"]["NAME"] == ":memory:"
+            """),
+    }, ("django",), "passed"),
+    # django-cachalot's way: its runtests.py names the settings at the sdist's root; in them one
+    # test of the package's fails, and counts.
+    "vfix-djangorun": ({
+        "runtests.py": dedent("""
+            import os
+            import sys
+
+            os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'settings')
+            sys.exit(os.system("python -m pytest tests"))
+            """),
+        "settings.py": 'INSTALLED_APPS = []\nDATABASES = {"default": {"NAME": "db.sqlite3"}}\nUSE_TZ = True\n',
+        "tests/test_app.py": dedent("""
+            from django.conf import settings
+
+
+            def test_the_database():
+                assert settings.DATABASES["default"]["NAME"] == "db.sqlite3"
+
+
+            def test_the_time_zone():
+                assert settings.USE_TZ is False
+            """),
+    }, ("django",), "tests-failed"),
     # otpauthmiddleware's way: a release whose code was left out (setup.py's find_packages() found
     # nothing) installs only its metadata and requires nothing: nothing a user can use.
     "vfix-empty": ({"vfix_empty/__init__.py": None}, (), "tests-failed"),
@@ -914,12 +951,14 @@ TOOLS = {
                         raise ImproperlyConfigured(
                             "Requested setting %s, but settings are not configured. You must either define the "
                             "environment variable DJANGO_SETTINGS_MODULE or call settings.configure()." % name)
-                    self._wrapped = __import__(os.environ["DJANGO_SETTINGS_MODULE"])
+                    self._wrapped = __import__(os.environ["DJANGO_SETTINGS_MODULE"], fromlist=["__name__"])
                 return getattr(self._wrapped, name)
 
 
         settings = LazySettings()
         """)},
+    # pytest-django's place: this Django reads DJANGO_SETTINGS_MODULE itself
+    "pytest-django": {"pytest_django/__init__.py": ""},
     "vfix-helper": {},
     "vfix-undeclared": {},
     "vfix-later": {},
@@ -934,7 +973,8 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-extras", "vfix-extras2", "vfix-writes", "vfix-inlacks", "vfix-make", "vfix-script",
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
-                  "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty")
+                  "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
+                  "vfix-djangoset", "vfix-djangorun")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1106,6 +1146,19 @@ def test_tests_that_need_a_django_project_the_sdist_leaves_out_are_not_tested(ve
     # the same words raised by the package's own code excuse nothing
     report, tests = check(verdict_reports, "vfix-djangoown")
     assert [f["test"] for f in tests["failures"]] == ["tests/test_own.py::test_its_own_check"]
+
+
+@pytest.mark.slow
+def test_tests_that_need_django_settings_run_in_those_the_release_ships(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-djangoset")
+    assert tests["passed"] == 1 and tests["needs_configuration"] == []
+    assert tests["how"].endswith("in the Django settings the release ships (vfix_djangoset.tests.test_settings), "
+                                 "with pytest-django")
+    assert [i["requirement"] for i in tests["inferred"]] == ["pytest-django"]
+    # named by its runtests.py: what fails in them is the package's
+    report, tests = check(verdict_reports, "vfix-djangorun")
+    assert tests["passed"] == 1 and [f["test"] for f in tests["failures"]] == ["tests/test_app.py::test_the_time_zone"]
+    assert "(settings)" in tests["how"]
 
 
 @pytest.mark.slow

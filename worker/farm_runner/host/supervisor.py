@@ -728,6 +728,14 @@ class Runner:
             deadline = max(deadline, self.test_deadline)
             failures, excused_by = self.environment_s(probe, plan, staged)
             network = _excused_tests(excused_by)
+        if plan.get("django_settings") and plan["tool"] == "pytest" and not (counts or {}).get("passed") and \
+                failures and excused_by["needs_configuration"] and all(f["test"] in network for f in failures):
+            ran = self.run_in_django_settings(plan, deadline, log)
+            if ran:
+                plan, rc, output, out_dir, counts, probe = ran
+                deadline = max(deadline, self.test_deadline)
+                failures, excused_by = self.environment_s(probe, plan, staged)
+                network = _excused_tests(excused_by)
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -878,6 +886,31 @@ class Runner:
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
         return bool(wanted)
 
+    def run_in_django_settings(self, plan, deadline, log):
+        """The tests stopped for want of Django's settings, and the release ships settings for them
+        (the module its runtests.py or tox names, or its test_settings.py): run again in them, as
+        its own runner would, with pytest-django to set Django up (inferred when not installed).
+        (the plan, rc, output, out folder, counts, probe) of that run when a test of the package's
+        passed in it; else None, and the first run stands."""
+        st, tests = self.report["_state"], self.report["tests"]
+        module = plan["django_settings"]
+        log.write("[farm: the tests need Django's settings; the release ships %s: running them again in them, "
+                  "with pytest-django]\n" % module)
+        have = set(st.get("installed_import_names", [])) | {i["module"] for i in tests.get("inferred") or []}
+        if "pytest_django" not in have and not self.infer([("pytest_django", "pytest-django")], deadline, log):
+            return None
+        again = dict(plan, env={"DJANGO_SETTINGS_MODULE": module},
+                     how=plan["how"] + "; in the Django settings the release ships (%s), with pytest-django" % module)
+        first_command = tests.get("command")
+        rc, output, out_dir = self.run_tests(again, deadline, log)
+        counts, probe = self.read_run(out_dir, "pytest")
+        if not (counts or {}).get("passed"):
+            log.write("[farm: no test passed in them either; the first run stands]\n")
+            tests["command"] = first_command
+            return None
+        tests["how"] = again["how"]
+        return again, rc, output, out_dir, counts, probe
+
     def other_extras(self, deadline, log):
         """Install, once, the release's extras its test run did not have (each requirement alone
         when together they have no solution: one extra's package without a wheel for this Python
@@ -944,7 +977,7 @@ class Runner:
         # distribution of its own here, not the release.
         installed = set(st.get("installed_import_names", [])) | {
             i["module"] for i in self.report["tests"].get("inferred") or []}  # (django_ru_fields's tests named it)
-        if "DJANGO_SETTINGS_MODULE" not in self.test_env("") and "django" in installed \
+        if "DJANGO_SETTINGS_MODULE" not in self.test_env("", plan) and "django" in installed \
                 and "django" not in st.get("import_names", []):
             excused_by["needs_configuration"] = {t: w for t, w in probe["unconfigured"].items() if t in tested
                                                  and not any(t in excused_by[k] for k in ("needs_network", "lacks_program"))}
@@ -991,13 +1024,15 @@ class Runner:
                 excused_by["sdist_lacks"][t] = path
         return failures, excused_by
 
-    def test_env(self, out):
+    def test_env(self, out, plan=None):
+        """The test run's environment: the probe's files, and the plan's own settings (the Django
+        settings module the release ships, for the run again in them)."""
         st = self.report["_state"]
         native = {"LD_PRELOAD": st["netwatch"], "FARM_NATIVE_NET": out + "/native-net.log"} if st.get("netwatch") else {}
         return dict(native, PYTHONPATH=self.sandbox.lib_path + "/farm_runner/inside/pytest_plugin",
                     FARM_PROBE_REPORT=out + "/probe.json", FARM_PROGRESS=out + "/progress.jsonl",
                     FARM_IMPORT_NAMES=json.dumps([n for n in st.get("import_names", []) if n not in NOT_THE_PACKAGE]),
-                    **{installers.TOOLS_VARIABLE: st["tools"]})
+                    **dict({installers.TOOLS_VARIABLE: st["tools"]}, **(plan or {}).get("env", {})))
 
     def run_tests(self, plan, deadline, log, main=True):
         """Run the plan's test command in the sandbox: (exit status, output, its out folder). The
@@ -1011,7 +1046,7 @@ class Runner:
         if main:
             self.report["tests"]["command"] = command
         try:
-            rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out), out_dir=out_dir)
+            rc, output = self.boxed(command, cwd, deadline, log, env=self.test_env(out, plan), out_dir=out_dir)
         except LimitHit as exc:
             if not main:
                 raise
@@ -1073,7 +1108,7 @@ class Runner:
                                             st["tools_provide"].get("pytest"))
                 try:
                     rc, output = self.boxed(command, cwd, self.test_deadline, log, out_dir=out_dir,
-                                            env=dict(self.test_env(out), FARM_DONE=out + "/done.txt"))
+                                            env=dict(self.test_env(out, plan), FARM_DONE=out + "/done.txt"))
                     break
                 except LimitHit as exc:
                     if exc.limit != "silence":
@@ -1525,7 +1560,9 @@ def _checked_plan(plan, src, src_dir, run_dir, site):
             "set_aside": [str(p)[:200] for p in (plan.get("set_aside") or [])[:50]]
             if isinstance(plan.get("set_aside"), list) else [],
             "unmet_imports": plan.get("unmet_imports") if isinstance(plan.get("unmet_imports"), list) else [],
-            "installed": installed if cwd is not None else []}
+            "installed": installed if cwd is not None else [],
+            "django_settings": plan["django_settings"] if isinstance(plan.get("django_settings"), str) and re.fullmatch(
+                r"[A-Za-z_][A-Za-z0-9_]{0,60}(\.[A-Za-z_][A-Za-z0-9_]{0,60}){0,5}", plan["django_settings"]) else None}
 
 
 MAX_HUNG = 3  # tests that gave no output for the silence limit, each left out, before the stop is a timeout

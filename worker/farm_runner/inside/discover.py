@@ -592,6 +592,65 @@ def setup_py_tests(root):
     return {"suite": suite, "requires": [r for r in requires if plain_requirement(r)][:MAX_REQUIREMENTS]}
 
 
+# -- Django settings ------------------------------------------------------------------------------------
+
+# Files in which a Django project names the settings its tests run in: runtests.py's
+# `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")`, tox's setenv, pytest-django's option.
+SETTINGS_NAMED_IN = ("runtests.py", "run_tests.py", "tox.ini", "pytest.ini", "setup.cfg", "pyproject.toml",
+                     "conftest.py", "tests/conftest.py", "test/conftest.py", "manage.py", "noxfile.py", "Makefile")
+_SETTINGS_NAMED = re.compile(r"""(?:DJANGO_SETTINGS_MODULE['"]?\]?\s*[,:=]\s*|--settings[= ])['"]?"""
+                             r"""([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,5})['"]?(?![\w.])""")
+# Settings a project ships for its tests, by their names (NEMO-online-training's
+# NEMO_online_training/tests/test_settings.py), or a settings.py in a test project's folder.
+SETTINGS_FILES = ("test_settings.py", "settings_test.py", "testsettings.py", "settings_tests.py", "tests_settings.py")
+SETTINGS_FOLDERS = TEST_DIRS + ("testapp", "test_app", "testproject", "test_project", "tests_project")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NO_SETTINGS_HERE = ("build", "dist", "node_modules", "venv", "docs", "doc", "site-packages")
+_LOOKS_LIKE_SETTINGS = re.compile(r"^\s*(INSTALLED_APPS|DATABASES)\s*=", re.M)
+
+
+def django_settings(root, cwd, site, names):
+    """The Django settings module the project runs its tests in, by its dotted name from the run's
+    folder (or the installed package's), or None: the one a file of the project's names, else one
+    it ships for its tests. Its file must be there and set settings; nothing of it is run here."""
+    base = os.path.join(root, cwd) if cwd else root
+    tops = [os.path.realpath(root)] + ([os.path.realpath(site)] if site else [])
+
+    def where(module):
+        first, _, below = module.partition(".")
+        places = [(base, module), (root, module)]
+        if site and below and first in names:  # in the installed package (its tree folder was set aside)
+            places.append((os.path.join(site, first), below))
+        for folder, dotted in places:
+            for candidate in (dotted.replace(".", "/") + ".py", dotted.replace(".", "/") + "/__init__.py"):
+                path = os.path.realpath(os.path.join(folder, candidate))
+                if any(path.startswith(t + os.sep) for t in tops) and os.path.isfile(path):
+                    return path
+        return None
+
+    def settings(path):
+        return bool(_LOOKS_LIKE_SETTINGS.search(_text(path) or ""))
+    for name in SETTINGS_NAMED_IN:
+        for m in _SETTINGS_NAMED.finditer(_text(os.path.join(root, name)) or ""):
+            path = where(m.group(1))
+            if path and settings(path):
+                return m.group(1)
+    found = []
+    walks = [(base, "")] + [(os.path.join(site, n), n) for n in sorted(names) if site and _NAME_RE.match(n)
+                             and os.path.isdir(os.path.join(site, n))]
+    for top, prefix in walks:
+        for folder, dirs, files in os.walk(top):
+            rel = os.path.relpath(folder, top).replace(os.sep, "/")
+            parts = [] if rel == "." else rel.split("/")
+            dirs[:] = sorted(d for d in dirs if _NAME_RE.match(d) and d not in _NO_SETTINGS_HERE) if len(parts) < 3 else []
+            for f in files:
+                if f in SETTINGS_FILES or (f == "settings.py" and parts and parts[-1] in SETTINGS_FOLDERS):
+                    module = ".".join(([prefix] if prefix else []) + parts + [f[:-3]])
+                    if settings(os.path.join(folder, f)):
+                        found.append((len(parts), module))
+    return min(found)[1] if found else None
+
+
 # -- the plan ----------------------------------------------------------------------------------------------
 
 def pytest_args(root, cwd, words):

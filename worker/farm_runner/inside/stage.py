@@ -97,6 +97,8 @@ def plan_run(root, names, site, version, implementation):
                 plan["args"] = set_aside_testpaths(root, names, site)
             plan["args"] = plan["args"] + nose_style_modules(plan["args"], root, plan["cwd"], site)
         plan["fallback"] = unittest_fallback(root, plan["cwd"], names) if plan["tool"] == "pytest" else []
+        if plan["tool"] == "pytest":  # for when its tests stop for want of Django's settings
+            plan["django_settings"] = discover.django_settings(root, plan["cwd"], site, names)
         if has_tests(root) or "--pyargs" in plan["args"] or plan["tool"] == "script":
             # for when none of the tree's tests can run as the sdist ships them (ihm's test/ lacks
             # its utils.py; the installed ihm/test.py runs)
