@@ -823,6 +823,37 @@ FIXTURES = {
                 assert settings.USE_TZ is False
             """),
     }, ("django",), "tests-failed"),
+    # mailosaur's way: a client that wants its service's API key from the environment; the CI has
+    # it among its secrets, the farm never. An assertion of the test's own still counts.
+    "vfix-creds": ({
+        "vfix_creds/__init__.py": dedent("""
+            import os
+
+
+            class Client(object):
+                def __init__(self, api_key=None):
+                    self.api_key = api_key or os.environ.get("VFIX_API_KEY")
+                    if not self.api_key:
+                        raise ValueError("api_key must be set via the VFIX_API_KEY environment variable")
+            """),
+        "tests/test_client.py": dedent("""
+            import os
+
+            from vfix_creds import Client
+
+
+            def test_with_a_key():
+                assert Client("k").api_key == "k"
+
+
+            def test_against_the_service():
+                assert Client().api_key
+
+
+            def test_a_check_of_its_own():
+                assert os.environ.get("VFIX_TOKEN", "unset") == "set"
+            """),
+    }, (), "tests-failed"),
     # otpauthmiddleware's way: a release whose code was left out (setup.py's find_packages() found
     # nothing) installs only its metadata and requires nothing: nothing a user can use.
     "vfix-empty": ({"vfix_empty/__init__.py": None}, (), "tests-failed"),
@@ -974,7 +1005,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
-                  "vfix-djangoset", "vfix-djangorun")
+                  "vfix-djangoset", "vfix-djangorun", "vfix-creds")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1159,6 +1190,15 @@ def test_tests_that_need_django_settings_run_in_those_the_release_ships(verdict_
     report, tests = check(verdict_reports, "vfix-djangorun")
     assert tests["passed"] == 1 and [f["test"] for f in tests["failures"]] == ["tests/test_app.py::test_the_time_zone"]
     assert "(settings)" in tests["how"]
+
+
+@pytest.mark.slow
+def test_a_test_that_needs_credentials_the_farm_lacks_is_not_counted(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-creds")
+    assert tests["needs_credentials"] == [{"test": "tests/test_client.py::test_against_the_service",
+                                           "variable": "VFIX_API_KEY"}]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_client.py::test_a_check_of_its_own"]
+    assert "1 needed credentials the farm does not have (VFIX_API_KEY)" in report["reason"]
 
 
 @pytest.mark.slow

@@ -988,6 +988,13 @@ class Runner:
                 and "django" not in st.get("import_names", []):
             excused_by["needs_configuration"] = {t: w for t, w in probe["unconfigured"].items() if t in tested
                                                  and not any(t in excused_by[k] for k in ("needs_network", "lacks_program"))}
+        # A credential the test read unset and then failed with an error raised: none is in the
+        # test run's environment (the runner's own), so none could have been read.
+        given = self.test_env("", plan)
+        excused_by["needs_credentials"] = {
+            t: ", ".join(w) for t, w in probe["credentials"].items()
+            if t in tested and w and not any(v in given for v in w)
+            and not any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program"))}
         # A standard module the interpreter under test lists and cannot find (asked of it here).
         named = {missing.named_missing(f["message"]) for f in failures} - {None}
         lacks = set(lacking_standard_modules(st["interpreter"]["executable"], st["interpreter"]["version_info"][0],
@@ -1003,7 +1010,8 @@ class Runner:
         cwd = plan.get("cwd") if plan.get("cwd") is not None and plan["root"] == root else None
         for f in failures:
             t = f["test"]
-            if any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program", "needs_configuration")):
+            if any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program", "needs_configuration",
+                                                "needs_credentials")):
                 continue
             module = missing.standard_module_missing(f["message"], lacks)
             if module:
@@ -1168,7 +1176,7 @@ class Runner:
                 continue
             outcome = "error" if entry["outcome"] == "failed" and entry.get("when") != "call" else entry["outcome"]
             if evidence is not None and isinstance(entry.get("evidence"), dict):
-                for field, seen in list(entry["evidence"].items())[:4]:
+                for field, seen in list(entry["evidence"].items())[:len(verdict.EVIDENCE_FIELDS)]:
                     if field in verdict.EVIDENCE_FIELDS and len(evidence.get(field, ())) < 200:
                         evidence.setdefault(field, {})[entry["test"]] = seen
             before = done.get(entry["test"])
@@ -1203,8 +1211,7 @@ class Runner:
             if tool == "unittest":
                 data = untrusted.read_json(out_dir, "unittest.json", MAX_JUNIT)
                 counts = verdict.unittest_counts(data)
-                probe = verdict.probe_answer({k: data.get(k) for k in ("failures", "network", "services", "programs",
-                                                                              "unconfigured")}
+                probe = verdict.probe_answer({k: data.get(k) for k in ("failures",) + verdict.EVIDENCE_FIELDS}
                                              if isinstance(data, dict) else {})
                 return counts, probe
             counts = verdict.junit_counts(untrusted.read_bytes(out_dir, "junit.xml", MAX_JUNIT))

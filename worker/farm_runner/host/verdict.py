@@ -119,7 +119,8 @@ _SERVICE = re.compile(r"^[A-Za-z0-9.:_-]{1,80}:[0-9]{1,5}$")
 
 
 # What the probe saw tests do, by test: in its probe.json, and in a stopped run's progress lines.
-EVIDENCE_FIELDS = ("network", "programs", "services", "unconfigured")
+EVIDENCE_FIELDS = ("network", "programs", "services", "unconfigured", "credentials")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 def probe_answer(data):
@@ -132,6 +133,7 @@ def probe_answer(data):
     programs = data.get("programs") if isinstance(data.get("programs"), dict) else {}
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     unconfigured = data.get("unconfigured") if isinstance(data.get("unconfigured"), dict) else {}
+    credentials = data.get("credentials") if isinstance(data.get("credentials"), dict) else {}
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
         "imports": {untrusted.line(k, 200): untrusted.line(v, 500) for k, v in list(imports.items())[:50]},
@@ -145,6 +147,8 @@ def probe_answer(data):
         # the one framework whose settings the probe knows to look for
         "unconfigured": {str(k)[:500]: v for k, v in list(unconfigured.items())[:200]
                          if v == "Django settings (DJANGO_SETTINGS_MODULE)"},
+        "credentials": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _VARIABLE.match(w)]
+                        for k, v in list(credentials.items())[:200] if isinstance(v, list)},
         "failures": [{"test": untrusted.line(f["test"], 500), "message": untrusted.line(f.get("message") or "", 300),
                       "when": untrusted.line(f.get("when") or "call", 10)}
                      for f in failures[:200] if isinstance(f, dict) and isinstance(f.get("test"), str)],

@@ -13,6 +13,9 @@ Python has. It:
   bound, from a test that started no program, process or thread (a service it lacks: a database server);
   a fixture that failed so is charged the same to every test that meets its cached failure;
 - records the tests whose exception came from Django's settings module while no settings were made;
+- records the tests that read an environment variable named as a credential (an API key, a token, a
+  password) that was not set, and then failed with an error raised (not an assertion of theirs):
+  a service account the project's CI has and the farm never gives;
 - writes each test's start and result as it goes (FARM_PROGRESS), and leaves out the tests a first
   part of the run finished (FARM_DONE): a suite longer than its time limit, or one whose test hung,
   runs on in a second part;
@@ -27,6 +30,7 @@ import errno
 import importlib
 import json
 import os
+import re
 import socket
 import sys
 import warnings
@@ -43,6 +47,10 @@ _network = {}
 _programs = {}
 _services = {}
 _unconfigured = {}  # test -> the framework whose settings were never made (Django's)
+_read_unset = {}  # test -> credential variables it read that were not set
+_credentials = {}  # test -> those, when it then failed with an error raised
+# An environment variable's name that says it holds a credential: MAILOSAUR_API_KEY, GITHUB_TOKEN.
+CREDENTIAL = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)")
 _bound = set()  # ports this process's sockets bound or tried to: a refused connection to one is no missing service
 _spawned = set()  # tests that started a program, a process or a thread: a server of their own may have died
 EPHEMERAL = 32768  # Linux's first ephemeral port: a port from here on is a server's of the moment, no service's
@@ -289,7 +297,54 @@ def _wrap_thread_start(original):
     return start
 
 
+def _note_unset(key):
+    test = _current["test"]
+    try:
+        if test is None or not isinstance(key, str) or len(key) > 100 or not CREDENTIAL.search(key.upper()):
+            return
+        if test in _read_unset or len(_read_unset) < MAX_TESTS:
+            names = _read_unset.setdefault(test, [])
+            if len(names) < 5 and key not in names:
+                names.append(key)
+    except Exception:
+        pass
+
+
+def note_error(test, kind):
+    """`test` failed with an exception of class `kind`: charged to the credentials it read unset
+    when it is an error raised (the client's "api_key must be set"), never an assertion or a
+    pytest.fail of the test's own (a check that the package refuses a missing key)."""
+    try:
+        if test in _read_unset and isinstance(kind, type) and not issubclass(kind, AssertionError) and \
+                kind.__name__ not in ("Failed", "XFailed", "Skipped", "Exit", "Interrupted") and \
+                (test in _credentials or len(_credentials) < MAX_TESTS):
+            _credentials[test] = list(_read_unset[test])
+    except Exception:
+        pass
+
+
+def _install_environ_watch():
+    """os.environ's missing keys seen as they are asked for (os.environ[...], .get, os.getenv:
+    Python 3's mapping asks __getitem__ for each)."""
+    cls = type(os.environ)
+    original = getattr(cls, "__getitem__", None)
+    if original is None:
+        return
+
+    def __getitem__(self, key):
+        try:
+            return original(self, key)
+        except KeyError:
+            _note_unset(key)
+            raise
+    try:
+        cls.__getitem__ = __getitem__
+    except (TypeError, AttributeError):
+        pass
+
+
 def _install_network_watch():
+    _install_environ_watch()
     import subprocess
     import threading
     subprocess.Popen.__init__ = _wrap_popen(subprocess.Popen.__init__)
@@ -478,6 +533,8 @@ class _CachedFixtureFailures(object):
     """Registered where pytest has the hook (not 2.2's, which refuses a plugin with a hook it lacks)."""
 
     def pytest_exception_interact(self, node, call, report):
+        if getattr(call, "excinfo", None) is not None:
+            note_error(node.nodeid, getattr(call.excinfo, "type", None))
         _charge_cached_failure(node, call, report)
         if getattr(call, "excinfo", None) is not None:
             note_unconfigured(node.nodeid, raised_in(call.excinfo.tb))
@@ -493,7 +550,7 @@ def _charge_cached_failure(node, call, report):
             if len(_raised_by) < MAX_TESTS:
                 _raised_by[id(exc)] = (exc, test)
             return
-        for seen in (_network, _programs, _services, _unconfigured):
+        for seen in (_network, _programs, _services, _unconfigured, _credentials):
             if first[1] in seen and test not in seen and len(seen) < MAX_TESTS:
                 seen[test] = list(seen[first[1]])
     except Exception:
@@ -542,7 +599,7 @@ def _progress(report):
             drain_native()
             entry["evidence"] = dict((k, seen[report.nodeid]) for k, seen in (
                 ("network", _network), ("programs", _programs), ("services", _services),
-                ("unconfigured", _unconfigured)) if report.nodeid in seen)
+                ("unconfigured", _unconfigured), ("credentials", _credentials)) if report.nodeid in seen)
         _write_progress(entry)
 
 
@@ -590,7 +647,7 @@ def pytest_sessionfinish(session):
     drain_native()
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
-                   "unconfigured": _unconfigured,
+                   "unconfigured": _unconfigured, "credentials": _credentials,
                    "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)

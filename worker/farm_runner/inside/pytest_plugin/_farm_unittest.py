@@ -57,7 +57,7 @@ def main(argv):
     counts = {"passed": max(0, total - len(failed) - len(errors) - len(skipped)), "failed": len(failed),
               "errors": len(errors), "skipped": len(skipped), "failures": failures,
               "network": _farm_probe._network, "services": _farm_probe._services, "programs": _farm_probe._programs,
-              "unconfigured": _farm_probe._unconfigured}
+              "unconfigured": _farm_probe._unconfigured, "credentials": _farm_probe._credentials}
     with open(out, "w") as fh:
         json.dump(counts, fh)
     if total == 0:
@@ -74,6 +74,7 @@ class _Watched(unittest.TextTestResult):
 
     def addError(self, test, err):
         sys.modules["_farm_probe"].note_unconfigured(_owner(test), sys.modules["_farm_probe"].raised_in(err[2]))
+        sys.modules["_farm_probe"].note_error(_owner(test), err[0])
         unittest.TextTestResult.addError(self, test, err)
 
 
