@@ -852,6 +852,11 @@ FIXTURES = {
 
             def test_a_check_of_its_own():
                 assert os.environ.get("VFIX_TOKEN", "unset") == "set"
+
+
+            def test_a_bug_beside_a_key():  # fails the same with one: its own
+                options = {"key": os.environ.get("VFIX_SECRET", "default")}
+                return options["timeout"]
             """),
     }, (), "tests-failed"),
     # otpauthmiddleware's way: a release whose code was left out (setup.py's find_packages() found
@@ -1197,8 +1202,12 @@ def test_a_test_that_needs_credentials_the_farm_lacks_is_not_counted(verdict_rep
     report, tests = check(verdict_reports, "vfix-creds")
     assert tests["needs_credentials"] == [{"test": "tests/test_client.py::test_against_the_service",
                                            "variable": "VFIX_API_KEY"}]
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_client.py::test_a_check_of_its_own"]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_client.py::test_a_check_of_its_own",
+                                                      "tests/test_client.py::test_a_bug_beside_a_key"]
     assert "1 needed credentials the farm does not have (VFIX_API_KEY)" in report["reason"]
+    log = (report["_workdir"] / "test.log").read_text()
+    assert "[farm: 2 failed test(s) read credentials this run does not set (VFIX_API_KEY, VFIX_SECRET); " \
+           "running them again once with a placeholder in each]" in log
 
 
 @pytest.mark.slow

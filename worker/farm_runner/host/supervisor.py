@@ -736,6 +736,9 @@ class Runner:
                 deadline = max(deadline, self.test_deadline)
                 failures, excused_by = self.environment_s(probe, plan, staged)
                 network = _excused_tests(excused_by)
+        if probe["credentials"] and plan["tool"] == "pytest":
+            self.confirm_credentials(plan, probe, failures, excused_by, deadline, log)
+            network = _excused_tests(excused_by)
         flaky = []
         again = [f["test"] for f in failures if f["test"] not in network and f["when"] != "collect"]
         if rc == 1 and plan["tool"] == "pytest" and again and len(again) <= verdict.MAX_RERUN and \
@@ -886,6 +889,31 @@ class Runner:
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
         return bool(wanted)
 
+    def confirm_credentials(self, plan, probe, failures, excused_by, deadline, log):
+        """Failed tests the probe saw read a credential the run does not set (an API key, a token)
+        and then fail with an error raised run again, once, with a placeholder in each: those that
+        then pass, or go on to reach for the network (the service the credential is for), needed
+        the project's CI secrets (excused_by["needs_credentials"]). A test that fails as before
+        did not need them: it counts."""
+        excused, given = _excused_tests(excused_by), self.test_env("", plan)
+        wanted = {f["test"]: probe["credentials"][f["test"]] for f in failures
+                  if probe["credentials"].get(f["test"]) and f["test"] not in excused and verdict.rerunnable(f["test"])
+                  and not any(v in given for v in probe["credentials"][f["test"]])}
+        if not wanted or len(wanted) > verdict.MAX_RERUN:
+            return
+        names = sorted({v for found in wanted.values() for v in found})[:20]
+        log.write("[farm: %d failed test(s) read credentials this run does not set (%s); running them again "
+                  "once with a placeholder in each]\n" % (len(wanted), ", ".join(names)))
+        env = dict(plan.get("env") or {}, **{v: PLACEHOLDER_CREDENTIAL for v in names})
+        rc, _, out_dir = self.run_tests(dict(plan, args=list(wanted), env=env), deadline, log, main=False)
+        if rc not in (0, 1):  # the run again did not run its tests: it says nothing
+            return
+        again = self.read_run(out_dir, "pytest")[1]
+        failed_again = {f["test"] for f in again["failures"]}
+        for test, found in wanted.items():
+            if test not in failed_again or again["network"].get(test):
+                excused_by["needs_credentials"][test] = ", ".join(found)
+
     def run_in_django_settings(self, plan, deadline, log):
         """The tests stopped for want of Django's settings, and the release ships settings for them
         (the module its runtests.py or tox names, or its test_settings.py): run again in them, as
@@ -988,13 +1016,6 @@ class Runner:
                 and "django" not in st.get("import_names", []):
             excused_by["needs_configuration"] = {t: w for t, w in probe["unconfigured"].items() if t in tested
                                                  and not any(t in excused_by[k] for k in ("needs_network", "lacks_program"))}
-        # A credential the test read unset and then failed with an error raised: none is in the
-        # test run's environment (the runner's own), so none could have been read.
-        given = self.test_env("", plan)
-        excused_by["needs_credentials"] = {
-            t: ", ".join(w) for t, w in probe["credentials"].items()
-            if t in tested and w and not any(v in given for v in w)
-            and not any(t in excused_by[k] for k in ("needs_network", "needs_service", "lacks_program"))}
         # A standard module the interpreter under test lists and cannot find (asked of it here).
         named = {missing.named_missing(f["message"]) for f in failures} - {None}
         lacks = set(lacking_standard_modules(st["interpreter"]["executable"], st["interpreter"]["version_info"][0],
@@ -1581,6 +1602,7 @@ def _checked_plan(plan, src, src_dir, run_dir, site):
 
 MAX_HUNG = 3  # tests that gave no output for the silence limit, each left out, before the stop is a timeout
 HUNG_SILENCE = 120  # seconds without output allowed to a test after one hung (a suite's first hang has the whole limit)
+PLACEHOLDER_CREDENTIAL = "farm-placeholder-credential"  # what a credential the tests read unset is, run again
 MAX_INFER_ROUNDS = 3  # runs after the first one, each after installing what the tests missed
 MAX_EACH = 15  # test requirements installed one at a time when together they have no solution
 
