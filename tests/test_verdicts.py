@@ -862,6 +862,33 @@ FIXTURES = {
     # otpauthmiddleware's way: a release whose code was left out (setup.py's find_packages() found
     # nothing) installs only its metadata and requires nothing: nothing a user can use.
     "vfix-empty": ({"vfix_empty/__init__.py": None}, (), "tests-failed"),
+    # weitsicht's way: the package checks the file itself and raises a FileNotFoundError that names
+    # no path; the path it held is of the tree and the sdist lacks it. A path outside the tree counts.
+    "vfix-nopath": ({
+        "tests/test_raster.py": dedent("""
+            import os
+
+            HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+            def load(path):
+                if not os.path.exists(path):
+                    raise FileNotFoundError("Specified file does not exist")
+                return path
+
+
+            def test_passes():
+                assert load(__file__)
+
+
+            def test_reads_its_raster():
+                load(os.path.join(HERE, "data", "grid.tif"))
+
+
+            def test_reads_the_system_s():
+                load("/nonexistent/vfix/settings.ini")
+            """),
+    }, (), "tests-failed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1010,7 +1037,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
-                  "vfix-djangoset", "vfix-djangorun", "vfix-creds")
+                  "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1070,6 +1097,13 @@ def test_a_release_that_installs_nothing_fails(verdict_reports):
     record = ["m-1.0.dist-info/METADATA", "m-1.0.dist-info/RECORD"]
     assert installs_nothing(record, []) and not installs_nothing(record, ["requests"])
     assert not installs_nothing([], []) and not installs_nothing(record + ["m/__init__.py"], [])
+
+
+@pytest.mark.slow
+def test_a_missing_file_the_error_does_not_name_is_found_where_it_was_raised(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-nopath")
+    assert tests["sdist_lacks"] == [{"test": "tests/test_raster.py::test_reads_its_raster", "path": "tests/data/grid.tif"}]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_raster.py::test_reads_the_system_s"]
 
 
 @pytest.mark.slow

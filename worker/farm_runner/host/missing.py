@@ -93,6 +93,12 @@ def tree_file_missing(message, root, cwd=""):
         path = bare[0]
     else:
         return None
+    return tree_path(path, root, cwd)
+
+
+def tree_path(path, root, cwd=""):
+    """`path` (absolute, or relative to the test command's folder `cwd`) as a path relative to the
+    sdist's top folder `root`, or None when it is not below it."""
     root = root.rstrip("/")
     if path.startswith(root + "/"):
         path = path[len(root) + 1:]

@@ -1039,6 +1039,10 @@ class Runner:
                 excused_by["interpreter_lacks"][t] = module
                 continue
             path = missing.tree_file_missing(f["message"], root, cwd) if root and cwd is not None else None
+            if path is None and root and cwd is not None and listing is not None:
+                # its FileNotFoundError named no path; the paths the raising code held that are not there
+                path = next((p for p in (missing.tree_path(w, root, cwd) for w in probe["not_found"].get(t, []))
+                             if p and not missing.shipped(p, listing)), None)
             if path and listing is not None and not missing.shipped(path, listing):
                 excused_by["sdist_lacks"][t] = path
                 continue

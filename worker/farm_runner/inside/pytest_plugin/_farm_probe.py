@@ -47,6 +47,7 @@ _network = {}
 _programs = {}
 _services = {}
 _unconfigured = {}  # test -> the framework whose settings were never made (Django's)
+_not_found = {}  # test -> paths its FileNotFoundError was about, where its message names none
 _read_unset = {}  # test -> credential variables it read that were not set
 _credentials = {}  # test -> those, when it then failed with an error raised
 # An environment variable's name that says it holds a credential: MAILOSAUR_API_KEY, GITHUB_TOKEN.
@@ -323,6 +324,33 @@ def note_error(test, kind):
         pass
 
 
+def note_not_found(test, excinfo):
+    """A test's FileNotFoundError that names no path ("Specified file does not exist", raised by
+    the package after its own check): the paths, in the locals of the frames that raised it, that
+    do not exist. The runner admits one only when it is of the project's tree and the sdist lacks it."""
+    try:
+        exc = excinfo.value
+        if not (isinstance(exc, (IOError, OSError)) and (getattr(exc, "errno", None) == errno.ENOENT or (
+                type(exc).__name__ == "FileNotFoundError" and getattr(exc, "errno", None) is None))) or \
+                getattr(exc, "filename", None) or not (test in _not_found or len(_not_found) < MAX_TESTS):
+            return
+        frames, tb = [], excinfo.tb
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        paths = []
+        for frame in reversed(frames[-3:]):
+            for value in list(frame.f_locals.values())[:50]:
+                value = value.__fspath__() if hasattr(value, "__fspath__") else value
+                if isinstance(value, str) and "/" in value and len(value) <= 300 and "\0" not in value and \
+                        value not in paths and not os.path.lexists(value):
+                    paths.append(value)
+        if paths:
+            _not_found[test] = paths[:3]
+    except Exception:
+        pass
+
+
 def _install_environ_watch():
     """os.environ's missing keys seen as they are asked for (os.environ[...], .get, os.getenv:
     Python 3's mapping asks __getitem__ for each)."""
@@ -535,6 +563,7 @@ class _CachedFixtureFailures(object):
     def pytest_exception_interact(self, node, call, report):
         if getattr(call, "excinfo", None) is not None:
             note_error(node.nodeid, getattr(call.excinfo, "type", None))
+            note_not_found(node.nodeid, call.excinfo)
         _charge_cached_failure(node, call, report)
         if getattr(call, "excinfo", None) is not None:
             note_unconfigured(node.nodeid, raised_in(call.excinfo.tb))
@@ -647,7 +676,7 @@ def pytest_sessionfinish(session):
     drain_native()
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
-                   "unconfigured": _unconfigured, "credentials": _credentials,
+                   "unconfigured": _unconfigured, "credentials": _credentials, "not_found": _not_found,
                    "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)
