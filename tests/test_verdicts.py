@@ -889,6 +889,49 @@ FIXTURES = {
                 load("/nonexistent/vfix/settings.ini")
             """),
     }, (), "tests-failed"),
+    # PROJ's way (weitsicht's tests): a library that reaches for the network once a process fails
+    # the later tests without a try of their own; run again each alone, each tries. A test that
+    # never tries counts.
+    "vfix-netonce": ({
+        "vfix_netonce/__init__.py": dedent("""
+            import socket
+
+            _tried = []
+
+
+            def transform():
+                if not _tried:
+                    _tried.append(True)
+                    try:
+                        socket.getaddrinfo("cdn.vfix-grids.example", 443)
+                    except (socket.error, OSError):
+                        pass
+                raise RuntimeError("Error while transforming coordinates")
+            """),
+        "tests/test_grid.py": dedent("""
+            from vfix_netonce import transform
+
+
+            def test_passes():
+                assert transform
+
+
+            def test_first():
+                transform()
+
+
+            def test_second():
+                transform()
+
+
+            def test_third():
+                transform()
+
+
+            def test_a_bug():
+                assert [] == [1]
+            """),
+    }, (), "tests-failed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1037,7 +1080,8 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-scriptfail", "vfix-helpers", "vfix-testsmod", "vfix-keeprt", "vfix-nstests", "vfix-doctests",
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
-                  "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath")
+                  "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
+                  "vfix-netonce")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1104,6 +1148,17 @@ def test_a_missing_file_the_error_does_not_name_is_found_where_it_was_raised(ver
     report, tests = check(verdict_reports, "vfix-nopath")
     assert tests["sdist_lacks"] == [{"test": "tests/test_raster.py::test_reads_its_raster", "path": "tests/data/grid.tif"}]
     assert [f["test"] for f in tests["failures"]] == ["tests/test_raster.py::test_reads_the_system_s"]
+
+
+@pytest.mark.slow
+def test_tests_failed_by_a_library_that_tries_the_network_once_a_process_each_try_alone(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-netonce")
+    assert sorted(e["test"] for e in tests["needs_network"]) == [
+        "tests/test_grid.py::test_%s" % t for t in ("first", "second", "third")]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_grid.py::test_a_bug"]
+    log = (report["_workdir"] / "test.log").read_text()
+    assert "[farm: 1 of them reached for the network when run again; running the 2 others that failed again " \
+           "one at a time]" in log
 
 
 @pytest.mark.slow

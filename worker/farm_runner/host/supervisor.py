@@ -748,11 +748,16 @@ class Runner:
             rerun_rc, _, rerun_dir = self.run_tests(dict(plan, args=again), deadline, log, main=False)
             if rerun_rc == 0:  # observed by the host: all of them passed the second time
                 flaky = again
-            elif len(again) > 1:
+            else:
+                seen = self.read_run(rerun_dir, "pytest")[1]
+                failed_again = {f["test"] for f in seen["failures"]}
+                reached = self.reached_again(plan, again, failed_again, seen, deadline, log)
+                excused_by["needs_network"].update(reached)
+                network |= set(reached)
+            if rerun_rc != 0 and len(again) > 1:
                 # One broken test must not hide a flaky one: each alone, its exit status the host's.
                 # Those the re-run's report says failed again are not tried (the report only
                 # narrows what is tried; it never makes a test flaky).
-                failed_again = {f["test"] for f in self.read_run(rerun_dir, "pytest")[1]["failures"]}
                 alone = [t for t in again if t not in failed_again]
                 if 0 < len(alone) <= verdict.MAX_RERUN_ALONE:
                     log.write("[farm: running %d of them again one at a time]\n" % len(alone))
@@ -888,6 +893,22 @@ class Runner:
             return False
         tests["inferred"] = tests["inferred"] + [{"module": m, "requirement": d} for m, d in wanted]
         return bool(wanted)
+
+    def reached_again(self, plan, again, failed_again, seen, deadline, log):
+        """{test: what it tried} of the failed tests that, run again in a fresh process, failed
+        again reaching for the network. A library that tries once a process (PROJ's grid download)
+        fails a first run's later tests without a try of their own: when some of them reach for it
+        run again, the others that failed again are run each alone, where each would try."""
+        reached = {t: seen["network"][t] for t in again if t in failed_again and seen["network"].get(t)}
+        rest = [t for t in again if t in failed_again and t not in reached]
+        if reached and 0 < len(rest) <= verdict.MAX_RERUN_ALONE_NETWORK:
+            log.write("[farm: %d of them reached for the network when run again; running the %d others that "
+                      "failed again one at a time]\n" % (len(reached), len(rest)))
+            for test in rest:
+                one = self.read_run(self.run_tests(dict(plan, args=[test]), deadline, log, main=False)[2], "pytest")[1]
+                if one["network"].get(test) and test in {f["test"] for f in one["failures"]}:
+                    reached[test] = one["network"][test]
+        return reached
 
     def confirm_credentials(self, plan, probe, failures, excused_by, deadline, log):
         """Failed tests the probe saw read a credential the run does not set (an API key, a token)

@@ -111,6 +111,7 @@ def imported_elsewhere(imported, site_packages):
 MAX_SHOWN = 20  # failing tests the report lists
 MAX_RERUN = 20  # failed tests run again to tell a flaky test from a broken one
 MAX_RERUN_ALONE = 5  # when they do not all pass together, run again one at a time
+MAX_RERUN_ALONE_NETWORK = 12  # failed again beside tests that reached for the network: each alone
 
 
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
