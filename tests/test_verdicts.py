@@ -932,6 +932,12 @@ FIXTURES = {
                 assert [] == [1]
             """),
     }, (), "tests-failed"),
+    # laya's way: a test_*.py that is a script, ending in sys.exit(), stopped pytest's whole
+    # collection with an internal error; it is skipped as a script, and the tests run.
+    "vfix-scriptmod": ({
+        "tests/test_gate.py": "import sys\n\nprint('gate checks passed')\nsys.exit(0)\n",
+        "tests/test_real.py": "import vfix_scriptmod\n\n\ndef test_version():\n    assert vfix_scriptmod.__version__\n",
+    }, (), "passed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1081,7 +1087,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
-                  "vfix-netonce")
+                  "vfix-netonce", "vfix-scriptmod")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1159,6 +1165,12 @@ def test_tests_failed_by_a_library_that_tries_the_network_once_a_process_each_tr
     log = (report["_workdir"] / "test.log").read_text()
     assert "[farm: 1 of them reached for the network when run again; running the 2 others that failed again " \
            "one at a time]" in log
+
+
+@pytest.mark.slow
+def test_a_test_module_that_exits_at_import_is_a_script_not_the_end_of_the_run(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-scriptmod")
+    assert tests["passed"] == 1 and tests["skipped"] == 1 and tests["errors"] == 0
 
 
 @pytest.mark.slow

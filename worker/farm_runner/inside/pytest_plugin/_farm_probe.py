@@ -20,6 +20,9 @@ Python has. It:
   part of the run finished (FARM_DONE): a suite longer than its time limit, or one whose test hung,
   runs on in a second part;
 - leaves out a module-level `test_main()` that runs a unittest module's tests (old suites' runner);
+- reports a test module that exits at import (a script named test_*.py ending in `sys.exit()`) as
+  what it is, skipped when it exits 0 and failed otherwise, instead of pytest's internal error that
+  ends the whole run;
 - accepts the options of reporting-only plugins the farm does not install (coverage, xdist,
   timeouts, style checkers), so that a project's `addopts = --cov` is not a usage error, and the
   configuration options of plugins the run does not load.
@@ -459,9 +462,37 @@ def _lend_sdist_tests():
             module.__path__.append(folder)
 
 
+def _script_module(collector):
+    """Wraps the collection of one node (a hook wrapper): a module whose import raised SystemExit."""
+    outcome = yield
+    try:
+        excinfo = outcome.excinfo
+        if not excinfo or not issubclass(excinfo[0], SystemExit) or type(collector).__name__ != "Module":
+            return
+        code = excinfo[1].code
+        try:
+            from _pytest.reports import CollectReport
+        except ImportError:  # pytest before 3.7
+            from _pytest.runner import CollectReport
+        said = "%s exits at import (SystemExit: %r): a script, not a test module" % (collector.nodeid, code)
+        path = str(getattr(collector, "fspath", None) or getattr(collector, "path", ""))
+        outcome.force_result(CollectReport(collector.nodeid, "skipped" if code in (0, None) else "failed",
+                                           (path, 0, "Skipped: " + said) if code in (0, None) else said, []))
+    except Exception:
+        pass
+
+
+class _ScriptModules(object):
+    pass
+
+
 def pytest_configure(config):
     if hasattr(config.hook, "pytest_exception_interact"):
         config.pluginmanager.register(_CachedFixtureFailures(), "_farm_cached_fixture_failures")
+    hookimpl = getattr(sys.modules.get("pytest"), "hookimpl", None)
+    if hookimpl is not None:  # (pytest 2.8 on)
+        _ScriptModules.pytest_make_collect_report = staticmethod(hookimpl(hookwrapper=True)(_script_module))
+        config.pluginmanager.register(_ScriptModules(), "_farm_script_modules")
     _accept_unknown_ini_options(config)
     _install_network_watch()
     _lend_sdist_tests()
