@@ -938,6 +938,16 @@ FIXTURES = {
         "tests/test_gate.py": "import sys\n\nprint('gate checks passed')\nsys.exit(0)\n",
         "tests/test_real.py": "import vfix_scriptmod\n\n\ndef test_version():\n    assert vfix_scriptmod.__version__\n",
     }, (), "passed"),
+    # astrapy's way: a conftest that refuses to start without its CI's secrets. Run again with a
+    # placeholder in each, the tests start: a pass counts; a failure then says nothing.
+    "vfix-startcreds": ({
+        "tests/conftest.py": "import os\n\nif not os.environ.get('VFIX_DB_TOKEN'):\n    raise ValueError('No credentials.')\n",
+        "tests/test_unit.py": "import vfix_startcreds\n\n\ndef test_version():\n    assert vfix_startcreds.__version__\n",
+    }, (), "passed"),
+    "vfix-startcreds2": ({
+        "tests/conftest.py": "import os\n\nif not os.environ.get('VFIX_DB_TOKEN'):\n    raise ValueError('No credentials.')\n",
+        "tests/test_unit.py": "import os\n\n\ndef test_the_token():\n    assert os.environ['VFIX_DB_TOKEN'].startswith('tok-')\n",
+    }, (), "no-tests"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1087,7 +1097,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
-                  "vfix-netonce", "vfix-scriptmod")
+                  "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1171,6 +1181,18 @@ def test_tests_failed_by_a_library_that_tries_the_network_once_a_process_each_tr
 def test_a_test_module_that_exits_at_import_is_a_script_not_the_end_of_the_run(verdict_reports):
     report, tests = check(verdict_reports, "vfix-scriptmod")
     assert tests["passed"] == 1 and tests["skipped"] == 1 and tests["errors"] == 0
+
+
+@pytest.mark.slow
+def test_tests_that_cannot_start_without_credentials_start_with_placeholders(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-startcreds")
+    assert tests["passed"] == 1
+    log = (report["_workdir"] / "test.log").read_text()
+    assert "[farm: the tests could not start, and read credentials this run does not set (VFIX_DB_TOKEN); " \
+           "running them again with a placeholder in each]" in log
+    report, tests = check(verdict_reports, "vfix-startcreds2")
+    assert report["reason"].startswith("Not tested: the tests could not start without credentials this run does "
+                                       "not set (VFIX_DB_TOKEN); with a placeholder in each they started")
 
 
 @pytest.mark.slow

@@ -121,6 +121,7 @@ _SERVICE = re.compile(r"^[A-Za-z0-9.:_-]{1,80}:[0-9]{1,5}$")
 
 # What the probe saw tests do, by test: in its probe.json, and in a stopped run's progress lines.
 EVIDENCE_FIELDS = ("network", "programs", "services", "unconfigured", "credentials")
+AT_START = "(start)"  # the probe's name for what was read before any test was collected
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 

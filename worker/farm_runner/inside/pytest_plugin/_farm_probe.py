@@ -29,6 +29,7 @@ Python has. It:
 
 What it writes is the package's to forge; the host only shows it and checks it.
 """
+import atexit
 import errno
 import importlib
 import json
@@ -301,10 +302,13 @@ def _wrap_thread_start(original):
     return start
 
 
+AT_START = "(start)"  # what was read before any test was collected: a conftest's, a plugin's
+
+
 def _note_unset(key):
-    test = _current["test"]
+    test = _current["test"] or AT_START
     try:
-        if test is None or not isinstance(key, str) or len(key) > 100 or not CREDENTIAL.search(key.upper()):
+        if not isinstance(key, str) or len(key) > 100 or not CREDENTIAL.search(key.upper()):
             return
         if test in _read_unset or len(_read_unset) < MAX_TESTS:
             names = _read_unset.setdefault(test, [])
@@ -359,7 +363,7 @@ def _install_environ_watch():
     Python 3's mapping asks __getitem__ for each)."""
     cls = type(os.environ)
     original = getattr(cls, "__getitem__", None)
-    if original is None:
+    if original is None or getattr(original, "_farm", False):
         return
 
     def __getitem__(self, key):
@@ -368,10 +372,20 @@ def _install_environ_watch():
         except KeyError:
             _note_unset(key)
             raise
+    __getitem__._farm = True
     try:
         cls.__getitem__ = __getitem__
     except (TypeError, AttributeError):
         pass
+
+
+def credentials_seen():
+    """The credentials the tests needed (each failed for want of one), and those read unset
+    before any test was collected (a conftest that refuses to start without them)."""
+    seen = dict(_credentials)
+    if AT_START in _read_unset:
+        seen[AT_START] = list(_read_unset[AT_START])
+    return seen
 
 
 def _install_network_watch():
@@ -705,9 +719,31 @@ def pytest_sessionfinish(session):
     # without it)? CPython's warning names the module; this says whether it happened at all.
     gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     drain_native()
+    _answered.append(True)
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
-                   "unconfigured": _unconfigured, "credentials": _credentials, "not_found": _not_found,
+                   "unconfigured": _unconfigured, "credentials": credentials_seen(), "not_found": _not_found,
                    "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)
+
+
+_answered = []
+
+
+def _answer_at_exit():
+    """pytest stopped before its session (a conftest that raised while loading): what was read
+    unset until then is the only answer."""
+    path = os.environ.get("FARM_PROBE_REPORT")
+    if _answered or not path or AT_START not in _read_unset or os.path.lexists(path):
+        return
+    try:
+        with open(path, "w") as fh:
+            json.dump({"credentials": credentials_seen()}, fh)
+    except (IOError, OSError, ValueError):
+        pass
+
+
+# Watched from the plugin's import (`-p _farm_probe`, before any conftest is loaded).
+_install_environ_watch()
+atexit.register(_answer_at_exit)
