@@ -1195,6 +1195,13 @@ def test_tests_that_cannot_start_without_credentials_start_with_placeholders(ver
                                        "not set (VFIX_DB_TOKEN); with a placeholder in each they started")
 
 
+def test_a_private_module_is_never_a_distribution_to_install():
+    # laya's tests import the repository's `_common`: it went to uv as "-common", read as `-c ommon`
+    from farm_runner.host.missing import distributions_for
+    assert distributions_for(["_common", "__index_url", "yaml", "research"], ["laya"], set()) == [
+        ("yaml", "PyYAML"), ("research", "research")]
+
+
 @pytest.mark.slow
 def test_a_script_named_test_py_is_no_test_module(verdict_reports):
     report, tests = check(verdict_reports, "vfix-notatest")

@@ -34,6 +34,7 @@ _MISSING = re.compile(r"No module named '?([A-Za-z_][A-Za-z0-9_]*)")
 # The runner's own standard library: names never inferred as a distribution to install.
 STANDARD = frozenset(getattr(sys, "stdlib_module_names", ()))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a project's name: never an installer's option
 
 
 def missing_modules(texts, own_names, known):
@@ -63,8 +64,11 @@ def distributions_for(modules, own_names, known):
         if not isinstance(module, str) or not _NAME.match(module) or module in own_names or module in known \
                 or module in STANDARD or module.startswith("_farm") or module in TEST_HELPER_NAMES:
             continue
-        if module not in [m for m, _ in out]:
-            out.append((module, IMPORT_TO_DIST.get(module, module.replace("_", "-"))))
+        if module.startswith("_") and module not in IMPORT_TO_DIST:
+            continue  # a private module (`_common`): the tree's helper, and no project's name ("-c ommon" to uv)
+        dist = IMPORT_TO_DIST.get(module, module.replace("_", "-"))
+        if module not in [m for m, _ in out] and _DIST.match(dist):
+            out.append((module, dist))
     return out[:MAX_INFERRED]
 
 
