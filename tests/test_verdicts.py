@@ -948,6 +948,11 @@ FIXTURES = {
         "tests/conftest.py": "import os\n\nif not os.environ.get('VFIX_DB_TOKEN'):\n    raise ValueError('No credentials.')\n",
         "tests/test_unit.py": "import os\n\n\ndef test_the_token():\n    assert os.environ['VFIX_DB_TOKEN'].startswith('tok-')\n",
     }, (), "no-tests"),
+    # laya's way: a test module imports a private helper of the repository's the sdist leaves out.
+    "vfix-privhelper": ({
+        "tests/test_uses_helper.py": "from _common import make\n\n\ndef test_made():\n    assert make()\n",
+        "tests/test_plain.py": "import vfix_privhelper\n\n\ndef test_version():\n    assert vfix_privhelper.__version__\n",
+    }, (), "passed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1097,7 +1102,8 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-acceptance", "vfix-djangoapp", "vfix-djangoown", "vfix-inwheel", "vfix-djangourls",
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
-                  "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2")
+                  "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2",
+                  "vfix-privhelper")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1193,6 +1199,13 @@ def test_tests_that_cannot_start_without_credentials_start_with_placeholders(ver
     report, tests = check(verdict_reports, "vfix-startcreds2")
     assert report["reason"].startswith("Not tested: the tests could not start without credentials this run does "
                                        "not set (VFIX_DB_TOKEN); with a placeholder in each they started")
+
+
+@pytest.mark.slow
+def test_a_private_helper_the_sdist_leaves_out_is_its_lack(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-privhelper")
+    assert tests["sdist_lacks"] == [{"test": "tests/test_uses_helper.py", "path": "tests/_common.py"}]
+    assert tests["inferred"] == []
 
 
 def test_a_private_module_is_never_a_distribution_to_install():

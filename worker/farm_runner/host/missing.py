@@ -167,10 +167,12 @@ def release_lacks(module, listing, installed_has, own):
 
 def helper_beside_missing(test, message, listing):
     """The helper module a test module could not import from beside it (`tests/utils.py`, for
-    `tests/test_x.py` failing on "No module named 'utils'", a TEST_HELPER_NAMES name) when the sdist
-    (`listing`) ships the test's folder but neither `utils.py` nor `utils/` in it; else None."""
+    `tests/test_x.py` failing on "No module named 'utils'", a TEST_HELPER_NAMES name or a private
+    one, `_common`, which no project on the index is imported as) when the sdist (`listing`) ships
+    the test's folder but neither `utils.py` nor `utils/` in it; else None."""
     name = named_missing(message)
-    if name not in TEST_HELPER_NAMES or listing is None or not isinstance(test, str):
+    if not name or not (name in TEST_HELPER_NAMES or name.startswith("_") and name not in IMPORT_TO_DIST) or \
+            listing is None or not isinstance(test, str):
         return None
     folder = posixpath.dirname(test.split("::", 1)[0])
     if folder.startswith(("/", "..")) or (folder and folder not in listing):
