@@ -953,6 +953,25 @@ FIXTURES = {
         "tests/test_uses_helper.py": "from _common import make\n\n\ndef test_made():\n    assert make()\n",
         "tests/test_plain.py": "import vfix_privhelper\n\n\ndef test_version():\n    assert vfix_privhelper.__version__\n",
     }, (), "passed"),
+    # redis's way: an asyncio client whose server the CI runs; its refusal is seen where asyncio
+    # learns it (SO_ERROR), after a loop that resolved the name in a worker thread.
+    "vfix-asyncsvc": ({
+        "tests/test_client.py": dedent("""
+            import asyncio
+
+            import vfix_asyncsvc
+
+
+            def test_version():
+                assert vfix_asyncsvc.__version__
+
+
+            def test_talks_to_its_server():
+                async def ping():
+                    await asyncio.open_connection("localhost", 6391)
+                asyncio.run(ping())
+            """),
+    }, (), "passed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1103,7 +1122,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
                   "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2",
-                  "vfix-privhelper")
+                  "vfix-privhelper", "vfix-asyncsvc")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1206,6 +1225,13 @@ def test_a_private_helper_the_sdist_leaves_out_is_its_lack(verdict_reports):
     report, tests = check(verdict_reports, "vfix-privhelper")
     assert tests["sdist_lacks"] == [{"test": "tests/test_uses_helper.py", "path": "tests/_common.py"}]
     assert tests["inferred"] == []
+
+
+@pytest.mark.slow
+def test_a_service_refused_to_an_asyncio_client_is_seen(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-asyncsvc")
+    assert tests["needs_service"] == [{"test": "tests/test_client.py::test_talks_to_its_server",
+                                       "service": "127.0.0.1:6391"}]
 
 
 def test_a_private_module_is_never_a_distribution_to_install():

@@ -58,6 +58,10 @@ _credentials = {}  # test -> those, when it then failed with an error raised
 CREDENTIAL = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)")
 _bound = set()  # ports this process's sockets bound or tried to: a refused connection to one is no missing service
 _spawned = set()  # tests that started a program, a process or a thread: a server of their own may have died
+# A non-blocking connection under way (asyncio's, trio's): its loopback address, by socket, until
+# the loop asks the socket how it ended (SO_ERROR), where a refusal is seen.
+_pending = {}
+MAX_PENDING = 1000
 EPHEMERAL = 32768  # Linux's first ephemeral port: a port from here on is a server's of the moment, no service's
 _failures = []
 
@@ -196,15 +200,48 @@ def _wrap_connect(original, returns_code=False):
         except socket.error as exc:  # (socket.error: OSError's name on Python 2.7 too)
             if getattr(exc, "errno", None) == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
                 _note_service(address)
+            elif getattr(exc, "errno", None) in _UNDER_WAY:
+                _connecting(self, address)
             elif getattr(exc, "errno", None) in _NO_DAEMON:
                 _note_daemon(self, address)
             raise
         if returns_code and result == errno.ECONNREFUSED and _inet(self, address) and _loopback(address[0]):
             _note_service(address)
+        elif returns_code and result in _UNDER_WAY:
+            _connecting(self, address)
         elif returns_code and result in _NO_DAEMON:
             _note_daemon(self, address)
         return result
     return connect
+
+
+_UNDER_WAY = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN)
+
+
+def _connecting(sock, address):
+    try:
+        if _inet(sock, address) and _loopback(address[0]):
+            if len(_pending) >= MAX_PENDING:
+                _pending.clear()
+            _pending[id(sock)] = address
+    except Exception:
+        pass
+
+
+def _wrap_getsockopt(original):
+    """How a non-blocking connection ended (asyncio asks SO_ERROR): refused by a loopback port is
+    noted as a blocking connect's refusal is."""
+    def getsockopt(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        try:
+            if _pending and args[:2] == (socket.SOL_SOCKET, socket.SO_ERROR) and len(args) == 2:
+                address = _pending.pop(id(self), None)
+                if address is not None and result == errno.ECONNREFUSED:
+                    _note_service(address)
+        except Exception:
+            pass
+        return result
+    return getsockopt
 
 
 def _wrap_bind(original):
@@ -295,9 +332,15 @@ def _note_spawn(*args):
         _spawned.add(_current["test"] or "(collection)")
 
 
+_NO_SERVER_THREADS = ("concurrent.futures.thread", "asyncio.base_events")
+
+
 def _wrap_thread_start(original):
     def start(self):
-        _note_spawn()
+        # a pool's worker (asyncio resolves names in one) or asyncio's closing of it serves no
+        # port of the test's own
+        if getattr(getattr(self, "_target", None), "__module__", None) not in _NO_SERVER_THREADS:
+            _note_spawn()
         return original(self)
     return start
 
@@ -399,6 +442,7 @@ def _install_network_watch():
     socket.socket.connect = _wrap_connect(socket.socket.connect)
     socket.socket.connect_ex = _wrap_connect(socket.socket.connect_ex, returns_code=True)
     socket.socket.bind = _wrap_bind(socket.socket.bind)
+    socket.socket.getsockopt = _wrap_getsockopt(socket.socket.getsockopt)
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
         if hasattr(socket, name):
             setattr(socket, name, _wrap_lookup(getattr(socket, name)))
