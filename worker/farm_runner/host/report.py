@@ -93,6 +93,9 @@ def parts_note(t):
     if parts and hung:
         note += " %s gave no output for the silence limit and %s stopped (not counted); the others ran on." % (
             ", ".join(untrusted.line(h, 300) for h in hung[:3]), "were" if len(hung) > 1 else "was")
+    elif parts and parts.get("cut"):
+        note += " The tests ran past the %g s limit in two parts, still finishing tests: cut with %d finished; " \
+                "the rest did not run." % (parts.get("limit_s", 0), parts.get("first", 0))
     elif parts:
         note += " The tests ran past the %g s limit with %d finished; the others ran in a second part." % (
             parts.get("limit_s", 0), parts.get("first", 0))

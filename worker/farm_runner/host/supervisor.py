@@ -1177,7 +1177,7 @@ class Runner:
         if plan["tool"] != "pytest" or st.get("second_part") or stopped.limit not in ("timeout", "silence"):
             raise stopped
         st["second_part"] = True
-        done, hung, out_dir, silence, evidence = {}, [], first_out, self.limits.silence, {}
+        done, hung, out_dir, silence, evidence, cut = {}, [], first_out, self.limits.silence, {}, False
         try:
             while True:
                 finished = self.read_progress(out_dir, evidence)
@@ -1207,6 +1207,15 @@ class Runner:
                                             env=dict(self.test_env(out, plan), FARM_DONE=out + "/done.txt"))
                     break
                 except LimitHit as exc:
+                    more = self.read_progress(out_dir, evidence) if exc.limit == "timeout" else {}
+                    if more:
+                        # past its own limit too, still finishing tests: cut here, judged on what
+                        # finished (a suite that waits on a service at each test: redis's)
+                        done.update(more)
+                        log.write("\n[farm: the second part ran past its limit too, with %d finished in all and "
+                                  "going on: the suite is cut here; the rest did not run]\n" % len(done))
+                        cut, rc, output = True, 0, ""
+                        break
                     if exc.limit != "silence":
                         raise
                     stopped = exc
@@ -1215,6 +1224,8 @@ class Runner:
         self.first_parts[out_dir], self.first_evidence[out_dir] = done, evidence
         tests["parts"] = {"first": len(done), "limit_s": self.limits.timeout,
                           "stopped": "silence" if hung else "timeout"}
+        if cut:
+            tests["parts"]["cut"] = True
         failed_first = any(o in ("failed", "error") for o, _, _ in done.values())
         if rc == 5 or (rc == 0 and failed_first):  # nothing left to run, or the first part's failures
             rc = 1 if failed_first else 0
