@@ -2206,6 +2206,10 @@ def test_a_suite_past_its_limit_in_both_parts_is_judged_on_what_finished(tmp_pat
     t = report["tests"]
     assert t["parts"]["cut"] and 10 < t["passed"] == t["parts"]["first"] < 60, t["parts"]
     assert "cut with %d finished; the rest did not run" % t["passed"] in report["reason"]
+    # with a failure that counts, the rest not run, the timeout stands
+    tests = tests.replace("time.sleep(1)", "time.sleep(1)\n    assert n != 2")
+    proc, report = run_suites(tmp_path / "failing", ["--timeout", "12"], {"vfix-longerfail": tests})["vfix-longerfail"]
+    assert report["outcome"] == "infra-error" and report["infra"] == "timeout", (report["reason"], proc.stdout[-3000:])
 
 
 @pytest.mark.slow
