@@ -835,10 +835,22 @@ FIXTURES = {
                     self.api_key = api_key or os.environ.get("VFIX_API_KEY")
                     if not self.api_key:
                         raise ValueError("api_key must be set via the VFIX_API_KEY environment variable")
+
+                def me(self):
+                    import socket
+                    return socket.getaddrinfo("api.vfix-creds.example", 443)
+
+
+            LIMITS = {"authenticated": 5000, "anonymous": 60}
+
+
+            def rate_limit():  # its bug is in the branch without a token
+                return LIMITS["authenticated"] if os.environ.get("VFIX_GH_TOKEN") else LIMITS["anon"]
             """),
         "tests/test_client.py": dedent("""
             import os
 
+            import vfix_creds
             from vfix_creds import Client
 
 
@@ -847,7 +859,11 @@ FIXTURES = {
 
 
             def test_against_the_service():
-                assert Client().api_key
+                assert Client().me()
+
+
+            def test_a_bug_without_a_token():  # passes with a placeholder: no need shown, it counts
+                assert vfix_creds.rate_limit() > 0
 
 
             def test_a_check_of_its_own():
@@ -887,6 +903,10 @@ FIXTURES = {
 
             def test_reads_the_system_s():
                 load("/nonexistent/vfix/settings.ini")
+
+
+            def test_a_relative_path():  # the package's own lookup, by a relative path: counts
+                load("conf/vfix.toml")
             """),
     }, (), "tests-failed"),
     # PROJ's way (weitsicht's tests): a library that reaches for the network once a process fails
@@ -897,6 +917,17 @@ FIXTURES = {
             import socket
 
             _tried = []
+            _fetched = []
+
+
+            def suffixes():  # tldextract's way: tries once a process, falls back to its own list
+                if not _fetched:
+                    _fetched.append(True)
+                    try:
+                        socket.getaddrinfo("publicsuffix.vfix.example", 443)
+                    except (socket.error, OSError):
+                        pass
+                return ["com"]
 
 
             def transform():
@@ -909,11 +940,11 @@ FIXTURES = {
                 raise RuntimeError("Error while transforming coordinates")
             """),
         "tests/test_grid.py": dedent("""
-            from vfix_netonce import transform
+            from vfix_netonce import suffixes, transform
 
 
-            def test_passes():
-                assert transform
+            def test_passes():  # the first run's try of the fallback list is this passing test's
+                assert transform and suffixes() == ["com"]
 
 
             def test_first():
@@ -928,8 +959,8 @@ FIXTURES = {
                 transform()
 
 
-            def test_a_bug():
-                assert [] == [1]
+            def test_a_bug():  # run again, it tries the network first, then its assertion fails: counts
+                assert suffixes() == ["org"]
             """),
     }, (), "tests-failed"),
     # laya's way: a test_*.py that is a script, ending in sys.exit(), stopped pytest's whole
@@ -972,6 +1003,18 @@ FIXTURES = {
                 asyncio.run(ping())
             """),
     }, (), "passed"),
+    # ...but a module of the package's that exits when imported is the package's own doing.
+    "vfix-pkgexit": ({
+        "vfix_pkgexit/cli.py": "import sys\n\n\ndef main():\n    return 0\n\n\nsys.exit(main())\n",
+        "tests/test_cli.py": "from vfix_pkgexit.cli import main\n\n\ndef test_main():\n    assert main() == 0\n",
+    }, (), "tests-failed"),
+    # A conftest that wants a secret, and a package that does not import: run with a placeholder,
+    # its failures say nothing, and the import check says what is the package's.
+    "vfix-startbroken": ({
+        "tests/conftest.py": "import os\n\nif not os.environ.get('VFIX_DB_TOKEN'):\n    raise ValueError('No credentials.')\n",
+        "vfix_startbroken/__init__.py": "import collections\n\nMapping = collections.Mapping\n",
+        "tests/test_unit.py": "import vfix_startbroken\n\n\ndef test_it():\n    assert vfix_startbroken.Mapping\n",
+    }, (), "tests-failed"),
     # No tests: its modules are imported instead (autodep8's test), offline, each in its own process.
     "vfix-importok": ({"vfix_importok/__init__.py": "ANSWER = 42\n"}, (), "no-tests"),
     "vfix-importfail": ({"vfix_importfail/__init__.py": "import vfix_never_declared\n"}, (), "tests-failed"),
@@ -1122,7 +1165,7 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
                   "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2",
-                  "vfix-privhelper", "vfix-asyncsvc")
+                  "vfix-privhelper", "vfix-asyncsvc", "vfix-pkgexit", "vfix-startbroken")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1188,7 +1231,8 @@ def test_a_release_that_installs_nothing_fails(verdict_reports):
 def test_a_missing_file_the_error_does_not_name_is_found_where_it_was_raised(verdict_reports):
     report, tests = check(verdict_reports, "vfix-nopath")
     assert tests["sdist_lacks"] == [{"test": "tests/test_raster.py::test_reads_its_raster", "path": "tests/data/grid.tif"}]
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_raster.py::test_reads_the_system_s"]
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_raster.py::test_reads_the_system_s",
+                                                      "tests/test_raster.py::test_a_relative_path"]
 
 
 @pytest.mark.slow
@@ -1206,6 +1250,8 @@ def test_tests_failed_by_a_library_that_tries_the_network_once_a_process_each_tr
 def test_a_test_module_that_exits_at_import_is_a_script_not_the_end_of_the_run(verdict_reports):
     report, tests = check(verdict_reports, "vfix-scriptmod")
     assert tests["passed"] == 1 and tests["skipped"] == 1 and tests["errors"] == 0
+    report, tests = check(verdict_reports, "vfix-pkgexit")
+    assert "internal error" in report["reason"]
 
 
 @pytest.mark.slow
@@ -1218,6 +1264,8 @@ def test_tests_that_cannot_start_without_credentials_start_with_placeholders(ver
     report, tests = check(verdict_reports, "vfix-startcreds2")
     assert report["reason"].startswith("Not tested: the tests could not start without credentials this run does "
                                        "not set (VFIX_DB_TOKEN); with a placeholder in each they started")
+    report, tests = check(verdict_reports, "vfix-startbroken")
+    assert "importing vfix_startbroken fails: AttributeError" in report["reason"]
 
 
 @pytest.mark.slow
@@ -1371,12 +1419,13 @@ def test_a_test_that_needs_credentials_the_farm_lacks_is_not_counted(verdict_rep
     report, tests = check(verdict_reports, "vfix-creds")
     assert tests["needs_credentials"] == [{"test": "tests/test_client.py::test_against_the_service",
                                            "variable": "VFIX_API_KEY"}]
-    assert [f["test"] for f in tests["failures"]] == ["tests/test_client.py::test_a_check_of_its_own",
+    assert [f["test"] for f in tests["failures"]] == ["tests/test_client.py::test_a_bug_without_a_token",
+                                                      "tests/test_client.py::test_a_check_of_its_own",
                                                       "tests/test_client.py::test_a_bug_beside_a_key"]
     assert "1 needed credentials the farm does not have (VFIX_API_KEY)" in report["reason"]
     log = (report["_workdir"] / "test.log").read_text()
-    assert "[farm: 2 failed test(s) read credentials this run does not set (VFIX_API_KEY, VFIX_SECRET); " \
-           "running them again once with a placeholder in each]" in log
+    assert "[farm: 3 failed test(s) read credentials this run does not set (VFIX_API_KEY, VFIX_GH_TOKEN, " \
+           "VFIX_SECRET); running them again once with a placeholder in each]" in log
 
 
 @pytest.mark.slow

@@ -35,8 +35,8 @@ EXCUSES = (
     Excuse("needs_credentials", "variable",
            "the probe plugin saw the test read an environment variable named as a credential (an API key, a "
            "token, a password) that the run did not set, and then fail with an error raised, not an assertion "
-           "or a pytest.fail of its own; run again by the runner with a placeholder in each, it passed or went "
-           "on to reach for the network (the service the credential is for): an account of the project's CI "
+           "or a pytest.fail of its own; run again by the runner with a placeholder in each, it went on to reach "
+           "for the network (the service the credential is for): an account of the project's CI "
            "(its secrets), which the farm never has",
            "%d needed credentials the farm does not have (%s)", "reads %s, which the farm does not set"),
     Excuse("lacks_program", "program",

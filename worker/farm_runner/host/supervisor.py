@@ -817,11 +817,15 @@ class Runner:
             log.write("[farm: the cut suite has failures that count; with the rest not run, the timeout stands]\n")
             raise self.cut_by
         if outcome == contract.TESTS_FAILED and plan.get("placeholders"):
-            # with placeholders for what it could not start without, a failure says nothing
-            return "skipped", contract.NO_TESTS, report_.sentence(
-                "Not tested: the tests could not start without credentials this run does not set (%s); with a "
-                "placeholder in each they started, and what failed then says nothing of the package. %s" % (
-                    ", ".join(plan["placeholders"]), reason))
+            # with placeholders for what it could not start without, a failure says nothing: not
+            # tested, and the release's own modules imported instead, as for any run that could not start
+            fails, said = self.check_imports(deadline, log)
+            why = "the tests could not start without credentials this run does not set (%s); with a placeholder " \
+                  "in each they started, and what failed then says nothing of the package" % ", ".join(
+                      plan["placeholders"])
+            if fails:
+                return "failed", contract.TESTS_FAILED, report_.sentence("%s; and %s" % (why[0].upper() + why[1:], said))
+            return "skipped", contract.NO_TESTS, report_.sentence("Not tested: %s; %s" % (why, said))
         if verdict.could_not_start(rc, counts, started=bool(self.read_progress(out_dir))):
             # pytest stopped before any test ran (a plugin that only works in the project's monorepo,
             # a configuration naming what the sdist lacks): nothing was tested. The release's own
@@ -917,14 +921,17 @@ class Runner:
         again reaching for the network. A library that tries once a process (PROJ's grid download)
         fails a first run's later tests without a try of their own: when some of them reach for it
         run again, the others that failed again are run each alone, where each would try."""
-        reached = {t: seen["network"][t] for t in again if t in failed_again and seen["network"].get(t)}
+        # (a try the code handled, then an assertion that failed: the network says nothing of why)
+        reached = {t: seen["network"][t] for t in again
+                   if t in failed_again and seen["network"].get(t) and t not in seen["asserted"]}
         rest = [t for t in again if t in failed_again and t not in reached]
         if reached and 0 < len(rest) <= verdict.MAX_RERUN_ALONE_NETWORK:
             log.write("[farm: %d of them reached for the network when run again; running the %d others that "
                       "failed again one at a time]\n" % (len(reached), len(rest)))
             for test in rest:
                 one = self.read_run(self.run_tests(dict(plan, args=[test]), deadline, log, main=False)[2], "pytest")[1]
-                if one["network"].get(test) and test in {f["test"] for f in one["failures"]}:
+                if one["network"].get(test) and test in {f["test"] for f in one["failures"]} and \
+                        test not in one["asserted"]:
                     reached[test] = one["network"][test]
         return reached
 
@@ -954,9 +961,9 @@ class Runner:
     def confirm_credentials(self, plan, probe, failures, excused_by, deadline, log):
         """Failed tests the probe saw read a credential the run does not set (an API key, a token)
         and then fail with an error raised run again, once, with a placeholder in each: those that
-        then pass, or go on to reach for the network (the service the credential is for), needed
-        the project's CI secrets (excused_by["needs_credentials"]). A test that fails as before
-        did not need them: it counts."""
+        then go on to reach for the network (the service the credential is for) needed the
+        project's CI secrets (excused_by["needs_credentials"]). Any other (one that fails as
+        before, or passes: it depends on the variable, no more) counts."""
         excused, given = _excused_tests(excused_by), self.test_env("", plan)
         wanted = {f["test"]: probe["credentials"][f["test"]] for f in failures
                   if probe["credentials"].get(f["test"]) and f["test"] not in excused and verdict.rerunnable(f["test"])
@@ -971,9 +978,9 @@ class Runner:
         if rc not in (0, 1):  # the run again did not run its tests: it says nothing
             return
         again = self.read_run(out_dir, "pytest")[1]
-        failed_again = {f["test"] for f in again["failures"]}
         for test, found in wanted.items():
-            if test not in failed_again or again["network"].get(test):
+            # (passing with a placeholder shows only that the test depends on the variable)
+            if again["network"].get(test):
                 excused_by["needs_credentials"][test] = ", ".join(found)
 
     def run_in_django_settings(self, plan, deadline, log):
@@ -1103,8 +1110,9 @@ class Runner:
             path = missing.tree_file_missing(f["message"], root, cwd) if root and cwd is not None else None
             if path is None and root and cwd is not None and listing is not None:
                 # its FileNotFoundError named no path; the paths the raising code held that are not there
-                path = next((p for p in (missing.tree_path(w, root, cwd) for w in probe["not_found"].get(t, []))
-                             if p and not missing.shipped(p, listing)), None)
+                path = next((p for p in (missing.tree_path(w, root, cwd) for w in probe["not_found"].get(t, [])
+                                          if w.startswith(root.rstrip("/") + "/") and "://" not in w)
+                              if p and not missing.shipped(p, listing)), None)
             if path and listing is not None and not missing.shipped(path, listing):
                 excused_by["sdist_lacks"][t] = path
                 continue

@@ -137,6 +137,7 @@ def probe_answer(data):
     unconfigured = data.get("unconfigured") if isinstance(data.get("unconfigured"), dict) else {}
     credentials = data.get("credentials") if isinstance(data.get("credentials"), dict) else {}
     not_found = data.get("not_found") if isinstance(data.get("not_found"), dict) else {}
+    asserted = data.get("asserted") if isinstance(data.get("asserted"), list) else []
     failures = data.get("failures") if isinstance(data.get("failures"), list) else []
     return {
         "imports": {untrusted.line(k, 200): untrusted.line(v, 500) for k, v in list(imports.items())[:50]},
@@ -152,6 +153,7 @@ def probe_answer(data):
                          if v == "Django settings (DJANGO_SETTINGS_MODULE)"},
         "credentials": {str(k)[:500]: [w for w in v[:5] if isinstance(w, str) and _VARIABLE.match(w)]
                         for k, v in list(credentials.items())[:200] if isinstance(v, list)},
+        "asserted": {str(t)[:500] for t in asserted[:200] if isinstance(t, str)},
         "not_found": {str(k)[:500]: [w for w in v[:3] if isinstance(w, str) and 0 < len(w) <= 300 and "\0" not in w]
                       for k, v in list(not_found.items())[:200] if isinstance(v, list)},
         "failures": [{"test": untrusted.line(f["test"], 500), "message": untrusted.line(f.get("message") or "", 300),

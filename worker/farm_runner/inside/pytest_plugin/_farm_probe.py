@@ -54,6 +54,7 @@ _unconfigured = {}  # test -> the framework whose settings were never made (Djan
 _not_found = {}  # test -> paths its FileNotFoundError was about, where its message names none
 _read_unset = {}  # test -> credential variables it read that were not set
 _credentials = {}  # test -> those, when it then failed with an error raised
+_asserted = set()  # tests that failed on an assertion or a pytest.fail of their own
 # An environment variable's name that says it holds a credential: MAILOSAUR_API_KEY, GITHUB_TOKEN.
 CREDENTIAL = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)")
 _bound = set()  # ports this process's sockets bound or tried to: a refused connection to one is no missing service
@@ -361,14 +362,20 @@ def _note_unset(key):
         pass
 
 
+_ASSERTED = ("Failed", "XFailed", "Skipped", "Exit", "Interrupted")  # pytest's outcomes, raised by a test
+
+
 def note_error(test, kind):
-    """`test` failed with an exception of class `kind`: charged to the credentials it read unset
-    when it is an error raised (the client's "api_key must be set"), never an assertion or a
-    pytest.fail of the test's own (a check that the package refuses a missing key)."""
+    """`test` failed with an exception of class `kind`. An assertion or a pytest.fail of the test's
+    own is noted as such (a check that failed: what it reached for before says nothing of why);
+    an error raised is charged to the credentials it read unset (the client's "api_key must be set")."""
     try:
-        if test in _read_unset and isinstance(kind, type) and not issubclass(kind, AssertionError) and \
-                kind.__name__ not in ("Failed", "XFailed", "Skipped", "Exit", "Interrupted") and \
-                (test in _credentials or len(_credentials) < MAX_TESTS):
+        if not isinstance(kind, type):
+            return
+        if issubclass(kind, AssertionError) or kind.__name__ in _ASSERTED:
+            if len(_asserted) < MAX_FAILURES:
+                _asserted.add(test)
+        elif test in _read_unset and (test in _credentials or len(_credentials) < MAX_TESTS):
             _credentials[test] = list(_read_unset[test])
     except Exception:
         pass
@@ -528,12 +535,17 @@ def _script_module(collector):
         if not excinfo or not issubclass(excinfo[0], SystemExit) or type(collector).__name__ != "Module":
             return
         code = excinfo[1].code
+        path = str(getattr(collector, "fspath", None) or getattr(collector, "path", ""))
+        tb = excinfo[2]
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is None or os.path.realpath(tb.tb_frame.f_code.co_filename) != os.path.realpath(path):
+            return  # raised by the package's code it imports: the package's own doing
         try:
             from _pytest.reports import CollectReport
         except ImportError:  # pytest before 3.7
             from _pytest.runner import CollectReport
         said = "%s exits at import (SystemExit: %r): a script, not a test module" % (collector.nodeid, code)
-        path = str(getattr(collector, "fspath", None) or getattr(collector, "path", ""))
         outcome.force_result(CollectReport(collector.nodeid, "skipped" if code in (0, None) else "failed",
                                            (path, 0, "Skipped: " + said) if code in (0, None) else said, []))
     except Exception:
@@ -767,6 +779,7 @@ def pytest_sessionfinish(session):
     with open(os.environ["FARM_PROBE_REPORT"], "w") as fh:
         json.dump({"imports": out, "network": _network, "programs": _programs, "services": _services,
                    "unconfigured": _unconfigured, "credentials": credentials_seen(), "not_found": _not_found,
+                   "asserted": sorted(_asserted),
                    "failures": _failures,
                    "gil_enabled": gil_enabled,
                    "pytest": getattr(sys.modules.get("pytest"), "__version__", None)}, fh)
