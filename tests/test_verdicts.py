@@ -423,6 +423,12 @@ FIXTURES = {
                 assert vfix_asofdep.__version__ == "1.0"
             """),
     }, ('vfix-asofdep==1.0; extra == "full"', 'vfix-nowhere-to-be-found; extra == "gpu"'), "passed"),
+    # perceptra-storage's way: the package's own __init__ imports what only an extra declares; its
+    # users' `pip install` cannot import it, so no extra is installed to make its tests pass.
+    "vfix-extrasown": ({
+        "vfix_extrasown/__init__.py": "import vfix_asofdep\n\n__version__ = '1.0'\n",
+        "tests/test_own.py": "import vfix_extrasown\n\n\ndef test_version():\n    assert vfix_extrasown.__version__\n",
+    }, ('vfix-asofdep==1.0; extra == "s3"',), "tests-failed"),
     # hdx's way: a name the package defines only when its `html` extra's module is there; no test
     # file imports a missing module, the run's import error tells.
     "vfix-extras2": ({
@@ -1165,7 +1171,8 @@ OWN_TESTS_ONLY = ("vfix-unittest", "vfix-noinit", "vfix-cfgpkg", "vfix-noexcuse"
                   "vfix-notatest", "vfix-badtests", "vfix-bare", "vfix-empty",
                   "vfix-djangoset", "vfix-djangorun", "vfix-creds", "vfix-nopath",
                   "vfix-netonce", "vfix-scriptmod", "vfix-startcreds", "vfix-startcreds2",
-                  "vfix-privhelper", "vfix-asyncsvc", "vfix-pkgexit", "vfix-startbroken")
+                  "vfix-privhelper", "vfix-asyncsvc", "vfix-pkgexit", "vfix-startbroken",
+                  "vfix-extrasown")
 # Released twice, a day of its own each (PEP 700 upload times on the local index).
 DATED = {"vfix-asofdep": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
          "vfix-asofrt": ("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")}
@@ -1280,6 +1287,13 @@ def test_a_service_refused_to_an_asyncio_client_is_seen(verdict_reports):
     report, tests = check(verdict_reports, "vfix-asyncsvc")
     assert tests["needs_service"] == [{"test": "tests/test_client.py::test_talks_to_its_server",
                                        "service": "127.0.0.1:6391"}]
+
+
+@pytest.mark.slow
+def test_no_extra_is_installed_for_a_module_the_release_itself_cannot_import(verdict_reports):
+    report, tests = check(verdict_reports, "vfix-extrasown")
+    assert tests["inferred"] == [] and not any("s3" in d["source"] for d in tests["deps"])
+    assert tests["imports"][0]["error"].startswith("ModuleNotFoundError: No module named 'vfix_asofdep'")
 
 
 def test_a_private_module_is_never_a_distribution_to_install():

@@ -697,9 +697,13 @@ class Runner:
             # what it declares beats a distribution guessed from a module's name (unidas's tests
             # import daspy, which its `dev` extra gets from daspy-toolbox; hdx's `extract_table`
             # exists only with its `html` extra's bs4). Read to install what the release
-            # declares into its own sandbox, never to excuse.
-            installed = (wanted or any(_IMPORT_ERROR.search(f["message"]) for f in probe["failures"])) \
-                and self.other_extras(deadline, log)
+            # declares into its own sandbox, never to excuse. Not when the release's own module
+            # does not import as installed: what it lacks, its users lack (perceptra-storage's
+            # __init__ imports boto3, which only its s3 extra declares).
+            asked = wanted or any(_IMPORT_ERROR.search(f["message"]) for f in probe["failures"])
+            if asked and self.release_import_fails(deadline, log):
+                break
+            installed = asked and self.other_extras(deadline, log)
             if not installed:
                 wanted += missing.async_plugin_missing([f["message"] for f in probe["failures"]], known)
                 installed = self.infer(wanted, deadline, log)
@@ -934,6 +938,19 @@ class Runner:
                         test not in one["asserted"]:
                     reached[test] = one["network"][test]
         return reached
+
+    def release_import_fails(self, deadline, log):
+        """Does the release's main module fail to import, as installed, for a module it cannot
+        find (import_check, in the sandbox, offline)? Asked once."""
+        st = self.report["_state"]
+        if "own_import_fails" not in st:
+            fails, said = self.check_imports(deadline, log)
+            first = next((x for x in self.report["tests"].get("imports") or [] if x["counted"] and not x["imports"]), None)
+            st["own_import_fails"] = bool(fails and first and re.match(r"^(ModuleNotFound|Import)Error\b", first["error"]))
+            if st["own_import_fails"]:
+                log.write("[farm: the release's own module does not import as installed (%s): nothing is installed "
+                          "for what the tests miss]\n" % first["error"])
+        return st["own_import_fails"]
 
     def start_with_placeholders(self, plan, probe, deadline, log):
         """The tests could not start, and before they did the probe saw credentials read that this
