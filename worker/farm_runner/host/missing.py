@@ -37,6 +37,12 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a project's name: never an installer's option
 
 
+def private(name):
+    """A private module's name (`_common`): the tree's helper, never a project on the index is
+    imported as (and, made a name, an installer's option: "-common" is uv's `-c ommon`)."""
+    return name.startswith("_") and name not in IMPORT_TO_DIST
+
+
 def missing_modules(texts, own_names, known):
     """[(module, distribution)] named as missing in `texts`, excluding the package's own import
     names, `known` ones (already tried or installed) and the standard library."""
@@ -64,8 +70,8 @@ def distributions_for(modules, own_names, known):
         if not isinstance(module, str) or not _NAME.match(module) or module in own_names or module in known \
                 or module in STANDARD or module.startswith("_farm") or module in TEST_HELPER_NAMES:
             continue
-        if module.startswith("_") and module not in IMPORT_TO_DIST:
-            continue  # a private module (`_common`): the tree's helper, and no project's name ("-c ommon" to uv)
+        if private(module):
+            continue
         dist = IMPORT_TO_DIST.get(module, module.replace("_", "-"))
         if module not in [m for m, _ in out] and _DIST.match(dist):
             out.append((module, dist))
@@ -171,7 +177,7 @@ def helper_beside_missing(test, message, listing):
     one, `_common`, which no project on the index is imported as) when the sdist (`listing`) ships
     the test's folder but neither `utils.py` nor `utils/` in it; else None."""
     name = named_missing(message)
-    if not name or not (name in TEST_HELPER_NAMES or name.startswith("_") and name not in IMPORT_TO_DIST) or \
+    if not name or not (name in TEST_HELPER_NAMES or private(name)) or \
             listing is None or not isinstance(test, str):
         return None
     folder = posixpath.dirname(test.split("::", 1)[0])
